@@ -1,0 +1,87 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// The agent's closure (everything `meetpunt-agent` depends on) must stay free of
+// Hummingbird, NIO, GRDB, postgres-nio, Yams, swift-crypto and full Foundation:
+// see DEVELOPERS.md for the measured cost of each. `Tests/ArchitectureTests` checks it.
+
+let package = Package(
+    name: "meetpunt",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "meetpunt-agent", targets: ["meetpunt-agent"]),
+        .executable(name: "meetpunt-collector", targets: ["meetpunt-collector"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.7.0"),
+    ],
+    targets: [
+        // MARK: C libraries (module.modulemap + shim.h only)
+        .systemLibrary(name: "CNetlink", pkgConfig: "libnl-route-3.0",
+                       providers: [.apt(["libnl-3-dev", "libnl-genl-3-dev", "libnl-route-3-dev"])]),
+        .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
+        .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+
+        // MARK: Shared by agent and collector (FoundationEssentials only)
+        .target(name: "TelemetryModel"),
+        .target(name: "GzipCodec", dependencies: ["CZlib"]),
+
+        // MARK: Agent
+        .target(name: "NetlinkKit", dependencies: ["CNetlink"]),
+        .target(name: "Pseudonymisation", dependencies: ["CLibCrypto"]),
+        .target(name: "Aggregation", dependencies: ["TelemetryModel"]),
+        .target(name: "AgentConfig", dependencies: ["CYAML", "TelemetryModel"]),
+        .target(name: "AgentCore", dependencies: [
+            "NetlinkKit", "Pseudonymisation", "Aggregation", "AgentConfig", "TelemetryModel", "GzipCodec", "CCurl",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        .executableTarget(name: "meetpunt-agent", dependencies: [
+            "AgentCore", "AgentConfig", "Pseudonymisation", "NetlinkKit",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+
+        // MARK: Collector
+        .target(name: "CollectorCore", dependencies: [
+            "TelemetryModel", "GzipCodec",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
+            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        .executableTarget(name: "meetpunt-collector", dependencies: [
+            "CollectorCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+
+        // MARK: Tests
+        .testTarget(name: "MeetpuntTests", dependencies: [
+            "TelemetryModel", "GzipCodec", "NetlinkKit", "Pseudonymisation", "Aggregation", "AgentConfig",
+            "AgentCore", "CollectorCore",
+            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ], resources: [.copy("Fixtures")]),
+    ]
+)

@@ -1,0 +1,149 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The agent's validated configuration. `agent-config/agent.yaml` documents every key.
+public struct AgentConfiguration: Sendable, Equatable {
+    public struct Collector: Sendable, Equatable {
+        public var url: String
+        /// File holding the device's bearer token (mode 0600).
+        public var tokenFile: String
+        public var requestTimeoutSeconds: Int
+    }
+
+    public struct Link: Sendable, Equatable {
+        public var enabled: Bool
+        public var interfaces: [String]
+        public var exclude: [String]
+        public var includeLoopback: Bool
+
+        /// Whether interface `name` (loopback or not) is sampled.
+        public func samples(_ name: String, isLoopback: Bool) -> Bool {
+            guard enabled else { return false }
+            if isLoopback, !includeLoopback { return false }
+            if exclude.contains(where: { globMatches($0, name) }) { return false }
+            return interfaces.contains { globMatches($0, name) }
+        }
+    }
+
+    public struct LANClients: Sendable, Equatable {
+        public var enabled: Bool
+        public var interfaces: [String]
+        public var maxClients: Int
+    }
+
+    public struct Privacy: Sendable, Equatable {
+        public var keyEpochDays: Int
+        public var reportOUI: Bool
+        /// SSIDs the outgoing-data guard must never let out (the router's own networks).
+        public var guardSSIDs: [String]
+    }
+
+    public var deviceID: String
+    public var collector: Collector
+    public var stateDirectory: String
+    public var sampleIntervalSeconds: Int
+    public var reportWindowSeconds: Int
+    public var maxSeriesPerWindow: Int
+    public var maxQueuedReports: Int
+    public var link: Link
+    public var lanClients: LANClients
+    public var privacy: Privacy
+    public var logLevel: String
+
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+
+    /// Reads and validates `path`.
+    public static func load(path: String) throws(ConfigError) -> AgentConfiguration {
+        let text = try readFile(path)
+        return try parse(text, file: path)
+    }
+
+    public static func parse(_ text: String, file: String) throws(ConfigError) -> AgentConfiguration {
+        let root = try YAMLDocument.parse(text, file: file)
+        var top = try MappingReader(root, file: file)
+
+        let deviceID = try top.string("device_id")
+        guard (1...64).contains(deviceID.utf8.count),
+              deviceID.utf8.allSatisfy({ isAlnum($0) || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".") }) else {
+            throw ConfigError(file: file, line: root.line, key: "device_id",
+                              message: "must be 1–64 of A–Z a–z 0–9 - _ . (a pseudonymous id, never a serial number or MAC)")
+        }
+        var c = try top.mapping("collector")
+        let url = try c.string("url")
+        guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+            throw ConfigError(file: file, line: c.line, key: "collector.url", message: "must start with http:// or https://, found \"\(url)\"")
+        }
+        let collector = Collector(url: url, tokenFile: try c.string("token_file"),
+                                  requestTimeoutSeconds: try c.int("request_timeout_seconds", default: 10, range: 1...300))
+        try c.finish()
+
+        let stateDirectory = try top.string("state_dir", default: "/var/lib/meetpunt-agent")
+
+        var s = try top.mapping("sampling")
+        let interval = try s.int("interval_seconds", default: 10, range: 1...3600)
+        let window = try s.int("window_seconds", default: 60, range: 1...3600)
+        let maxSeries = try s.int("max_series_per_window", default: 2000, range: 10...5000)
+        guard window >= interval, window % interval == 0 else {
+            throw ConfigError(file: file, line: s.line, key: "sampling.window_seconds",
+                              message: "\(window) must be a whole multiple of sampling.interval_seconds (\(interval))")
+        }
+        try s.finish()
+
+        var q = try top.mapping("queue")
+        let maxQueued = try q.int("max_reports", default: 60, range: 1...10_000)
+        try q.finish()
+
+        var l = try top.mapping("link")
+        let link = Link(enabled: try l.bool("enabled", default: true),
+                        interfaces: try l.stringList("interfaces", default: ["*"]),
+                        exclude: try l.stringList("exclude", default: []),
+                        includeLoopback: try l.bool("include_loopback", default: false))
+        try l.finish()
+
+        var n = try top.mapping("lan_clients")
+        let lan = LANClients(enabled: try n.bool("enabled", default: true),
+                             interfaces: try n.stringList("interfaces", default: ["br-lan", "lan*"]),
+                             maxClients: try n.int("max_clients", default: 64, range: 1...1024))
+        try n.finish()
+
+        var p = try top.mapping("privacy")
+        let privacy = Privacy(keyEpochDays: try p.int("key_epoch_days", default: 30, range: 1...366),
+                              reportOUI: try p.bool("report_oui", default: true),
+                              guardSSIDs: try p.stringList("guard_ssids", default: []))
+        try p.finish()
+
+        var g = try top.mapping("logging")
+        let level = try g.string("level", default: "info", allowed: logLevels)
+        try g.finish()
+
+        try top.finish()
+        return AgentConfiguration(deviceID: deviceID, collector: collector, stateDirectory: stateDirectory,
+                                  sampleIntervalSeconds: interval, reportWindowSeconds: window, maxSeriesPerWindow: maxSeries,
+                                  maxQueuedReports: maxQueued, link: link, lanClients: lan, privacy: privacy, logLevel: level)
+    }
+
+    private static func isAlnum(_ b: UInt8) -> Bool {
+        (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+    }
+
+    static func readFile(_ path: String) throws(ConfigError) -> String {
+        guard let f = fopen(path, "rb") else {
+            throw ConfigError(file: path, line: nil, key: nil, message: "cannot open: \(String(cString: strerror(errno)))")
+        }
+        defer { fclose(f) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = fread(&chunk, 1, chunk.count, f)
+            if n == 0 { break }
+            bytes += chunk[..<n]
+            guard bytes.count <= 1 << 20 else {
+                throw ConfigError(file: path, line: nil, key: nil, message: "larger than 1 MiB; is this the right file?")
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

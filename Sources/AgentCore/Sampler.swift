@@ -1,0 +1,40 @@
+import Pseudonymisation
+import TelemetryModel
+
+/// What a sampler emits: catalogued metric samples with labels.
+public struct SampleBatch: Sendable {
+    public struct Sample: Sendable {
+        public let descriptor: MetricDescriptor
+        public let labels: [String: String]
+        public let value: Double
+    }
+
+    public private(set) var samples: [Sample] = []
+    public init() {}
+
+    /// Adds a sample of the catalogued metric `name`; an uncatalogued name is a programming error.
+    public mutating func add(_ name: String, _ labels: [String: String], _ value: Double) {
+        guard let d = MetricCatalog.descriptor(named: name) else {
+            preconditionFailure("metric \(name) is not in MetricCatalog")
+        }
+        samples.append(Sample(descriptor: d, labels: labels, value: value))
+    }
+}
+
+/// Context shared by every sampler in one sampling round.
+public struct SampleContext: Sendable {
+    public var time: SampleTime
+    /// The key epoch of the window being filled: pseudonyms must use it, the report carries it.
+    public var epoch: KeyEpoch
+    public init(time: SampleTime, epoch: KeyEpoch) {
+        self.time = time
+        self.epoch = epoch
+    }
+}
+
+/// A source of samples (link counters, LAN clients; Wi-Fi and packet capture later). Samplers own kernel
+/// handles and are called from one thread at a time, never from the cooperative pool.
+public protocol Sampler: AnyObject {
+    var name: String { get }
+    func sample(_ context: SampleContext, into batch: inout SampleBatch) throws
+}

@@ -1,0 +1,81 @@
+import TelemetryModel
+
+/// A metric name plus its label set: one series.
+public struct SeriesKey: Hashable, Sendable {
+    public let metric: String
+    public let labels: [String: String]
+    public init(metric: String, labels: [String: String]) {
+        self.metric = metric
+        self.labels = labels
+    }
+}
+
+/// Folds samples into per-series summaries for one report window. Pure: no clock, no I/O.
+///
+/// Bounded: at most `maxSeries` distinct series per window; samples for further series are dropped and
+/// counted in ``droppedSeries`` (shipped as `agent.dropped_series`).
+public struct WindowAggregator: Sendable {
+    struct Accumulator: Sendable {
+        var unit: String
+        var count = 0
+        var min = Double.infinity
+        var max = -Double.infinity
+        var sum = 0.0
+        var last = 0.0
+        var sketch: QuantileSketch?
+    }
+
+    public let maxSeries: Int
+    private var accumulators: [SeriesKey: Accumulator] = [:]
+    private var order: [SeriesKey] = []
+    public private(set) var droppedSeries = 0
+
+    public init(maxSeries: Int) {
+        precondition(maxSeries > 0)
+        self.maxSeries = maxSeries
+    }
+
+    public var isEmpty: Bool { accumulators.isEmpty }
+    public var seriesCount: Int { accumulators.count }
+
+    /// Adds one sample of a catalogued metric. Non-finite values are ignored (the sampler reports them as
+    /// unknown instead).
+    public mutating func add(_ descriptor: MetricDescriptor, labels: [String: String], value: Double) {
+        guard value.isFinite else { return }
+        let key = SeriesKey(metric: descriptor.name, labels: labels)
+        if accumulators[key] == nil {
+            guard accumulators.count < maxSeries else {
+                droppedSeries += 1
+                return
+            }
+            accumulators[key] = Accumulator(unit: descriptor.unit, sketch: descriptor.kind == .rate ? QuantileSketch() : nil)
+            order.append(key)
+        }
+        accumulators[key]!.fold(value)
+    }
+
+    /// The window's series in first-seen order, and a fresh, empty aggregator state.
+    public mutating func drain() -> (series: [Series], droppedSeries: Int) {
+        let series = order.compactMap { key -> Series? in
+            guard let a = accumulators[key], a.count > 0 else { return nil }
+            return Series(metric: key.metric, unit: a.unit, labels: key.labels, count: a.count, min: a.min, max: a.max,
+                          mean: a.sum / Double(a.count), last: a.last, sum: a.sum, sketch: a.sketch)
+        }
+        let dropped = droppedSeries
+        accumulators = [:]
+        order = []
+        droppedSeries = 0
+        return (series, dropped)
+    }
+}
+
+extension WindowAggregator.Accumulator {
+    mutating func fold(_ value: Double) {
+        count += 1
+        min = Swift.min(min, value)
+        max = Swift.max(max, value)
+        sum += value
+        last = value
+        sketch?.add(value)
+    }
+}

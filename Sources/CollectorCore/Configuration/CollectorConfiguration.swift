@@ -1,0 +1,96 @@
+import Foundation
+import TelemetryModel
+
+/// The collector's validated configuration. `collector/collector.yaml` documents every key.
+public struct CollectorConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    public var sqlitePath: String
+    public var retentionFile: String
+    public var maxBodyBytes: Int
+    public var maxDecompressedBytes: Int
+    public var maxClockSkewSeconds: Int
+    public var maxSeriesPerReport: Int
+    public var maxLabelsPerSeries: Int
+    public var purgeIntervalSeconds: Int
+    /// SSIDs the ingest guard rejects in any label, as the agent's guard does.
+    public var guardSSIDs: [String]
+    public var logLevel: String
+
+    public init(host: String = "127.0.0.1", port: Int = 8080, sqlitePath: String, retentionFile: String,
+                maxBodyBytes: Int = 1 << 20, maxDecompressedBytes: Int = 8 << 20, maxClockSkewSeconds: Int = 300,
+                maxSeriesPerReport: Int = 5000, maxLabelsPerSeries: Int = 8, purgeIntervalSeconds: Int = 600,
+                guardSSIDs: [String] = [], logLevel: String = "info") {
+        self.host = host
+        self.port = port
+        self.sqlitePath = sqlitePath
+        self.retentionFile = retentionFile
+        self.maxBodyBytes = maxBodyBytes
+        self.maxDecompressedBytes = maxDecompressedBytes
+        self.maxClockSkewSeconds = maxClockSkewSeconds
+        self.maxSeriesPerReport = maxSeriesPerReport
+        self.maxLabelsPerSeries = maxLabelsPerSeries
+        self.purgeIntervalSeconds = purgeIntervalSeconds
+        self.guardSSIDs = guardSSIDs
+        self.logLevel = logLevel
+    }
+
+    /// Loads `path`. Relative paths inside it (the SQLite file, the retention file) resolve against the
+    /// configuration file's directory.
+    public static func load(path: String) throws(CollectorError) -> CollectorConfiguration {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw CollectorError(.configuration, "\(path): cannot read: \(error.localizedDescription)")
+        }
+        return try parse(text, file: path)
+    }
+
+    public static func parse(_ text: String, file: String) throws(CollectorError) -> CollectorConfiguration {
+        let base = (file as NSString).deletingLastPathComponent
+        func resolve(_ p: String) -> String { p.hasPrefix("/") || base.isEmpty ? p : base + "/" + p }
+
+        var top = try YAMLMappingReader(YAMLMappingReader.load(file: file, text: text), file: file)
+        var listen = try top.mapping("listen")
+        let host = try listen.string("host", default: "127.0.0.1")
+        let port = try listen.int("port", default: 8080, range: 0...65535)
+        try listen.finish()
+
+        var storage = try top.mapping("storage")
+        _ = try storage.string("backend", default: "sqlite", allowed: ["sqlite"])
+        let sqlitePath = resolve(try storage.string("sqlite_path", default: "../var/collector.sqlite"))
+        try storage.finish()
+
+        let retentionFile = resolve(try top.string("retention_file", default: "retention.yaml"))
+
+        var ingest = try top.mapping("ingest")
+        let maxBody = try ingest.int("max_body_bytes", default: 1 << 20, range: 1024...(64 << 20))
+        let maxInflated = try ingest.int("max_decompressed_bytes", default: 8 << 20, range: 1024...(256 << 20))
+        let skew = try ingest.int("max_clock_skew_seconds", default: 300, range: 0...86_400)
+        let maxSeries = try ingest.int("max_series_per_report", default: 5000, range: 1...100_000)
+        let maxLabels = try ingest.int("max_labels_per_series", default: 8, range: 1...64)
+        let ssids = try ingest.stringList("guard_ssids", default: [])
+        try ingest.finish()
+
+        var purge = try top.mapping("purge")
+        let purgeInterval = try purge.int("interval_seconds", default: 600, range: 10...86_400)
+        try purge.finish()
+
+        var logging = try top.mapping("logging")
+        let level = try logging.string("level", default: "info", allowed: ["trace", "debug", "info", "notice", "warning", "error", "critical"])
+        try logging.finish()
+        try top.finish()
+
+        return CollectorConfiguration(host: host, port: port, sqlitePath: sqlitePath, retentionFile: retentionFile,
+                                      maxBodyBytes: maxBody, maxDecompressedBytes: maxInflated, maxClockSkewSeconds: skew,
+                                      maxSeriesPerReport: maxSeries, maxLabelsPerSeries: maxLabels,
+                                      purgeIntervalSeconds: purgeInterval, guardSSIDs: ssids, logLevel: level)
+    }
+
+    var validatorLimits: ReportValidator.Limits {
+        var l = ReportValidator.Limits()
+        l.maxSeries = maxSeriesPerReport
+        l.maxLabelsPerSeries = maxLabelsPerSeries
+        l.maxClockSkewMs = Int64(maxClockSkewSeconds) * 1000
+        return l
+    }
+}

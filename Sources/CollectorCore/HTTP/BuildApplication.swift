@@ -1,0 +1,94 @@
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// Builds the collector's HTTP application. `meetpunt-collector serve` and the tests both call this.
+///
+/// `onListening` receives the bound port (useful with port 0).
+public func buildApplication(api: CollectorAPI, services: [any Service] = [],
+                             onListening: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+    let router = Router()
+    router.add(middleware: ErrorMiddleware(logger: api.logger))
+    router.get("/healthz") { _, _ in "ok\n" }
+    router.post("/v1/reports") { request, _ in try await api.ingest(request) }
+    router.get("/v1/devices") { request, _ in try await api.listDevices(request) }
+    router.get("/v1/devices/:id/series") { request, context in
+        try await api.series(request, device: try context.parameters.require("id"))
+    }
+    router.get("/v1/devices/:id/export") { request, context in
+        try await api.export(request, device: try context.parameters.require("id"))
+    }
+    router.delete("/v1/devices/:id/data") { request, context in
+        try await api.erase(request, device: try context.parameters.require("id"))
+    }
+    router.post("/v1/tokens") { request, _ in try await api.createToken(request) }
+    router.delete("/v1/tokens/:id") { request, context in
+        guard let id = Int64(try context.parameters.require("id")) else {
+            throw APIError(.badRequest, "bad_parameter", "token id must be an integer", path: "id")
+        }
+        return try await api.revokeToken(request, id: id)
+    }
+    router.get("/v1/audit") { request, _ in try await api.auditTrail(request) }
+
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(api.configuration.host, port: api.configuration.port), serverName: "meetpunt-collector"),
+        services: services,
+        onServerRunning: { channel in await onListening(channel.localAddress?.port ?? api.configuration.port) },
+        logger: api.logger)
+}
+
+/// Turns ``APIError`` into its JSON answer and any other error into a 500 that names no internals;
+/// the server stays up whatever a request does.
+struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let e as APIError {
+            if e.status.code >= 500 || e.status == .forbidden {
+                logger.notice("request refused", metadata: ["http.path": "\(request.uri.path)", "http.status": "\(e.status.code)", "error.code": "\(e.code)"])
+            }
+            return e.response
+        } catch let e as HTTPResponseError {
+            throw e
+        } catch {
+            logger.error("request failed", metadata: ["http.path": "\(request.uri.path)", "error": "\(error)"])
+            return APIError(.internalServerError, "internal", "the collector could not complete the request; see its log").response
+        }
+    }
+}
+
+/// Deletes expired data every `interval` and logs the counts per class.
+public struct PurgeService: Service {
+    let api: CollectorAPI
+    let interval: Duration
+
+    public init(api: CollectorAPI, interval: Duration) {
+        self.api = api
+        self.interval = interval
+    }
+
+    public func run() async throws {
+        while !Task.isShuttingDownGracefully {
+            await purgeOnce()
+            try? await cancelWhenGracefulShutdown { [interval] in try await Task.sleep(for: interval) }
+        }
+    }
+
+    @discardableResult
+    public func purgeOnce(dryRun: Bool = false) async -> [String: Int] {
+        do {
+            let counts = try await api.store.purge(cutoffs: api.policy.cutoffs(nowMs: api.clock()), dryRun: dryRun)
+            var metadata: Logger.Metadata = ["purge.dry_run": "\(dryRun)"]
+            for (k, v) in counts { metadata["purge.deleted.\(k)"] = "\(v)" }
+            api.logger.info("retention purge", metadata: metadata)
+            return counts
+        } catch {
+            api.logger.error("retention purge failed", metadata: ["error": "\(error)"])
+            return [:]
+        }
+    }
+}

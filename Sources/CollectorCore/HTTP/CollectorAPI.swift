@@ -1,0 +1,325 @@
+import Foundation
+import HTTPTypes
+import GzipCodec
+import Hummingbird
+import Logging
+import TelemetryModel
+
+/// Milliseconds since the Unix epoch; injected so tests can move time (retention) without waiting.
+public typealias CollectorClock = @Sendable () -> Int64
+
+public let systemClock: CollectorClock = { Int64(Date().timeIntervalSince1970 * 1000) }
+
+/// The collector's request handling, independent of how it is served. `buildApplication` wires it to a
+/// router; tests call the same function.
+public struct CollectorAPI: Sendable {
+    public let store: any TelemetryStore
+    public let policy: RetentionPolicy
+    public let configuration: CollectorConfiguration
+    public let clock: CollectorClock
+    let validator: ReportValidator
+    let logger: Logger
+
+    public init(store: any TelemetryStore, policy: RetentionPolicy, configuration: CollectorConfiguration,
+                clock: @escaping CollectorClock = systemClock, logger: Logger) {
+        self.store = store
+        self.policy = policy
+        self.configuration = configuration
+        self.clock = clock
+        self.validator = ReportValidator(limits: configuration.validatorLimits,
+                                         identifierGuard: IdentifierGuard(ssids: configuration.guardSSIDs))
+        self.logger = logger
+    }
+
+    // MARK: Authentication and authorisation
+
+    /// The caller, or 401. A revoked or unknown token is 401; the message never echoes the token.
+    func authenticate(_ request: Request) async throws -> Principal {
+        guard let header = request.headers[.authorization] else {
+            throw APIError(.unauthorized, "missing_token", "Authorization: Bearer <token> header is required")
+        }
+        guard header.hasPrefix("Bearer "), case let token = String(header.dropFirst(7)), !token.isEmpty else {
+            throw APIError(.unauthorized, "malformed_token", "Authorization header must be 'Bearer <token>'")
+        }
+        let hash = BearerToken.hash(token)
+        guard let (record, stored) = try await store.token(hash: hash), BearerToken.equal(hash, stored) else {
+            throw APIError(.unauthorized, "invalid_token", "token is not valid")
+        }
+        guard record.revokedAtMs == nil else { throw APIError(.unauthorized, "revoked_token", "token has been revoked") }
+        return Principal(token: record)
+    }
+
+    /// The caller if their role is one of `roles`; otherwise 403, and the refusal is audited.
+    func authorize(_ request: Request, roles: Set<TokenRole>, action: String, device: String?) async throws -> Principal {
+        let principal = try await authenticate(request)
+        guard roles.contains(principal.token.role) else {
+            try await audit(principal, action: action, device: device, request: request, outcome: "denied",
+                            detail: "role \(principal.token.role.rawValue) may not \(action)")
+            throw APIError(.forbidden, "forbidden", "role \(principal.token.role.rawValue) may not \(action); needs \(roles.map(\.rawValue).sorted().joined(separator: " or "))")
+        }
+        return principal
+    }
+
+    func audit(_ principal: Principal, action: String, device: String?, request: Request, outcome: String, detail: String? = nil) async throws {
+        let reason = request.headers[HTTPField.Name("X-Meetpunt-Reason")!].map { String($0.prefix(200)) }
+        try await store.appendAudit(AuditEntry(atMs: clock(), actor: principal.actor, action: action, deviceID: device,
+                                               reason: reason, outcome: outcome, detail: detail))
+    }
+
+    // MARK: Ingest
+
+    public func ingest(_ request: Request) async throws -> Response {
+        let principal = try await authenticate(request)
+        guard principal.token.role == .device, let tokenDevice = principal.token.deviceID else {
+            try await audit(principal, action: "write reports", device: nil, request: request, outcome: "denied",
+                            detail: "role \(principal.token.role.rawValue) may not write reports")
+            throw APIError(.forbidden, "forbidden", "only device tokens may write reports")
+        }
+        var compressed: ByteBuffer
+        do { compressed = try await request.body.collect(upTo: configuration.maxBodyBytes) } catch {
+            throw APIError(.contentTooLarge, "body_too_large", "request body exceeds \(configuration.maxBodyBytes) bytes")
+        }
+        var bytes = compressed.readBytes(length: compressed.readableBytes) ?? []
+        switch request.headers[.contentEncoding]?.lowercased() {
+        case nil, "identity":
+            guard bytes.count <= configuration.maxDecompressedBytes else {
+                throw APIError(.contentTooLarge, "body_too_large", "request body exceeds \(configuration.maxDecompressedBytes) bytes")
+            }
+        case "gzip":
+            bytes = try Self.inflate(bytes, limit: configuration.maxDecompressedBytes)
+        case let other?:
+            throw APIError(.unsupportedMediaType, "unsupported_encoding", "Content-Encoding \(other) is not supported; use gzip or none")
+        }
+        let report: Report
+        do { report = try JSONDecoder().decode(Report.self, from: Data(bytes)) } catch {
+            throw APIError(.badRequest, "malformed_report", "report is not valid JSON for schema \(Report.currentSchemaVersion): \(Self.describe(error))")
+        }
+        guard report.device == tokenDevice else {
+            try await audit(principal, action: "write reports", device: tokenDevice, request: request, outcome: "denied",
+                            detail: "token of device \(tokenDevice) used for device \(report.device)")
+            throw APIError(.forbidden, "wrong_device", "this token writes for device \(tokenDevice), not \(report.device)", path: "device")
+        }
+        let now = clock()
+        if let v = validator.validate(report, nowMs: now) {
+            throw APIError(.unprocessableContent, "invalid_report", v.message, path: v.path)
+        }
+        let classes = report.series.map { MetricCatalog.descriptor(named: $0.metric)!.dataClass }
+        for (i, c) in classes.enumerated() where report.windowEndMs < policy.cutoffMs(c, nowMs: now) {
+            throw APIError(.unprocessableContent, "expired", "window ended \((now - report.windowEndMs) / RetentionPolicy.millisecondsPerDay) days ago; data class \(c) is kept at most \(policy.maxAgeDays[c]!) days",
+                           path: "series[\(i)]")
+        }
+        let outcome = try await store.ingest(report, classes: classes, receivedAtMs: now)
+        let ack: ReportAcknowledgement
+        switch outcome {
+        case .stored(let n): ack = ReportAcknowledgement(device: report.device, seq: report.seq, duplicate: false, storedSeries: n)
+        case .duplicate: ack = ReportAcknowledgement(device: report.device, seq: report.seq, duplicate: true, storedSeries: 0)
+        }
+        let data = try JSONEncoder().encode(ack)
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func inflate(_ bytes: [UInt8], limit: Int) throws -> [UInt8] {
+        let result = Result { () throws(GzipError) -> [UInt8] in try Gzip.decompress(bytes, limit: limit) }
+        switch result {
+        case .success(let inflated): return inflated
+        case .failure(let e) where e.code == .tooLarge:
+            throw APIError(.contentTooLarge, "body_too_large", "decompressed body exceeds \(limit) bytes")
+        case .failure(let e): throw APIError(.badRequest, "bad_encoding", e.message)
+        }
+    }
+
+    /// A decoding error as a path and a reason, without echoing input.
+    static func describe(_ error: any Error) -> String {
+        guard let e = error as? DecodingError else { return "\(error)" }
+        func path(_ c: [any CodingKey]) -> String {
+            c.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingCharacters(in: CharacterSet(charactersIn: "."))
+        }
+        switch e {
+        case .keyNotFound(let key, let ctx): return "missing key \(path(ctx.codingPath + [key]))"
+        case .typeMismatch(_, let ctx): return "wrong type at \(path(ctx.codingPath)): \(ctx.debugDescription)"
+        case .valueNotFound(_, let ctx): return "missing value at \(path(ctx.codingPath))"
+        case .dataCorrupted(let ctx):
+            let p = path(ctx.codingPath)
+            return p.isEmpty ? "\(ctx.debugDescription)" : "invalid value at \(p): \(ctx.debugDescription)"
+        @unknown default: return "\(e)"
+        }
+    }
+
+    // MARK: Reads
+
+    public func listDevices(_ request: Request) async throws -> Response {
+        let p = try await authorize(request, roles: [.operator_, .admin], action: "list devices", device: nil)
+        try await audit(p, action: "list devices", device: nil, request: request, outcome: "ok")
+        return try jsonResponse(["devices": try await store.devices()])
+    }
+
+    func requireDevice(_ id: String) async throws {
+        guard try await store.deviceExists(id) else { throw APIError(.notFound, "unknown_device", "no device \(id)") }
+    }
+
+    func int64Parameter(_ request: Request, _ name: String, default value: Int64) throws -> Int64 {
+        guard let text = request.uri.queryParameters.get(name) else { return value }
+        guard let n = Int64(text) else { throw APIError(.badRequest, "bad_parameter", "\(name) must be milliseconds since the Unix epoch", path: name) }
+        return n
+    }
+
+    public func series(_ request: Request, device: String) async throws -> Response {
+        let p = try await authorize(request, roles: [.operator_, .admin], action: "read series", device: device)
+        try await requireDevice(device)
+        let metric = request.uri.queryParameters.get("metric")
+        if let metric, MetricCatalog.descriptor(named: metric) == nil {
+            throw APIError(.badRequest, "unknown_metric", "unknown metric \(metric); see docs/metrics.md", path: "metric")
+        }
+        let now = clock()
+        let from = try int64Parameter(request, "from", default: 0)
+        let to = try int64Parameter(request, "to", default: now + 1)
+        guard from < to else { throw APIError(.badRequest, "bad_range", "from must be before to", path: "from") }
+        try await audit(p, action: "read series", device: device, request: request, outcome: "ok", detail: metric)
+        let windows = try await store.windows(device: device, metric: metric, fromMs: from, toMs: to,
+                                              cutoffs: policy.cutoffs(nowMs: now), limit: 100_000)
+        return try jsonResponse(SeriesAnswer(device: device, metric: metric, windows: windows))
+    }
+
+    struct SeriesAnswer: Encodable {
+        let device: String
+        let metric: String?
+        let windows: [StoredWindow]
+    }
+
+    // MARK: Subject rights
+
+    /// Everything held for `device`, every class, with the retention that applies to each.
+    public func exportData(device: String) async throws -> DeviceExport {
+        let now = clock()
+        let windows = try await store.windows(device: device, metric: nil, fromMs: 0, toMs: Int64.max,
+                                              cutoffs: policy.cutoffs(nowMs: now), limit: Int.max)
+        var classes: [String: DeviceExport.ClassData] = [:]
+        for c in policy.maxAgeDays.keys where c != .audit {
+            classes[c.rawValue] = .init(retentionDays: policy.maxAgeDays[c]!, windows: windows.filter { $0.dataClass == c.rawValue })
+        }
+        let audit = try await store.audit(device: device, sinceMs: policy.cutoffMs(.audit, nowMs: now), limit: 100_000)
+        return DeviceExport(device: device, exportedAtMs: now, classes: classes,
+                            audit: .init(retentionDays: policy.maxAgeDays[.audit]!, entries: audit))
+    }
+
+    public func export(_ request: Request, device: String) async throws -> Response {
+        let p = try await authorize(request, roles: [.admin], action: "export device data", device: device)
+        try await requireDevice(device)
+        let format = request.uri.queryParameters.get("format") ?? "json"
+        guard format == "json" || format == "csv" else {
+            throw APIError(.badRequest, "bad_parameter", "format must be json or csv", path: "format")
+        }
+        try await audit(p, action: "export device data", device: device, request: request, outcome: "ok", detail: format)
+        let data = try await exportData(device: device)
+        if format == "csv" {
+            guard let metric = request.uri.queryParameters.get("metric") else {
+                throw APIError(.badRequest, "bad_parameter", "CSV export is per metric: add metric=NAME", path: "metric")
+            }
+            let csv = DeviceExport.csv(data.classes.values.flatMap(\.windows).filter { $0.metric == metric })
+            return Response(status: .ok, headers: [.contentType: "text/csv"], body: .init(byteBuffer: ByteBuffer(string: csv)))
+        }
+        return try jsonResponse(data)
+    }
+
+    public func erase(_ request: Request, device: String) async throws -> Response {
+        let p = try await authorize(request, roles: [.admin], action: "erase device data", device: device)
+        try await requireDevice(device)
+        let counts = try await store.erase(device: device)
+        try await audit(p, action: "erase device data", device: device, request: request, outcome: "ok",
+                        detail: counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
+        return try jsonResponse(EraseAnswer(device: device, deleted: counts))
+    }
+
+    struct EraseAnswer: Encodable {
+        let device: String
+        let deleted: [String: Int]
+    }
+
+    // MARK: Tokens and audit
+
+    struct TokenRequest: Decodable {
+        let role: String
+        let name: String
+        let device: String?
+    }
+
+    struct TokenCreated: Encodable {
+        let id: Int64
+        let role: String
+        let name: String
+        let device: String?
+        /// Shown once; only its hash is stored.
+        let token: String
+    }
+
+    public func createToken(_ request: Request) async throws -> Response {
+        let p = try await authorize(request, roles: [.admin], action: "manage tokens", device: nil)
+        var body = try await request.body.collect(upTo: 64 * 1024)
+        guard let bytes = body.readBytes(length: body.readableBytes),
+              let t = try? JSONDecoder().decode(TokenRequest.self, from: Data(bytes)) else {
+            throw APIError(.badRequest, "malformed_request", "expected JSON {\"role\": \"operator|admin|device\", \"name\": \"…\", \"device\": \"…\"}")
+        }
+        guard let role = TokenRole(rawValue: t.role) else {
+            throw APIError(.badRequest, "bad_role", "role must be device, operator or admin", path: "role")
+        }
+        let (token, record) = try await issueToken(role: role, name: t.name, device: t.device)
+        try await audit(p, action: "token add", device: t.device, request: request, outcome: "ok", detail: "id=\(record.id) role=\(role.rawValue) name=\(t.name)")
+        return try jsonResponse(TokenCreated(id: record.id, role: role.rawValue, name: t.name, device: t.device, token: token), status: .created)
+    }
+
+    /// Creates a token; the caller shows it once.
+    public func issueToken(role: TokenRole, name: String, device: String?) async throws -> (String, TokenRecord) {
+        guard !name.isEmpty, name.count <= 64 else { throw APIError(.badRequest, "bad_name", "name must be 1–64 characters", path: "name") }
+        switch (role, device) {
+        case (.device, nil): throw APIError(.badRequest, "bad_device", "device tokens need a device", path: "device")
+        case (.device, let d?): try await requireDevice(d)
+        case (_, nil): break
+        case (_, .some): throw APIError(.badRequest, "bad_device", "only device tokens belong to a device", path: "device")
+        }
+        let token = BearerToken.generate()
+        let record = try await store.addToken(hash: BearerToken.hash(token), role: role, deviceID: device, name: name, nowMs: clock())
+        return (token, record)
+    }
+
+    public func revokeToken(_ request: Request, id: Int64) async throws -> Response {
+        let p = try await authorize(request, roles: [.admin], action: "manage tokens", device: nil)
+        guard try await store.revokeToken(id: id, nowMs: clock()) else {
+            throw APIError(.notFound, "unknown_token", "no active token \(id)")
+        }
+        try await audit(p, action: "token revoke", device: nil, request: request, outcome: "ok", detail: "id=\(id)")
+        return try jsonResponse(["revoked": id])
+    }
+
+    public func auditTrail(_ request: Request) async throws -> Response {
+        let p = try await authorize(request, roles: [.admin], action: "read audit trail", device: nil)
+        try await audit(p, action: "read audit trail", device: nil, request: request, outcome: "ok")
+        let device = request.uri.queryParameters.get("device")
+        let entries = try await store.audit(device: device, sinceMs: policy.cutoffMs(.audit, nowMs: clock()), limit: 10_000)
+        return try jsonResponse(["entries": entries])
+    }
+}
+
+/// All data held for one device.
+public struct DeviceExport: Codable, Sendable {
+    public struct ClassData: Codable, Sendable {
+        public var retentionDays: Int
+        public var windows: [StoredWindow]
+    }
+    public struct AuditData: Codable, Sendable {
+        public var retentionDays: Int
+        public var entries: [AuditEntry]
+    }
+    public var device: String
+    public var exportedAtMs: Int64
+    public var classes: [String: ClassData]
+    public var audit: AuditData
+
+    public static func csv(_ windows: [StoredWindow]) -> String {
+        var out = "metric,unit,labels,window_start_ms,window_end_ms,count,min,max,mean,last,sum\n"
+        for w in windows.sorted(by: { ($0.windowStartMs, SQLiteStore.canonicalJSON($0.labels)) < ($1.windowStartMs, SQLiteStore.canonicalJSON($1.labels)) }) {
+            let labels = "\"" + SQLiteStore.canonicalJSON(w.labels).replacingOccurrences(of: "\"", with: "\"\"") + "\""
+            out += "\(w.metric),\(w.unit),\(labels),\(w.windowStartMs),\(w.windowEndMs),\(w.count),\(w.min),\(w.max),\(w.mean),\(w.last),\(w.sum)\n"
+        }
+        return out
+    }
+}

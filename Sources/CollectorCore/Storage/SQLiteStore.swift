@@ -1,0 +1,315 @@
+import Foundation
+import GRDB
+import TelemetryModel
+
+/// The default, embedded backend: one SQLite file through GRDB, WAL mode. Migrations are append-only:
+/// never edit a shipped one, add the next.
+public final class SQLiteStore: TelemetryStore {
+    private let pool: DatabasePool
+
+    public init(path: String) throws(CollectorError) {
+        do {
+            var config = Configuration()
+            config.foreignKeysEnabled = true
+            config.busyMode = .timeout(5)
+            pool = try DatabasePool(path: path, configuration: config)
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw CollectorError(.storage, "cannot open SQLite database \(path): \(error)", underlying: error)
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1-devices-tokens-reports-windows-audit") { db in
+            try db.execute(sql: """
+                CREATE TABLE devices (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    created_at_ms INTEGER NOT NULL,
+                    last_seq INTEGER,
+                    last_report_at_ms INTEGER
+                );
+                CREATE TABLE tokens (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    token_hash BLOB NOT NULL UNIQUE,
+                    role TEXT NOT NULL CHECK (role IN ('device', 'operator', 'admin')),
+                    device_id TEXT REFERENCES devices(id) ON DELETE CASCADE,
+                    name TEXT NOT NULL,
+                    created_at_ms INTEGER NOT NULL,
+                    revoked_at_ms INTEGER
+                );
+                CREATE TABLE reports (
+                    device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+                    seq INTEGER NOT NULL,
+                    window_start_ms INTEGER NOT NULL,
+                    window_end_ms INTEGER NOT NULL,
+                    key_epoch INTEGER NOT NULL,
+                    agent_version TEXT NOT NULL,
+                    received_at_ms INTEGER NOT NULL,
+                    series_count INTEGER NOT NULL,
+                    PRIMARY KEY (device_id, seq)
+                );
+                CREATE INDEX reports_window_end ON reports(window_end_ms);
+                CREATE TABLE series_windows (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    device_id TEXT NOT NULL,
+                    seq INTEGER NOT NULL,
+                    data_class TEXT NOT NULL,
+                    metric TEXT NOT NULL,
+                    unit TEXT NOT NULL,
+                    labels TEXT NOT NULL,
+                    window_start_ms INTEGER NOT NULL,
+                    window_end_ms INTEGER NOT NULL,
+                    count INTEGER NOT NULL,
+                    min REAL NOT NULL, max REAL NOT NULL, mean REAL NOT NULL, last REAL NOT NULL, sum REAL NOT NULL,
+                    sketch TEXT,
+                    FOREIGN KEY (device_id, seq) REFERENCES reports(device_id, seq) ON DELETE CASCADE
+                );
+                CREATE INDEX series_windows_query ON series_windows(device_id, metric, window_end_ms);
+                CREATE INDEX series_windows_retention ON series_windows(data_class, window_end_ms);
+                CREATE TABLE audit (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    at_ms INTEGER NOT NULL,
+                    actor TEXT NOT NULL,
+                    action TEXT NOT NULL,
+                    device_id TEXT,
+                    reason TEXT,
+                    outcome TEXT NOT NULL,
+                    detail TEXT
+                );
+                CREATE INDEX audit_at ON audit(at_ms);
+                """)
+        }
+        return m
+    }
+
+    /// Tables that hold a device's data; erase empties each of them for the device.
+    public static let deviceDataTables = ["series_windows", "reports"]
+
+    private func storage<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
+        do { return try await body() } catch let e as CollectorError { throw e } catch {
+            throw CollectorError(.storage, "\(what) failed: \(error)", underlying: error)
+        }
+    }
+
+    // MARK: Devices and tokens
+
+    public func addDevice(_ id: String, nowMs: Int64) async throws -> Bool {
+        try await storage("adding device") {
+            try await pool.write { db in
+                try db.execute(sql: "INSERT OR IGNORE INTO devices (id, created_at_ms) VALUES (?, ?)", arguments: [id, nowMs])
+                return db.changesCount == 1
+            }
+        }
+    }
+
+    public func deviceExists(_ id: String) async throws -> Bool {
+        try await storage("reading device") {
+            try await pool.read { db in try Bool.fetchOne(db, sql: "SELECT 1 FROM devices WHERE id = ?", arguments: [id]) ?? false }
+        }
+    }
+
+    public func devices() async throws -> [DeviceSummary] {
+        try await storage("listing devices") {
+            try await pool.read { db in
+                try Row.fetchAll(db, sql: """
+                    SELECT d.id, d.created_at_ms, d.last_seq, d.last_report_at_ms,
+                           (SELECT COUNT(*) FROM reports r WHERE r.device_id = d.id) AS reports
+                    FROM devices d ORDER BY d.id
+                    """).map { row in
+                    DeviceSummary(id: row["id"], createdAtMs: row["created_at_ms"], lastSeq: row["last_seq"],
+                                  lastReportAtMs: row["last_report_at_ms"], reports: row["reports"])
+                }
+            }
+        }
+    }
+
+    public func addToken(hash: [UInt8], role: TokenRole, deviceID: String?, name: String, nowMs: Int64) async throws -> TokenRecord {
+        try await storage("adding token") {
+            try await pool.write { db in
+                try db.execute(sql: "INSERT INTO tokens (token_hash, role, device_id, name, created_at_ms) VALUES (?, ?, ?, ?, ?)",
+                               arguments: [Data(hash), role.rawValue, deviceID, name, nowMs])
+                return TokenRecord(id: db.lastInsertedRowID, role: role, deviceID: deviceID, name: name, createdAtMs: nowMs, revokedAtMs: nil)
+            }
+        }
+    }
+
+    private static func tokenRecord(_ row: Row) -> TokenRecord {
+        TokenRecord(id: row["id"], role: TokenRole(rawValue: row["role"]) ?? .device, deviceID: row["device_id"],
+                    name: row["name"], createdAtMs: row["created_at_ms"], revokedAtMs: row["revoked_at_ms"])
+    }
+
+    public func token(hash: [UInt8]) async throws -> (record: TokenRecord, hash: [UInt8])? {
+        try await storage("reading token") {
+            try await pool.read { db in
+                guard let row = try Row.fetchOne(db, sql: "SELECT * FROM tokens WHERE token_hash = ?", arguments: [Data(hash)]) else { return nil }
+                let stored: Data = row["token_hash"]
+                return (Self.tokenRecord(row), Array(stored))
+            }
+        }
+    }
+
+    public func tokens() async throws -> [TokenRecord] {
+        try await storage("listing tokens") {
+            try await pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM tokens ORDER BY id").map(Self.tokenRecord) }
+        }
+    }
+
+    public func revokeToken(id: Int64, nowMs: Int64) async throws -> Bool {
+        try await storage("revoking token") {
+            try await pool.write { db in
+                try db.execute(sql: "UPDATE tokens SET revoked_at_ms = ? WHERE id = ? AND revoked_at_ms IS NULL", arguments: [nowMs, id])
+                return db.changesCount == 1
+            }
+        }
+    }
+
+    // MARK: Reports
+
+    static func canonicalJSON(_ labels: [String: String]) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return String(decoding: (try? encoder.encode(labels)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+
+    public func ingest(_ report: Report, classes: [DataClass], receivedAtMs: Int64) async throws -> IngestOutcome {
+        precondition(classes.count == report.series.count)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let sketches = try report.series.map { s in try s.sketch.map { String(decoding: try encoder.encode($0), as: UTF8.self) } }
+        return try await storage("storing report") {
+            try await pool.write { db in
+                if try Bool.fetchOne(db, sql: "SELECT 1 FROM reports WHERE device_id = ? AND seq = ?",
+                                     arguments: [report.device, Int64(report.seq)]) == true {
+                    return .duplicate
+                }
+                try db.execute(sql: """
+                    INSERT INTO reports (device_id, seq, window_start_ms, window_end_ms, key_epoch, agent_version, received_at_ms, series_count)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    """, arguments: [report.device, Int64(report.seq), report.windowStartMs, report.windowEndMs,
+                                     Int64(report.keyEpoch), report.agentVersion, receivedAtMs, report.series.count])
+                let statement = try db.makeStatement(sql: """
+                    INSERT INTO series_windows (device_id, seq, data_class, metric, unit, labels, window_start_ms, window_end_ms,
+                                                count, min, max, mean, last, sum, sketch)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """)
+                for (i, s) in report.series.enumerated() {
+                    try statement.execute(arguments: [report.device, Int64(report.seq), classes[i].rawValue, s.metric, s.unit,
+                                                      Self.canonicalJSON(s.labels), report.windowStartMs, report.windowEndMs,
+                                                      s.count, s.min, s.max, s.mean, s.last, s.sum, sketches[i]])
+                }
+                try db.execute(sql: """
+                    UPDATE devices SET last_seq = MAX(COALESCE(last_seq, 0), ?), last_report_at_ms = ? WHERE id = ?
+                    """, arguments: [Int64(report.seq), receivedAtMs, report.device])
+                return .stored(series: report.series.count)
+            }
+        }
+    }
+
+    /// `(data_class = ? AND window_end_ms >= ?) OR …` for every class; rows of other classes never match.
+    static func retentionFilter(_ cutoffs: [DataClass: Int64]) -> (sql: String, arguments: [any DatabaseValueConvertible]) {
+        let sorted = cutoffs.sorted { $0.key < $1.key }
+        guard !sorted.isEmpty else { return ("0", []) }
+        let sql = sorted.map { _ in "(data_class = ? AND window_end_ms >= ?)" }.joined(separator: " OR ")
+        return ("(\(sql))", sorted.flatMap { [$0.key.rawValue, $0.value] as [any DatabaseValueConvertible] })
+    }
+
+    static func storedWindow(_ row: Row) -> StoredWindow {
+        let labelsText: String = row["labels"]
+        let labels = (try? JSONDecoder().decode([String: String].self, from: Data(labelsText.utf8))) ?? [:]
+        let sketchText: String? = row["sketch"]
+        let sketch = sketchText.flatMap { try? JSONDecoder().decode(QuantileSketch.self, from: Data($0.utf8)) }
+        return StoredWindow(deviceID: row["device_id"], seq: row["seq"], dataClass: row["data_class"], metric: row["metric"],
+                            unit: row["unit"], labels: labels, windowStartMs: row["window_start_ms"], windowEndMs: row["window_end_ms"],
+                            count: row["count"], min: row["min"], max: row["max"], mean: row["mean"], last: row["last"],
+                            sum: row["sum"], sketch: sketch)
+    }
+
+    public func windows(device: String, metric: String?, fromMs: Int64, toMs: Int64, cutoffs: [DataClass: Int64],
+                        limit: Int) async throws -> [StoredWindow] {
+        let filter = Self.retentionFilter(cutoffs)
+        var sql = "SELECT * FROM series_windows WHERE device_id = ? AND window_end_ms > ? AND window_start_ms < ? AND \(filter.sql)"
+        var arguments: [any DatabaseValueConvertible] = [device, fromMs, toMs] + filter.arguments
+        if let metric {
+            sql += " AND metric = ?"
+            arguments.append(metric)
+        }
+        sql += " ORDER BY window_start_ms, metric, labels LIMIT ?"
+        arguments.append(limit)
+        let finalSQL = sql
+        let finalArguments = StatementArguments(arguments) ?? StatementArguments()
+        return try await storage("reading series") {
+            try await pool.read { db in try Row.fetchAll(db, sql: finalSQL, arguments: finalArguments).map(Self.storedWindow) }
+        }
+    }
+
+    // MARK: Retention, erasure, audit
+
+    public func purge(cutoffs: [DataClass: Int64], dryRun: Bool) async throws -> [String: Int] {
+        try await storage("purging") {
+            try await pool.write { db in
+                var counts: [String: Int] = [:]
+                for (c, cutoff) in cutoffs.sorted(by: { $0.key < $1.key }) where c != .audit {
+                    counts[c.rawValue] = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM series_windows WHERE data_class = ? AND window_end_ms < ?",
+                                                          arguments: [c.rawValue, cutoff]) ?? 0
+                    if !dryRun {
+                        try db.execute(sql: "DELETE FROM series_windows WHERE data_class = ? AND window_end_ms < ?", arguments: [c.rawValue, cutoff])
+                    }
+                }
+                // A report row outlives its windows only until the longest telemetry class has expired it.
+                let telemetry = cutoffs.filter { $0.key != .audit }.values
+                if let oldest = telemetry.min() {
+                    counts["reports"] = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM reports WHERE window_end_ms < ?", arguments: [oldest]) ?? 0
+                    if !dryRun { try db.execute(sql: "DELETE FROM reports WHERE window_end_ms < ?", arguments: [oldest]) }
+                }
+                if let auditCutoff = cutoffs[.audit] {
+                    counts["audit"] = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM audit WHERE at_ms < ?", arguments: [auditCutoff]) ?? 0
+                    if !dryRun { try db.execute(sql: "DELETE FROM audit WHERE at_ms < ?", arguments: [auditCutoff]) }
+                }
+                return counts
+            }
+        }
+    }
+
+    public func erase(device: String) async throws -> [String: Int] {
+        try await storage("erasing device data") {
+            try await pool.write { db in
+                var counts: [String: Int] = [:]
+                for table in Self.deviceDataTables {
+                    try db.execute(sql: "DELETE FROM \(table) WHERE device_id = ?", arguments: [device])
+                    counts[table] = db.changesCount
+                }
+                try db.execute(sql: "UPDATE devices SET last_seq = NULL, last_report_at_ms = NULL WHERE id = ?", arguments: [device])
+                return counts
+            }
+        }
+    }
+
+    public func appendAudit(_ entry: AuditEntry) async throws {
+        try await storage("writing audit entry") {
+            try await pool.write { db in
+                try db.execute(sql: "INSERT INTO audit (at_ms, actor, action, device_id, reason, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                               arguments: [entry.atMs, entry.actor, entry.action, entry.deviceID, entry.reason, entry.outcome, entry.detail])
+            }
+        }
+    }
+
+    public func audit(device: String?, sinceMs: Int64, limit: Int) async throws -> [AuditEntry] {
+        try await storage("reading audit trail") {
+            try await pool.read { db in
+                var sql = "SELECT * FROM audit WHERE at_ms >= ?"
+                var args: [any DatabaseValueConvertible] = [sinceMs]
+                if let device {
+                    sql += " AND device_id = ?"
+                    args.append(device)
+                }
+                sql += " ORDER BY id DESC LIMIT ?"
+                args.append(limit)
+                return try Row.fetchAll(db, sql: sql, arguments: StatementArguments(args) ?? StatementArguments()).map { row in
+                    AuditEntry(id: row["id"], atMs: row["at_ms"], actor: row["actor"], action: row["action"], deviceID: row["device_id"],
+                               reason: row["reason"], outcome: row["outcome"], detail: row["detail"])
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,100 @@
+import TelemetryModel
+
+/// Who may do what. Device tokens write their own device's reports; operators read; admins export,
+/// erase and manage tokens (and read).
+public enum TokenRole: String, Sendable, Codable, CaseIterable {
+    case device, operator_ = "operator", admin
+}
+
+public struct TokenRecord: Sendable, Equatable, Codable {
+    public var id: Int64
+    public var role: TokenRole
+    /// The device a device token writes for; nil for operator and admin tokens.
+    public var deviceID: String?
+    public var name: String
+    public var createdAtMs: Int64
+    public var revokedAtMs: Int64?
+}
+
+public struct DeviceSummary: Sendable, Equatable, Codable {
+    public var id: String
+    public var createdAtMs: Int64
+    public var lastSeq: Int64?
+    public var lastReportAtMs: Int64?
+    public var reports: Int
+}
+
+/// One stored series window.
+public struct StoredWindow: Sendable, Equatable, Codable {
+    public var deviceID: String
+    public var seq: Int64
+    public var dataClass: String
+    public var metric: String
+    public var unit: String
+    public var labels: [String: String]
+    public var windowStartMs: Int64
+    public var windowEndMs: Int64
+    public var count: Int
+    public var min: Double
+    public var max: Double
+    public var mean: Double
+    public var last: Double
+    public var sum: Double
+    public var sketch: QuantileSketch?
+}
+
+public struct AuditEntry: Sendable, Equatable, Codable {
+    public var id: Int64?
+    public var atMs: Int64
+    /// `role:name` of the token used, or `cli:<user>` for the command line.
+    public var actor: String
+    public var action: String
+    public var deviceID: String?
+    /// The stated reason or ticket (`X-Meetpunt-Reason` header, `--reason`).
+    public var reason: String?
+    /// `ok` or `denied`.
+    public var outcome: String
+    public var detail: String?
+
+    public init(id: Int64? = nil, atMs: Int64, actor: String, action: String, deviceID: String?, reason: String?,
+                outcome: String, detail: String? = nil) {
+        self.id = id
+        self.atMs = atMs
+        self.actor = actor
+        self.action = action
+        self.deviceID = deviceID
+        self.reason = reason
+        self.outcome = outcome
+        self.detail = detail
+    }
+}
+
+public enum IngestOutcome: Sendable, Equatable {
+    case stored(series: Int)
+    case duplicate
+}
+
+/// Storage behind one protocol so PostgreSQL can join SQLite; no backend-specific SQL outside a backend.
+/// Every read takes the retention cutoffs: expired rows are never returned, even before a purge.
+public protocol TelemetryStore: Sendable {
+    func addDevice(_ id: String, nowMs: Int64) async throws -> Bool
+    func deviceExists(_ id: String) async throws -> Bool
+    func devices() async throws -> [DeviceSummary]
+
+    func addToken(hash: [UInt8], role: TokenRole, deviceID: String?, name: String, nowMs: Int64) async throws -> TokenRecord
+    func token(hash: [UInt8]) async throws -> (record: TokenRecord, hash: [UInt8])?
+    func tokens() async throws -> [TokenRecord]
+    func revokeToken(id: Int64, nowMs: Int64) async throws -> Bool
+
+    /// Stores `report` atomically, or nothing; a (device, seq) already stored is a duplicate.
+    func ingest(_ report: Report, classes: [DataClass], receivedAtMs: Int64) async throws -> IngestOutcome
+    func windows(device: String, metric: String?, fromMs: Int64, toMs: Int64, cutoffs: [DataClass: Int64], limit: Int) async throws -> [StoredWindow]
+
+    /// Deletes expired rows per class; with `dryRun`, counts them only.
+    func purge(cutoffs: [DataClass: Int64], dryRun: Bool) async throws -> [String: Int]
+    /// Deletes every data row of `device` (windows, reports; rollups and sessions when they exist).
+    func erase(device: String) async throws -> [String: Int]
+
+    func appendAudit(_ entry: AuditEntry) async throws
+    func audit(device: String?, sinceMs: Int64, limit: Int) async throws -> [AuditEntry]
+}

@@ -1,0 +1,33 @@
+import CLibCrypto
+
+/// HMAC-SHA256 through OpenSSL's libcrypto (already loaded by libcurl on every CPE firmware, so it costs
+/// the agent nothing; swift-crypto would add 3.4 MB). Tests cross-check it against swift-crypto.
+public enum HMACSHA256 {
+    public static func authenticationCode(key: [UInt8], message: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        let ok = key.withUnsafeBufferPointer { k in
+            message.withUnsafeBufferPointer { m in
+                out.withUnsafeMutableBufferPointer { o in
+                    cmp_hmac_sha256(k.baseAddress, Int32(k.count), m.baseAddress, m.count, o.baseAddress)
+                }
+            }
+        }
+        // HMAC with SHA-256 cannot fail for in-memory inputs; a failure means libcrypto itself is broken.
+        precondition(ok == 1, "libcrypto HMAC-SHA256 failed")
+        return out
+    }
+
+    /// Constant-time comparison of two MACs or digests.
+    public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        guard a.count == b.count else { return false }
+        return a.withUnsafeBytes { pa in b.withUnsafeBytes { pb in cmp_constant_time_equal(pa.baseAddress, pb.baseAddress, a.count) == 1 } }
+    }
+
+    /// Cryptographically strong random bytes from libcrypto's DRBG.
+    public static func randomBytes(count: Int) throws(PseudonymisationError) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        let ok = out.withUnsafeMutableBufferPointer { cmp_random_bytes($0.baseAddress, Int32(count)) }
+        guard ok == 1 else { throw PseudonymisationError(.randomFailed, "libcrypto RAND_bytes failed: no entropy for the device secret") }
+        return out
+    }
+}

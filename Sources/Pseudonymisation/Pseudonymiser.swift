@@ -1,0 +1,90 @@
+/// What an identifier is. Each kind has its own hash domain and wire tag, so a MAC used as a client and
+/// the same MAC seen as a BSSID give unrelated pseudonyms.
+public struct PseudonymKind: Hashable, Sendable {
+    /// Two letters on the wire: `cm_…` is a client MAC.
+    public let tag: String
+    /// The HMAC domain-separation string.
+    public let domain: String
+
+    public static let clientMAC = PseudonymKind(tag: "cm", domain: "meetpunt/v1/client-mac")
+    public static let bssid = PseudonymKind(tag: "bs", domain: "meetpunt/v1/bssid")
+    public static let ssid = PseudonymKind(tag: "ss", domain: "meetpunt/v1/ssid")
+    public static let neighbourBSSID = PseudonymKind(tag: "nb", domain: "meetpunt/v1/neighbour-bssid")
+    public static let lanIP = PseudonymKind(tag: "ip", domain: "meetpunt/v1/lan-ip")
+}
+
+/// A key epoch: pseudonyms are stable within one and unlinkable across them.
+public struct KeyEpoch: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public let id: UInt32
+    public init(id: UInt32) { self.id = id }
+
+    /// The epoch containing `unixSeconds` for epochs of `lengthSeconds`, counted from the Unix epoch.
+    public static func containing(unixSeconds: Int64, lengthSeconds: Int64) -> KeyEpoch {
+        precondition(lengthSeconds > 0)
+        return KeyEpoch(id: UInt32(truncatingIfNeeded: max(0, unixSeconds) / lengthSeconds))
+    }
+
+    public static func < (a: KeyEpoch, b: KeyEpoch) -> Bool { a.id < b.id }
+    public var description: String { String(id) }
+}
+
+/// Turns identifiers into pseudonyms with a keyed hash, on the device, before anything is stored or sent.
+///
+/// ```
+/// epoch_key = HMAC-SHA256(device_secret, "meetpunt/v1/epoch" || u32be(epoch))
+/// digest    = HMAC-SHA256(epoch_key, kind.domain || 0x00 || normalised identifier)
+/// pseudonym = kind.tag || "_" || base32lower(digest[0..<15])          (24 characters after the tag)
+/// ```
+/// A plain hash of a MAC would be reversed by enumerating the 2^24 addresses behind a vendor prefix; the
+/// device secret never leaves the router, so nobody off the device can compute or reverse a pseudonym.
+/// 120 bits of digest keep collisions negligible for any home (and any fleet).
+public struct Pseudonymiser: Sendable {
+    private let secret: [UInt8]
+
+    public init(secret: DeviceSecret) {
+        self.secret = secret.bytes
+    }
+
+    public func epochKey(_ epoch: KeyEpoch) -> [UInt8] {
+        var message = Array("meetpunt/v1/epoch".utf8)
+        message += [UInt8(epoch.id >> 24), UInt8(epoch.id >> 16 & 0xFF), UInt8(epoch.id >> 8 & 0xFF), UInt8(epoch.id & 0xFF)]
+        return HMACSHA256.authenticationCode(key: secret, message: message)
+    }
+
+    /// The pseudonym of raw identifier bytes (normalised by the caller: 6 MAC bytes, SSID octets, 4 or 16
+    /// address bytes).
+    public func pseudonym(of identifier: [UInt8], kind: PseudonymKind, epoch: KeyEpoch) -> String {
+        let message = Array(kind.domain.utf8) + [0] + identifier
+        let digest = HMACSHA256.authenticationCode(key: epochKey(epoch), message: message)
+        return kind.tag + "_" + Base32.lowercase(Array(digest[0..<15]))
+    }
+
+    public func pseudonym(of mac: MACAddress, kind: PseudonymKind = .clientMAC, epoch: KeyEpoch) -> String {
+        pseudonym(of: mac.bytes, kind: kind, epoch: epoch)
+    }
+
+    public func pseudonym(ofSSID ssid: String, epoch: KeyEpoch) -> String {
+        pseudonym(of: Array(ssid.utf8), kind: .ssid, epoch: epoch)
+    }
+}
+
+/// RFC 4648 base32, lower case, no padding (inputs here are multiples of 5 bytes).
+enum Base32 {
+    static let alphabet = Array("abcdefghijklmnopqrstuvwxyz234567".utf8)
+
+    static func lowercase(_ bytes: [UInt8]) -> String {
+        var out: [UInt8] = []
+        var buffer: UInt32 = 0
+        var bits = 0
+        for b in bytes {
+            buffer = buffer << 8 | UInt32(b)
+            bits += 8
+            while bits >= 5 {
+                out.append(alphabet[Int((buffer >> UInt32(bits - 5)) & 0x1F)])
+                bits -= 5
+            }
+        }
+        if bits > 0 { out.append(alphabet[Int((buffer << UInt32(5 - bits)) & 0x1F)]) }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

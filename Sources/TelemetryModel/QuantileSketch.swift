@@ -1,0 +1,127 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A mergeable quantile sketch with a guaranteed relative error (DDSketch, Masson et al., VLDB 2019).
+///
+/// A positive value `x` falls in bucket `ceil(log_γ x)` with `γ = (1 + α) / (1 - α)`; every value in a
+/// bucket is within `α` (relative) of the bucket's representative `2γ^i / (γ + 1)`. Two sketches with the
+/// same `α` merge by adding bucket counts, so windows roll up into hours without losing the guarantee.
+/// Values at or below ``minimumPositive`` (zero included) go to ``zeroCount``; rates are never negative, and a
+/// negative input is counted as zero. The bucket count is bounded by ``maxBuckets``: past it the lowest
+/// buckets collapse into one, which keeps the guarantee for the upper quantiles (p50 and above) that the
+/// NOC reads. Sparse on the wire: only non-empty buckets are shipped.
+public struct QuantileSketch: Codable, Sendable, Equatable {
+    public static let defaultRelativeAccuracy = 0.01
+    public static let maxBuckets = 2048
+    public static let minimumPositive = 1e-9
+
+    /// α, the relative accuracy.
+    public private(set) var relativeAccuracy: Double
+    public private(set) var zeroCount: UInt64
+    /// Bucket index → count, sorted by index on the wire.
+    public private(set) var buckets: [Int32: UInt64]
+
+    public init(relativeAccuracy: Double = QuantileSketch.defaultRelativeAccuracy) {
+        precondition(relativeAccuracy > 0 && relativeAccuracy < 1, "relative accuracy must be in (0, 1)")
+        self.relativeAccuracy = relativeAccuracy
+        self.zeroCount = 0
+        self.buckets = [:]
+    }
+
+    var gamma: Double { (1 + relativeAccuracy) / (1 - relativeAccuracy) }
+
+    public var count: UInt64 { buckets.values.reduce(zeroCount, +) }
+
+    public mutating func add(_ value: Double) {
+        guard value.isFinite else { return }
+        if value <= Self.minimumPositive {
+            zeroCount += 1
+            return
+        }
+        let index = Int32((log(value) / log(gamma)).rounded(.up))
+        buckets[index, default: 0] += 1
+        collapseIfNeeded()
+    }
+
+    /// Adds `other`'s counts. Both sketches must share the relative accuracy.
+    public mutating func merge(_ other: QuantileSketch) throws(TelemetryModelError) {
+        guard other.relativeAccuracy == relativeAccuracy else {
+            throw TelemetryModelError(.invalidSketch,
+                                      "cannot merge sketches of relative accuracy \(other.relativeAccuracy) and \(relativeAccuracy)")
+        }
+        zeroCount += other.zeroCount
+        for (index, n) in other.buckets { buckets[index, default: 0] += n }
+        collapseIfNeeded()
+    }
+
+    /// The estimated value at quantile `q` in [0, 1], or nil for an empty sketch.
+    public func quantile(_ q: Double) -> Double? {
+        let total = count
+        guard total > 0, q >= 0, q <= 1 else { return nil }
+        let rank = UInt64((q * Double(total - 1)).rounded(.down))
+        var seen = zeroCount
+        if rank < seen { return 0 }
+        let g = gamma
+        for index in buckets.keys.sorted() {
+            seen += buckets[index]!
+            if rank < seen { return 2 * pow(g, Double(index)) / (g + 1) }
+        }
+        return nil
+    }
+
+    private mutating func collapseIfNeeded() {
+        guard buckets.count > Self.maxBuckets else { return }
+        let sorted = buckets.keys.sorted()
+        let excess = buckets.count - Self.maxBuckets
+        let target = sorted[excess]
+        for index in sorted[..<excess] {
+            buckets[target, default: 0] += buckets.removeValue(forKey: index)!
+        }
+    }
+
+    // Wire form: {"alpha":0.01,"zero":0,"index":[...],"count":[...]}, indices ascending.
+    enum CodingKeys: String, CodingKey {
+        case alpha, zero, index, count
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let alpha = try c.decode(Double.self, forKey: .alpha)
+        guard alpha.isFinite, alpha >= 0.0001, alpha < 0.5 else {
+            throw DecodingError.dataCorruptedError(forKey: .alpha, in: c,
+                                                   debugDescription: "sketch alpha must be in [0.0001, 0.5), got \(alpha)")
+        }
+        let indices = try c.decode([Int32].self, forKey: .index)
+        let counts = try c.decode([UInt64].self, forKey: .count)
+        guard indices.count == counts.count else {
+            throw DecodingError.dataCorruptedError(forKey: .count, in: c,
+                                                   debugDescription: "sketch has \(indices.count) indices but \(counts.count) counts")
+        }
+        guard indices.count <= Self.maxBuckets else {
+            throw DecodingError.dataCorruptedError(forKey: .index, in: c,
+                                                   debugDescription: "sketch has \(indices.count) buckets, at most \(Self.maxBuckets) allowed")
+        }
+        self.relativeAccuracy = alpha
+        self.zeroCount = try c.decode(UInt64.self, forKey: .zero)
+        var b: [Int32: UInt64] = [:]
+        for (i, n) in zip(indices, counts) {
+            guard b[i] == nil else {
+                throw DecodingError.dataCorruptedError(forKey: .index, in: c, debugDescription: "sketch bucket \(i) appears twice")
+            }
+            b[i] = n
+        }
+        self.buckets = b
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(relativeAccuracy, forKey: .alpha)
+        try c.encode(zeroCount, forKey: .zero)
+        let sorted = buckets.keys.sorted()
+        try c.encode(sorted, forKey: .index)
+        try c.encode(sorted.map { buckets[$0]! }, forKey: .count)
+    }
+}

@@ -1,0 +1,101 @@
+/// The unit of shipping: one device's aggregates over one report window.
+///
+/// Encoded as JSON (snake_case keys, integer milliseconds, no dates as strings) and gzip-compressed on the
+/// wire; `docs/protocol.md` is the normative description. Every change to the shape bumps
+/// ``Report/currentSchemaVersion`` and adds a golden file: old payloads decode forever.
+public struct Report: Codable, Sendable, Equatable {
+    /// The schema version this build writes. The collector accepts ``supportedSchemaVersions``.
+    public static let currentSchemaVersion = 1
+    public static let supportedSchemaVersions: ClosedRange<Int> = 1...1
+
+    public var schema: Int
+    /// The pseudonymous device id from the agent's configuration (never a serial number or MAC).
+    public var device: String
+    /// Per-device sequence number, strictly increasing across restarts. (device, seq) identifies a report.
+    public var seq: UInt64
+    /// Window start, inclusive, milliseconds since the Unix epoch (UTC).
+    public var windowStartMs: Int64
+    /// Window end, exclusive, milliseconds since the Unix epoch (UTC).
+    public var windowEndMs: Int64
+    /// The pseudonymisation key epoch every pseudonym in this report was made with.
+    public var keyEpoch: UInt32
+    /// The agent's software version, for fleet views.
+    public var agentVersion: String
+    public var series: [Series]
+
+    public init(device: String, seq: UInt64, windowStartMs: Int64, windowEndMs: Int64, keyEpoch: UInt32,
+                agentVersion: String, series: [Series], schema: Int = Report.currentSchemaVersion) {
+        self.schema = schema
+        self.device = device
+        self.seq = seq
+        self.windowStartMs = windowStartMs
+        self.windowEndMs = windowEndMs
+        self.keyEpoch = keyEpoch
+        self.agentVersion = agentVersion
+        self.series = series
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case schema, device, seq, series
+        case windowStartMs = "window_start_ms"
+        case windowEndMs = "window_end_ms"
+        case keyEpoch = "key_epoch"
+        case agentVersion = "agent_version"
+    }
+}
+
+/// One metric with one label set, summarised over the report window.
+public struct Series: Codable, Sendable, Equatable {
+    public var metric: String
+    public var unit: String
+    public var labels: [String: String]
+    /// Number of samples folded into this series (0 is never shipped).
+    public var count: Int
+    public var min: Double
+    public var max: Double
+    public var mean: Double
+    public var last: Double
+    /// Sum of the samples: for counter deltas, the total over the window.
+    public var sum: Double
+    /// Quantile sketch of the samples, present for rate metrics.
+    public var sketch: QuantileSketch?
+
+    public init(metric: String, unit: String, labels: [String: String], count: Int, min: Double, max: Double,
+                mean: Double, last: Double, sum: Double, sketch: QuantileSketch?) {
+        self.metric = metric
+        self.unit = unit
+        self.labels = labels
+        self.count = count
+        self.min = min
+        self.max = max
+        self.mean = mean
+        self.last = last
+        self.sum = sum
+        self.sketch = sketch
+    }
+
+    /// All numeric fields, for finiteness checks.
+    public var numbers: [Double] { [min, max, mean, last, sum] }
+}
+
+/// The acknowledgement the collector sends for a stored (or already stored) report.
+public struct ReportAcknowledgement: Codable, Sendable, Equatable {
+    public var device: String
+    public var seq: UInt64
+    /// True when the report had been stored before: acknowledged, not stored twice.
+    public var duplicate: Bool
+    /// Series stored from this report.
+    public var storedSeries: Int
+
+    public init(device: String, seq: UInt64, duplicate: Bool, storedSeries: Int) {
+        self.device = device
+        self.seq = seq
+        self.duplicate = duplicate
+        self.storedSeries = storedSeries
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case device, seq, duplicate
+        case storedSeries = "stored_series"
+    }
+}

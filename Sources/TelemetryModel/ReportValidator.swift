@@ -1,0 +1,137 @@
+/// Checks a decoded report against the protocol's rules: schema version, window bounds, metric names and
+/// units, label keys and values, numeric sanity, and the identifier guard.
+///
+/// The collector runs it on every report before storing anything; the first violation is returned with a
+/// path (`series[3].labels.client`) so the agent's operator can find it.
+public struct ReportValidator: Sendable {
+    public struct Limits: Sendable {
+        public var maxSeries = 5000
+        public var maxLabelsPerSeries = 8
+        public var maxLabelValueBytes = 64
+        /// Longest accepted window.
+        public var maxWindowMs: Int64 = 3_600_000
+        /// How far in the future a window may end (device clock ahead of the collector).
+        public var maxClockSkewMs: Int64 = 300_000
+        public init() {}
+    }
+
+    public struct Violation: Error, Sendable, Equatable, CustomStringConvertible {
+        /// Where in the report: `schema`, `window_end_ms`, `series[2].labels.interface`…
+        public let path: String
+        public let message: String
+        public var description: String { "\(path): \(message)" }
+    }
+
+    public var limits: Limits
+    public var identifierGuard: IdentifierGuard
+
+    public init(limits: Limits = Limits(), identifierGuard: IdentifierGuard = IdentifierGuard()) {
+        self.limits = limits
+        self.identifierGuard = identifierGuard
+    }
+
+    /// Validates `report` as received at `nowMs` (collector clock).
+    public func validate(_ report: Report, nowMs: Int64) -> Violation? {
+        guard Report.supportedSchemaVersions.contains(report.schema) else {
+            return Violation(path: "schema", message: "unknown schema version \(report.schema); this collector accepts \(Report.supportedSchemaVersions.lowerBound)...\(Report.supportedSchemaVersions.upperBound)")
+        }
+        guard !report.device.isEmpty, report.device.utf8.count <= 64 else {
+            return Violation(path: "device", message: "device id must be 1–64 bytes")
+        }
+        guard report.windowEndMs > report.windowStartMs else {
+            return Violation(path: "window_end_ms", message: "window end \(report.windowEndMs) is not after window start \(report.windowStartMs)")
+        }
+        guard report.windowEndMs - report.windowStartMs <= limits.maxWindowMs else {
+            return Violation(path: "window_end_ms", message: "window is \(report.windowEndMs - report.windowStartMs) ms long; at most \(limits.maxWindowMs) ms allowed")
+        }
+        guard report.windowEndMs <= nowMs + limits.maxClockSkewMs else {
+            return Violation(path: "window_end_ms", message: "window ends \(report.windowEndMs - nowMs) ms in the future; clock skew of at most \(limits.maxClockSkewMs) ms is accepted (check the device's NTP)")
+        }
+        guard report.series.count <= limits.maxSeries else {
+            return Violation(path: "series", message: "\(report.series.count) series; at most \(limits.maxSeries) per report")
+        }
+        if let found = identifierGuard.finding(in: report.agentVersion) {
+            return Violation(path: "agent_version", message: "looks like a raw \(found.rawValue)")
+        }
+        for (i, series) in report.series.enumerated() {
+            if let v = validate(series, path: "series[\(i)]") { return v }
+        }
+        return nil
+    }
+
+    private func validate(_ s: Series, path: String) -> Violation? {
+        guard let d = MetricCatalog.descriptor(named: s.metric) else {
+            return Violation(path: "\(path).metric", message: "unknown metric \"\(printable(s.metric))\"")
+        }
+        guard s.unit == d.unit else {
+            return Violation(path: "\(path).unit", message: "metric \(d.name) has unit \(d.unit), not \"\(printable(s.unit))\"")
+        }
+        guard s.labels.count <= limits.maxLabelsPerSeries else {
+            return Violation(path: "\(path).labels", message: "\(s.labels.count) labels; at most \(limits.maxLabelsPerSeries) allowed")
+        }
+        for key in s.labels.keys.sorted() where d.labels[key] == nil {
+            return Violation(path: "\(path).labels.\(printable(key))", message: "label not defined for \(d.name); allowed: \(d.labels.keys.sorted().joined(separator: ", "))")
+        }
+        for (key, rule) in d.labels.sorted(by: { $0.key < $1.key }) {
+            guard let value = s.labels[key] else {
+                return Violation(path: "\(path).labels.\(key)", message: "required label missing")
+            }
+            guard value.utf8.count <= limits.maxLabelValueBytes else {
+                return Violation(path: "\(path).labels.\(key)", message: "value longer than \(limits.maxLabelValueBytes) bytes")
+            }
+            if let found = identifierGuard.finding(in: value) {
+                return Violation(path: "\(path).labels.\(key)", message: "value looks like a raw \(found.rawValue); identifiers must be pseudonymised on the device")
+            }
+            if !Self.accepts(rule, value) {
+                return Violation(path: "\(path).labels.\(key)", message: "value \"\(printable(value))\" is not a valid \(Self.describe(rule))")
+            }
+        }
+        guard s.count > 0 else { return Violation(path: "\(path).count", message: "count must be positive") }
+        for (name, x) in zip(["min", "max", "mean", "last", "sum"], s.numbers) where !x.isFinite {
+            return Violation(path: "\(path).\(name)", message: "value is not finite")
+        }
+        guard s.min <= s.max, s.mean >= s.min - 1e-9 * Swift.abs(s.min), s.mean <= s.max + 1e-9 * Swift.abs(s.max) else {
+            return Violation(path: path, message: "min \(s.min), mean \(s.mean), max \(s.max) are inconsistent")
+        }
+        if let sketch = s.sketch, sketch.count != UInt64(s.count) {
+            return Violation(path: "\(path).sketch", message: "sketch holds \(sketch.count) values but count is \(s.count)")
+        }
+        return nil
+    }
+
+    /// Values echoed in error messages are shortened and stripped of control characters.
+    private func printable(_ s: String) -> String {
+        let cleaned = String(s.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }.map(Character.init))
+        return cleaned.count > 40 ? String(cleaned.prefix(40)) + "…" : cleaned
+    }
+
+    static func accepts(_ rule: LabelValueRule, _ value: String) -> Bool {
+        switch rule {
+        case .interfaceName:
+            return (1...15).contains(value.utf8.count) && value.utf8.allSatisfy { b in
+                (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+                    || b == UInt8(ascii: ".") || b == UInt8(ascii: "-") || b == UInt8(ascii: "_") || b == UInt8(ascii: "@")
+            }
+        case .pseudonym(let tag):
+            let prefix = tag + "_"
+            guard value.hasPrefix(prefix) else { return false }
+            let body = value.utf8.dropFirst(prefix.utf8.count)
+            return body.count == 24 && body.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x32 && $0 <= 0x37) }
+        case .oneOf(let words):
+            return words.contains(value)
+        case .oui:
+            let b = Array(value.utf8)
+            guard b.count == 8, b[2] == UInt8(ascii: "-"), b[5] == UInt8(ascii: "-") else { return false }
+            return [0, 1, 3, 4, 6, 7].allSatisfy { (b[$0] >= 0x30 && b[$0] <= 0x39) || (b[$0] >= 0x41 && b[$0] <= 0x46) }
+        }
+    }
+
+    static func describe(_ rule: LabelValueRule) -> String {
+        switch rule {
+        case .interfaceName: return "interface name (1–15 of A–Z a–z 0–9 . - _ @)"
+        case .pseudonym(let tag): return "pseudonym (\(tag)_ followed by 24 base32 characters)"
+        case .oneOf(let words): return "value (one of \(words.joined(separator: ", ")))"
+        case .oui: return "OUI (AA-BB-CC, upper-case hex)"
+        }
+    }
+}

@@ -1,0 +1,143 @@
+import AgentConfig
+import AgentCore
+import ArgumentParser
+import Logging
+import NetlinkKit
+import Pseudonymisation
+import ServiceLifecycle
+
+@main
+struct MeetpuntAgent: AsyncParsableCommand {
+    static let version = "0.1.0"
+    static let configuration = CommandConfiguration(
+        commandName: "meetpunt-agent",
+        abstract: "Meetpunt's on-router telemetry agent: samples links and LAN clients, pseudonymises identifiers, ships aggregates.",
+        version: version,
+        subcommands: [Run.self, CheckConfig.self, PseudonymCommand.self],
+        defaultSubcommand: Run.self)
+}
+
+struct ConfigOption: ParsableArguments {
+    @Option(name: .shortAndLong, help: "Agent configuration file.")
+    var config: String = "/etc/meetpunt/agent.yaml"
+
+    func load() throws -> AgentConfiguration {
+        do { return try AgentConfiguration.load(path: config) } catch { throw ValidationError("\(error)") }
+    }
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Sample and ship until SIGTERM/SIGINT or --duration.")
+
+    @OptionGroup var options: ConfigOption
+
+    @Option(help: "Stop gracefully after this many seconds (ships the partial window first).")
+    var duration: Int?
+
+    func run() async throws {
+        let config = try options.load()
+        let level = Logger.Level(rawValue: config.logLevel) ?? .info
+        let ssids = config.privacy.guardSSIDs
+        LoggingSystem.bootstrap { label in
+            var handler = RedactingLogHandler(wrapping: StreamLogHandler.standardError(label: label), guardSSIDs: ssids)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "meetpunt.agent")
+
+        let state = try AgentState(directory: config.stateDirectory)
+        let secret = try DeviceSecret.loadOrCreate(at: state.secretPath)
+        let token = try AgentState.readToken(config.collector.tokenFile)
+        let pseudonymiser = Pseudonymiser(secret: secret)
+
+        var samplers: [any Sampler] = []
+        if config.link.enabled { samplers.append(try LinkSampler(config: config.link)) }
+        if config.lanClients.enabled {
+            samplers.append(try LANClientSampler(config: config.lanClients, reportOUI: config.privacy.reportOUI, pseudonymiser: pseudonymiser))
+        }
+        let queue = MemoryReportQueue(capacity: config.maxQueuedReports)
+        let assembler = ReportAssembler(deviceID: config.deviceID, agentVersion: MeetpuntAgent.version,
+                                        outgoingGuard: OutgoingGuard(guardSSIDs: ssids))
+        let pipeline = AgentPipeline(configuration: config, samplers: SamplerSet(samplers), queue: queue, state: state,
+                                     assembler: assembler, logger: logger)
+        let shipper = Shipper(queue: queue, collectorURL: config.collector.url, token: token,
+                              timeoutSeconds: config.collector.requestTimeoutSeconds, logger: logger)
+
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: shipper), .init(service: pipeline)]
+        if let duration {
+            services.append(.init(service: StopAfter(duration: .seconds(duration)), successTerminationBehavior: .gracefullyShutdownGroup))
+        }
+        var groupConfig = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        groupConfig.maximumGracefulShutdownDuration = .seconds(30)
+        logger.info("agent starting", metadata: ["device": "\(config.deviceID)", "collector": "\(config.collector.url)"])
+        try await ServiceGroup(configuration: groupConfig).run()
+        logger.info("agent stopped")
+    }
+}
+
+/// Returns after `duration` (or at graceful shutdown), which shuts the group down gracefully.
+struct StopAfter: Service {
+    let duration: Duration
+    func run() async throws {
+        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: duration) }
+    }
+}
+
+struct CheckConfig: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "check-config",
+                                                    abstract: "Validate a configuration file and exit (0 when valid).")
+
+    @Argument(help: "The configuration file to check.")
+    var file: String
+
+    func run() throws {
+        do {
+            let c = try AgentConfiguration.load(path: file)
+            print("\(file): valid (device \(c.deviceID), interval \(c.sampleIntervalSeconds) s, window \(c.reportWindowSeconds) s)")
+        } catch {
+            print("\(error)")
+            throw ExitCode(2)
+        }
+    }
+}
+
+struct PseudonymCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pseudonym",
+        abstract: "Print the current pseudonym of a MAC address or SSID, to find a customer's device in a dashboard.")
+
+    @OptionGroup var options: ConfigOption
+
+    @Argument(help: "A MAC address in any common spelling (aa:bb:cc:dd:ee:ff, AA-BB-…, aabb.ccdd.eeff).")
+    var mac: String?
+
+    @Option(help: "An SSID instead of a MAC address.")
+    var ssid: String?
+
+    @Option(help: "What the MAC address is: client, bssid or neighbour.")
+    var kind: String = "client"
+
+    @Option(help: "Unix time to compute the pseudonym for (default: now).")
+    var at: Int64?
+
+    func validate() throws {
+        guard (mac == nil) != (ssid == nil) else { throw ValidationError("give either a MAC address or --ssid NAME") }
+        guard ["client", "bssid", "neighbour"].contains(kind) else { throw ValidationError("--kind must be client, bssid or neighbour") }
+    }
+
+    func run() throws {
+        let config = try options.load()
+        let state = try AgentState(directory: config.stateDirectory)
+        let secret = try DeviceSecret.loadOrCreate(at: state.secretPath)
+        let p = Pseudonymiser(secret: secret)
+        let now = at ?? (SampleTime.now().wallMilliseconds / 1000)
+        let epoch = KeyEpoch.containing(unixSeconds: now, lengthSeconds: Int64(config.privacy.keyEpochDays) * 86_400)
+        if let ssid {
+            print("\(p.pseudonym(ofSSID: ssid, epoch: epoch))  epoch \(epoch)")
+        } else if let mac {
+            guard let address = MACAddress(parsing: mac) else { throw ValidationError("not a MAC address (expected 12 hex digits)") }
+            let k: PseudonymKind = kind == "bssid" ? .bssid : kind == "neighbour" ? .neighbourBSSID : .clientMAC
+            print("\(p.pseudonym(of: address, kind: k, epoch: epoch))  epoch \(epoch)")
+        }
+    }
+}

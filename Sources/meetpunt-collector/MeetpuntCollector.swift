@@ -1,0 +1,269 @@
+import ArgumentParser
+import CollectorCore
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+import TelemetryModel
+
+@main
+struct MeetpuntCollector: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "meetpunt-collector",
+        abstract: "Meetpunt's collector: authenticates devices, stores aggregates, enforces retention, serves the query API.",
+        version: "0.1.0",
+        subcommands: [Serve.self, DeviceCommand.self, TokenCommand.self, Purge.self, Export.self, Erase.self, AuditCommand.self, Summary.self])
+}
+
+/// Loads configuration, retention policy and storage the same way for every subcommand.
+struct CollectorOptions: ParsableArguments {
+    @Option(name: .shortAndLong, help: "Collector configuration file.")
+    var config: String = "collector/collector.yaml"
+
+    func api(logLevel: Logger.Level? = nil) throws -> CollectorAPI {
+        let configuration = try CollectorConfiguration.load(path: config)
+        let policy = try RetentionPolicy.load(path: configuration.retentionFile)
+        let directory = (configuration.sqlitePath as NSString).deletingLastPathComponent
+        if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
+        let store = try SQLiteStore(path: configuration.sqlitePath)
+        var logger = Logger(label: "meetpunt.collector")
+        logger.logLevel = logLevel ?? Logger.Level(rawValue: configuration.logLevel) ?? .info
+        return CollectorAPI(store: store, policy: policy, configuration: configuration, logger: logger)
+    }
+
+    /// Who ran the command, for the audit trail.
+    static var cliActor: String { "cli:\(ProcessInfo.processInfo.environment["SUDO_USER"] ?? ProcessInfo.processInfo.environment["USER"] ?? "root")" }
+}
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the HTTP API and the retention purge until SIGTERM/SIGINT.")
+    @OptionGroup var options: CollectorOptions
+    @Option(help: "Listen on this port instead of the configured one (0 picks a free port).")
+    var port: Int?
+
+    func run() async throws {
+        var api: CollectorAPI
+        do { api = try options.api() } catch let e as CollectorError {
+            printError("meetpunt-collector: \(e.message)")
+            throw ExitCode(2)
+        }
+        if let port {
+            var c = api.configuration
+            c.port = port
+            api = CollectorAPI(store: api.store, policy: api.policy, configuration: c, logger: Logger(label: "meetpunt.collector"))
+        }
+        let purge = PurgeService(api: api, interval: .seconds(api.configuration.purgeIntervalSeconds))
+        let host = api.configuration.host
+        let app = buildApplication(api: api, services: [purge]) { port in
+            FileHandle.standardOutput.write(Data("meetpunt-collector listening on \(host):\(port)\n".utf8))
+        }
+        try await app.runService()
+    }
+}
+
+struct DeviceCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "device", abstract: "Manage devices.", subcommands: [Add.self, List.self])
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Register a device and print its token (once; only a hash is stored).")
+        @OptionGroup var options: CollectorOptions
+        @Argument(help: "Pseudonymous device id (1–64 of A–Z a–z 0–9 - _ .).") var id: String
+        @Option(help: "Also write the token to this file (mode 0600), for an agent on this host.") var tokenFile: String?
+
+        func run() async throws {
+            guard (1...64).contains(id.utf8.count), id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) else {
+                throw ValidationError("device id must be 1–64 of A–Z a–z 0–9 - _ .")
+            }
+            let api = try options.api()
+            let added = try await api.store.addDevice(id, nowMs: api.clock())
+            let (token, record) = try await api.issueToken(role: .device, name: id, device: id)
+            try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "token add",
+                                                       deviceID: id, reason: nil, outcome: "ok", detail: "id=\(record.id) role=device"))
+            if let tokenFile {
+                _ = FileManager.default.createFile(atPath: tokenFile, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600])
+            }
+            printError(added ? "device \(id) registered" : "device \(id) already registered; issued an additional token")
+            print(token)
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List devices.")
+        @OptionGroup var options: CollectorOptions
+        func run() async throws {
+            for d in try await options.api().store.devices() {
+                print("\(d.id)\treports=\(d.reports)\tlast_seq=\(d.lastSeq.map(String.init) ?? "-")")
+            }
+        }
+    }
+}
+
+struct TokenCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "token", abstract: "Manage operator and admin tokens.",
+                                                    subcommands: [Add.self, List.self, Revoke.self])
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a token and print it (once).")
+        @OptionGroup var options: CollectorOptions
+        @Option(help: "operator or admin (device tokens come from `device add`).") var role: String
+        @Option(help: "Who holds it, for the audit trail.") var name: String
+        @Option(help: "Also write the token to this file (mode 0600).") var tokenFile: String?
+
+        func run() async throws {
+            guard let r = TokenRole(rawValue: role), r != .device else { throw ValidationError("--role must be operator or admin") }
+            let api = try options.api()
+            let (token, record) = try await api.issueToken(role: r, name: name, device: nil)
+            try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "token add",
+                                                       deviceID: nil, reason: nil, outcome: "ok", detail: "id=\(record.id) role=\(role) name=\(name)"))
+            if let tokenFile {
+                _ = FileManager.default.createFile(atPath: tokenFile, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600])
+            }
+            print(token)
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List tokens (never their values).")
+        @OptionGroup var options: CollectorOptions
+        func run() async throws {
+            for t in try await options.api().store.tokens() {
+                print("\(t.id)\t\(t.role.rawValue)\t\(t.name)\t\(t.deviceID ?? "-")\t\(t.revokedAtMs == nil ? "active" : "revoked")")
+            }
+        }
+    }
+
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a token by id.")
+        @OptionGroup var options: CollectorOptions
+        @Argument var id: Int64
+        func run() async throws {
+            let api = try options.api()
+            guard try await api.store.revokeToken(id: id, nowMs: api.clock()) else { throw ValidationError("no active token \(id)") }
+            try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "token revoke",
+                                                       deviceID: nil, reason: nil, outcome: "ok", detail: "id=\(id)"))
+            print("revoked \(id)")
+        }
+    }
+}
+
+struct Purge: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Delete expired data now and print the counts per class.")
+    @OptionGroup var options: CollectorOptions
+    @Flag(help: "Count what would be deleted without deleting.") var dryRun = false
+
+    func run() async throws {
+        let api = try options.api(logLevel: .warning)
+        let counts = try await api.store.purge(cutoffs: api.policy.cutoffs(nowMs: api.clock()), dryRun: dryRun)
+        for (k, v) in counts.sorted(by: { $0.key < $1.key }) { print("\(k)\t\(v)\(dryRun ? " (dry run)" : "")") }
+    }
+}
+
+struct Export: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print all data held for a device (JSON, or CSV for one metric).")
+    @OptionGroup var options: CollectorOptions
+    @Argument var id: String
+    @Option(help: "json or csv") var format = "json"
+    @Option(help: "The metric, for CSV.") var metric: String?
+    @Option(help: "Why (request or ticket reference), for the audit trail.") var reason: String?
+
+    func run() async throws {
+        let api = try options.api(logLevel: .warning)
+        guard try await api.store.deviceExists(id) else { throw ValidationError("no device \(id)") }
+        let export = try await api.exportData(device: id)
+        try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "export device data",
+                                                   deviceID: id, reason: reason, outcome: "ok", detail: format))
+        if format == "csv" {
+            guard let metric else { throw ValidationError("CSV export is per metric: add --metric NAME") }
+            print(DeviceExport.csv(export.classes.values.flatMap(\.windows).filter { $0.metric == metric }), terminator: "")
+        } else {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+            encoder.keyEncodingStrategy = .convertToSnakeCase
+            print(String(decoding: try encoder.encode(export), as: UTF8.self))
+        }
+    }
+}
+
+struct Erase: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Delete every data row of a device; it can report again afterwards.")
+    @OptionGroup var options: CollectorOptions
+    @Argument var id: String
+    @Option(help: "Why (request or ticket reference), for the audit trail.") var reason: String?
+
+    func run() async throws {
+        let api = try options.api(logLevel: .warning)
+        guard try await api.store.deviceExists(id) else { throw ValidationError("no device \(id)") }
+        let counts = try await api.store.erase(device: id)
+        let detail = counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "erase device data",
+                                                   deviceID: id, reason: reason, outcome: "ok", detail: detail))
+        print("erased \(id): \(detail)")
+    }
+}
+
+struct AuditCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "audit", abstract: "List the audit trail, newest first.")
+    @OptionGroup var options: CollectorOptions
+    @Option(help: "Only entries about this device.") var device: String?
+    @Option(help: "At most this many entries.") var limit = 100
+
+    func run() async throws {
+        let api = try options.api(logLevel: .warning)
+        let entries = try await api.store.audit(device: device, sinceMs: api.policy.cutoffMs(.audit, nowMs: api.clock()), limit: limit)
+        let iso = ISO8601DateFormatter()
+        for e in entries {
+            let at = iso.string(from: Date(timeIntervalSince1970: Double(e.atMs) / 1000))
+            print("\(at)\t\(e.actor)\t\(e.action)\t\(e.deviceID ?? "-")\t\(e.outcome)\t\(e.reason ?? "-")\t\(e.detail ?? "")")
+        }
+    }
+}
+
+struct Summary: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print a readable summary of what the collector holds.")
+    @OptionGroup var options: CollectorOptions
+
+    func run() async throws {
+        let api = try options.api(logLevel: .warning)
+        let now = api.clock()
+        let devices = try await api.store.devices()
+        print("Meetpunt collector: \(devices.count) device(s)")
+        for d in devices {
+            let windows = try await api.store.windows(device: d.id, metric: nil, fromMs: 0, toMs: Int64.max,
+                                                      cutoffs: api.policy.cutoffs(nowMs: now), limit: Int.max)
+            let reportWindows = Set(windows.map(\.seq)).count
+            print("\ndevice \(d.id): \(reportWindows) report window(s), last seq \(d.lastSeq.map(String.init) ?? "-")")
+            let linkWindows = windows.filter { $0.metric.hasPrefix("link.") }
+            let interfaces = Set(linkWindows.compactMap { $0.labels["interface"] }).sorted()
+            if interfaces.isEmpty { print("  no link data yet") }
+            for name in interfaces {
+                let mine = linkWindows.filter { $0.labels["interface"] == name }
+                func total(_ m: String) -> Double { mine.filter { $0.metric == m }.reduce(0) { $0 + $1.sum } }
+                func latest(_ m: String) -> StoredWindow? { mine.filter { $0.metric == m }.max { $0.windowEndMs < $1.windowEndMs } }
+                let speed = latest("link.speed").map { "\(Int($0.last)) Mb/s" } ?? "speed unknown"
+                let duplex = latest("link.full_duplex").map { $0.last == 1 ? "full duplex" : "half duplex" } ?? ""
+                let up = latest("link.oper_up").map { $0.last == 1 ? "up" : "down" } ?? "?"
+                let rxRate = latest("link.rx_rate").flatMap { $0.sketch?.quantile(0.5) }.map { Self.rate($0) } ?? "-"
+                let txRate = latest("link.tx_rate").flatMap { $0.sketch?.quantile(0.5) }.map { Self.rate($0) } ?? "-"
+                print("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(up), \(speed)\(duplex.isEmpty ? "" : ", " + duplex)")
+                print("    rx \(Int(total("link.rx_packets"))) packets / \(Int(total("link.rx_bytes"))) bytes, tx \(Int(total("link.tx_packets"))) packets / \(Int(total("link.tx_bytes"))) bytes; latest window median rx \(rxRate), tx \(txRate)")
+            }
+            let clients = windows.filter { $0.metric == "lan.clients" }
+            if let c = clients.max(by: { $0.windowEndMs < $1.windowEndMs }) {
+                print("  LAN clients (latest window, \(c.labels["interface"] ?? "?")): \(Int(c.last))")
+            }
+        }
+    }
+
+    static func rate(_ bps: Double) -> String {
+        switch bps {
+        case ..<1e3: return String(format: "%.0f bit/s", bps)
+        case ..<1e6: return String(format: "%.1f kbit/s", bps / 1e3)
+        case ..<1e9: return String(format: "%.1f Mbit/s", bps / 1e6)
+        default: return String(format: "%.2f Gbit/s", bps / 1e9)
+        }
+    }
+}
