@@ -75,12 +75,14 @@ let package = Package(
         ]),
 
         // MARK: Tests
+        .systemLibrary(name: "CTestSupport", path: "Tests/CTestSupport"),
         .testTarget(name: "MeetpuntTests", dependencies: [
             "TelemetryModel", "GzipCodec", "NetlinkKit", "Pseudonymisation", "Aggregation", "AgentConfig",
-            "AgentCore", "CollectorCore",
+            "AgentCore", "CollectorCore", "CTestSupport",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),
+            .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "GRDB", package: "GRDB.swift"),
         ], resources: [.copy("Fixtures")]),
     ]

@@ -1,3 +1,4 @@
+import TelemetryModel
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -19,6 +20,13 @@ public struct AgentConfiguration: Sendable, Equatable {
         public var exclude: [String]
         public var includeLoopback: Bool
 
+        public init(enabled: Bool, interfaces: [String], exclude: [String], includeLoopback: Bool) {
+            self.enabled = enabled
+            self.interfaces = interfaces
+            self.exclude = exclude
+            self.includeLoopback = includeLoopback
+        }
+
         /// Whether interface `name` (loopback or not) is sampled.
         public func samples(_ name: String, isLoopback: Bool) -> Bool {
             guard enabled else { return false }
@@ -32,6 +40,12 @@ public struct AgentConfiguration: Sendable, Equatable {
         public var enabled: Bool
         public var interfaces: [String]
         public var maxClients: Int
+
+        public init(enabled: Bool, interfaces: [String], maxClients: Int) {
+            self.enabled = enabled
+            self.interfaces = interfaces
+            self.maxClients = maxClients
+        }
     }
 
     public struct Privacy: Sendable, Equatable {
@@ -71,6 +85,10 @@ public struct AgentConfiguration: Sendable, Equatable {
             throw ConfigError(file: file, line: root.line, key: "device_id",
                               message: "must be 1–64 of A–Z a–z 0–9 - _ . (a pseudonymous id, never a serial number or MAC)")
         }
+        if let found = IdentifierGuard().finding(in: deviceID) {
+            throw ConfigError(file: file, line: root.line, key: "device_id",
+                              message: "looks like a \(found.rawValue); use a pseudonymous id (e.g. the collector's device id), never a hardware address")
+        }
         var c = try top.mapping("collector")
         let url = try c.string("url")
         guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
@@ -85,9 +103,9 @@ public struct AgentConfiguration: Sendable, Equatable {
         var s = try top.mapping("sampling")
         let interval = try s.int("interval_seconds", default: 10, range: 1...3600)
         let window = try s.int("window_seconds", default: 60, range: 1...3600)
-        let maxSeries = try s.int("max_series_per_window", default: 2000, range: 10...5000)
+        let maxSeries = try s.int("max_series_per_window", default: 2000, range: 10...4900)
         guard window >= interval, window % interval == 0 else {
-            throw ConfigError(file: file, line: s.line, key: "sampling.window_seconds",
+            throw ConfigError(file: file, line: s.lineOf("window_seconds"), key: "sampling.window_seconds",
                               message: "\(window) must be a whole multiple of sampling.interval_seconds (\(interval))")
         }
         try s.finish()

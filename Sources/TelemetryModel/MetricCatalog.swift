@@ -116,7 +116,7 @@ public enum MetricCatalog {
         .init(name: "agent.dropped_reports", unit: "reports", kind: .counterDelta, dataClass: .link, labels: [:],
               source: "agent: reports dropped because the outgoing queue was full"),
         .init(name: "agent.dropped_series", unit: "series", kind: .counterDelta, dataClass: .link, labels: [:],
-              source: "agent: series dropped because a window reached aggregation.max_series"),
+              source: "agent: series dropped because a window reached sampling.max_series_per_window"),
     ]
 
     private static let byName: [String: MetricDescriptor] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })

@@ -38,6 +38,9 @@ public struct ReportValidator: Sendable {
         guard !report.device.isEmpty, report.device.utf8.count <= 64 else {
             return Violation(path: "device", message: "device id must be 1–64 bytes")
         }
+        if let found = identifierGuard.finding(in: report.device) {
+            return Violation(path: "device", message: "device id looks like a raw \(found.rawValue); device ids must be pseudonymous")
+        }
         guard report.windowEndMs > report.windowStartMs else {
             return Violation(path: "window_end_ms", message: "window end \(report.windowEndMs) is not after window start \(report.windowStartMs)")
         }

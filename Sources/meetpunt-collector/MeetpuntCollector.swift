@@ -182,7 +182,6 @@ struct Export: AsyncParsableCommand {
         } else {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-            encoder.keyEncodingStrategy = .convertToSnakeCase
             print(String(decoding: try encoder.encode(export), as: UTF8.self))
         }
     }

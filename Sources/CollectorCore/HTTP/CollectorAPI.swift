@@ -304,15 +304,28 @@ public struct DeviceExport: Codable, Sendable {
     public struct ClassData: Codable, Sendable {
         public var retentionDays: Int
         public var windows: [StoredWindow]
+        enum CodingKeys: String, CodingKey {
+            case windows
+            case retentionDays = "retention_days"
+        }
     }
     public struct AuditData: Codable, Sendable {
         public var retentionDays: Int
         public var entries: [AuditEntry]
+        enum CodingKeys: String, CodingKey {
+            case entries
+            case retentionDays = "retention_days"
+        }
     }
     public var device: String
     public var exportedAtMs: Int64
     public var classes: [String: ClassData]
     public var audit: AuditData
+
+    enum CodingKeys: String, CodingKey {
+        case device, classes, audit
+        case exportedAtMs = "exported_at_ms"
+    }
 
     public static func csv(_ windows: [StoredWindow]) -> String {
         var out = "metric,unit,labels,window_start_ms,window_end_ms,count,min,max,mean,last,sum\n"

@@ -14,6 +14,11 @@ public struct TokenRecord: Sendable, Equatable, Codable {
     public var name: String
     public var createdAtMs: Int64
     public var revokedAtMs: Int64?
+
+    enum CodingKeys: String, CodingKey {
+        case id, role, name
+        case deviceID = "device_id", createdAtMs = "created_at_ms", revokedAtMs = "revoked_at_ms"
+    }
 }
 
 public struct DeviceSummary: Sendable, Equatable, Codable {
@@ -22,6 +27,11 @@ public struct DeviceSummary: Sendable, Equatable, Codable {
     public var lastSeq: Int64?
     public var lastReportAtMs: Int64?
     public var reports: Int
+
+    enum CodingKeys: String, CodingKey {
+        case id, reports
+        case createdAtMs = "created_at_ms", lastSeq = "last_seq", lastReportAtMs = "last_report_at_ms"
+    }
 }
 
 /// One stored series window.
@@ -41,6 +51,11 @@ public struct StoredWindow: Sendable, Equatable, Codable {
     public var last: Double
     public var sum: Double
     public var sketch: QuantileSketch?
+
+    enum CodingKeys: String, CodingKey {
+        case seq, metric, unit, labels, count, min, max, mean, last, sum, sketch
+        case deviceID = "device_id", dataClass = "data_class", windowStartMs = "window_start_ms", windowEndMs = "window_end_ms"
+    }
 }
 
 public struct AuditEntry: Sendable, Equatable, Codable {
@@ -55,6 +70,11 @@ public struct AuditEntry: Sendable, Equatable, Codable {
     /// `ok` or `denied`.
     public var outcome: String
     public var detail: String?
+
+    enum CodingKeys: String, CodingKey {
+        case id, actor, action, reason, outcome, detail
+        case atMs = "at_ms", deviceID = "device_id"
+    }
 
     public init(id: Int64? = nil, atMs: Int64, actor: String, action: String, deviceID: String?, reason: String?,
                 outcome: String, detail: String? = nil) {

@@ -1,0 +1,106 @@
+import AgentConfig
+import CollectorCore
+import Foundation
+import Testing
+
+@Suite struct AgentConfigurationTests {
+    static let minimal = """
+        device_id: dev-1
+        collector:
+          url: http://127.0.0.1:8080
+          token_file: /tmp/token
+        """
+
+    @Test func shippedAgentConfigIsValid() throws {
+        let path = TestSupport.repositoryRoot.appendingPathComponent("agent-config/agent.yaml").path
+        let c = try AgentConfiguration.load(path: path)
+        #expect(c.sampleIntervalSeconds == 10)
+        #expect(c.reportWindowSeconds == 60)
+        #expect(c.link.samples("eth0", isLoopback: false))
+        #expect(!c.link.samples("lo", isLoopback: true), "loopback is excluded by default")
+    }
+
+    @Test func defaultsApplyToAMinimalFile() throws {
+        let c = try AgentConfiguration.parse(Self.minimal, file: "agent.yaml")
+        #expect(c.sampleIntervalSeconds == 10 && c.reportWindowSeconds == 60)
+        #expect(c.privacy.keyEpochDays == 30 && c.privacy.reportOUI)
+    }
+
+    /// Each bad file fails with the file, the line and the key, and says what would be valid.
+    @Test(arguments: [
+        (minimal + "\nsampling:\n  intervall_seconds: 5\n", 6, "sampling.intervall_seconds", "unknown key; valid keys here: interval_seconds"),
+        (minimal + "\nsampling:\n  interval_seconds: ten\n", 6, "sampling.interval_seconds", "expected an integer in 1...3600"),
+        (minimal + "\nsampling:\n  interval_seconds: 0\n", 6, "sampling.interval_seconds", "0 is out of range; valid: 1...3600"),
+        (minimal + "\nsampling:\n  interval_seconds: 7\n  window_seconds: 60\n", 7, "sampling.window_seconds", "whole multiple"),
+        (minimal + "\nlink:\n  enabled: yes please\n", 6, "link.enabled", "expected true or false"),
+        (minimal + "\nlink:\n  interfaces: eth0\n", 6, "link.interfaces", "expected a list"),
+        (minimal + "\nlogging:\n  level: loud\n", 6, "logging.level", "use one of: trace, debug, info"),
+        (minimal + "\nprivacy:\n  key_epoch_days: 400\n", 6, "privacy.key_epoch_days", "valid: 1...366"),
+        ("collector:\n  url: http://x\n  token_file: /t\n", 1, "device_id", "required key is missing"),
+        ("device_id: 00:1b:21:3a:4f:5e\ncollector:\n  url: http://x\n  token_file: /t\n", 1, "device_id", "never a serial number or MAC"),
+        (minimal + "\ncolector:\n  url: x\n", 5, "colector", "unknown key"),
+    ])
+    func badFilesNameTheLineAndKey(text: String, line: Int, key: String, message: String) {
+        do {
+            _ = try AgentConfiguration.parse(text, file: "agent.yaml")
+            Issue.record("accepted a bad file")
+        } catch {
+            #expect(error.file == "agent.yaml")
+            #expect(error.line == line, "\(error)")
+            #expect(error.key == key, "\(error)")
+            #expect(error.message.contains(message), "\(error)")
+        }
+    }
+
+    @Test func invalidYAMLNamesTheLine() {
+        #expect { try AgentConfiguration.parse("device_id: a\ncollector: [unclosed\n", file: "a.yaml") } throws: { e in
+            guard let e = e as? ConfigError else { return false }
+            return e.line != nil && e.message.contains("invalid YAML")
+        }
+    }
+
+    @Test func checkConfigCommandReportsTheSameError() throws {
+        let dir = try TestSupport.tempDirectory()
+        let file = dir.appendingPathComponent("bad.yaml")
+        try (Self.minimal + "\nsampling:\n  interval_seconds: 0\n").write(to: file, atomically: true, encoding: .utf8)
+        let out = try TestSupport.sh("\(TestSupport.executable("meetpunt-agent")) check-config \(file.path); echo exit=$?")
+        #expect(out.contains("\(file.path):6: sampling.interval_seconds: 0 is out of range; valid: 1...3600"))
+        #expect(out.contains("exit=2"))
+    }
+}
+
+@Suite struct CollectorConfigurationTests {
+    @Test func shippedCollectorConfigAndRetentionAreValid() throws {
+        let root = TestSupport.repositoryRoot
+        let c = try CollectorConfiguration.load(path: root.appendingPathComponent("collector/collector.yaml").path)
+        #expect(c.port == 8080)
+        let policy = try RetentionPolicy.load(path: c.retentionFile)
+        #expect(policy == RetentionPolicy.defaults)
+    }
+
+    @Test func retentionAboveTwentyFourMonthsRefusesToStart() throws {
+        let text = try String(contentsOf: TestSupport.repositoryRoot.appendingPathComponent("collector/retention.yaml"), encoding: .utf8)
+            .replacingOccurrences(of: "max_age_days: 180", with: "max_age_days: 800")
+        #expect { try RetentionPolicy.parse(text, file: "retention.yaml") } throws: { e in
+            "\(e)".contains("retention.yaml:17: classes.traffic.max_age_days: 800 days exceeds the 24-month maximum")
+        }
+        // And the real server process exits with that message.
+        let dir = try TestSupport.tempDirectory()
+        try text.write(to: dir.appendingPathComponent("retention.yaml"), atomically: true, encoding: .utf8)
+        try "storage: {sqlite_path: db.sqlite}\nlisten: {port: 0}\n".write(to: dir.appendingPathComponent("collector.yaml"), atomically: true, encoding: .utf8)
+        let out = try TestSupport.sh("\(TestSupport.executable("meetpunt-collector")) serve --config \(dir.path)/collector.yaml; echo exit=$?")
+        #expect(out.contains("exceeds the 24-month maximum"))
+        #expect(out.contains("exit=2"))
+    }
+
+    @Test func missingAndUnknownClassesAreRefused() {
+        #expect { try RetentionPolicy.parse("classes:\n  link: {max_age_days: 10}\n", file: "r.yaml") } throws: { "\($0)".contains("missing") }
+        #expect { try RetentionPolicy.parse("classes:\n  lnk: {max_age_days: 10}\n", file: "r.yaml") } throws: { "\($0)".contains("unknown data class") }
+    }
+
+    @Test func unknownCollectorKeyNamesTheLine() {
+        #expect { try CollectorConfiguration.parse("listen:\n  port: 1\n  hots: x\n", file: "c.yaml") } throws: { e in
+            "\(e)".contains("c.yaml:3: listen.hots: unknown key")
+        }
+    }
+}

@@ -1,0 +1,143 @@
+import AgentConfig
+@testable import AgentCore
+import Foundation
+@testable import NetlinkKit
+import Pseudonymisation
+import Testing
+
+/// Acceptance 1 and 2 of the foundation issue: real rtnetlink and ethtool netlink on this kernel, veth
+/// pairs in a network namespace, frames of known number and size.
+@Suite(.enabled(if: TestSupport.canUseNetns, "needs root and iproute2 for network namespaces"), .serialized)
+struct LinkSamplingTests {
+    static func context() -> SampleContext { SampleContext(time: .now(), epoch: KeyEpoch(id: 1)) }
+
+    static func value(_ batch: SampleBatch, _ metric: String, _ interface: String) -> Double? {
+        batch.samples.first { $0.descriptor.name == metric && $0.labels["interface"] == interface }?.value
+    }
+
+    /// A namespace with veth pair mpa0 <-> mpb0, up, with IPv6 address generation off so the kernel sends
+    /// nothing of its own: every frame on the pair is one the test sent.
+    static func vethNamespace() throws -> NetworkNamespace {
+        let ns = try NetworkNamespace()
+        try ns.exec("ip link add mpa0 type veth peer name mpb0")
+        for i in ["mpa0", "mpb0"] {
+            try ns.exec("ip link set \(i) addrgenmode none")
+            try ns.exec("ip link set \(i) up")
+        }
+        return ns
+    }
+
+    static let link = AgentConfiguration.Link(enabled: true, interfaces: ["mp*"], exclude: [], includeLoopback: false)
+
+    @Test func vethCountersEqualTheKernelsAndSpeedEqualsEthtool() throws {
+        let ns = try Self.vethNamespace()
+        let sampler = try ns.run { try LinkSampler(config: Self.link) }
+        var first = SampleBatch()
+        try ns.run { try sampler.sample(Self.context(), into: &first) }
+        #expect(Self.value(first, "link.rx_bytes", "mpb0") == nil, "the first sample is a baseline")
+
+        let txBefore = try TestSupport.sysfsCounter("mpa0", "tx_bytes", namespace: ns.name)
+        let rxBefore = try TestSupport.sysfsCounter("mpb0", "rx_bytes", namespace: ns.name)
+        let rxPacketsBefore = try TestSupport.sysfsCounter("mpb0", "rx_packets", namespace: ns.name)
+        let frames = 250, size = 600
+        try ns.run { try RawFrames.send(interface: "mpa0", count: frames, size: size) }
+        let txAfter = try TestSupport.sysfsCounter("mpa0", "tx_bytes", namespace: ns.name)
+        let rxAfter = try TestSupport.sysfsCounter("mpb0", "rx_bytes", namespace: ns.name)
+        let rxPacketsAfter = try TestSupport.sysfsCounter("mpb0", "rx_packets", namespace: ns.name)
+
+        var second = SampleBatch()
+        try ns.run { try sampler.sample(Self.context(), into: &second) }
+
+        #expect(rxAfter - rxBefore == UInt64(frames * size), "the kernel counted exactly the frames sent")
+        #expect(Self.value(second, "link.tx_bytes", "mpa0") == Double(txAfter - txBefore))
+        #expect(Self.value(second, "link.rx_bytes", "mpb0") == Double(rxAfter - rxBefore))
+        #expect(Self.value(second, "link.rx_packets", "mpb0") == Double(rxPacketsAfter - rxPacketsBefore))
+        #expect(Self.value(second, "link.tx_packets", "mpa0") == Double(frames))
+        #expect(Self.value(second, "link.rx_errors", "mpb0") == 0)
+        let rate = try #require(Self.value(second, "link.rx_rate", "mpb0"))
+        #expect(rate > 0)
+
+        // Speed and duplex equal what `ethtool IF` prints (veth: 10000Mb/s, Full).
+        let ethtool = try ns.exec("ethtool mpa0")
+        let speedLine = try #require(ethtool.split(separator: "\n").first { $0.contains("Speed:") })
+        let duplexLine = try #require(ethtool.split(separator: "\n").first { $0.contains("Duplex:") })
+        let speed = Double(speedLine.split(separator: ":")[1].trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "Mb/s", with: ""))
+        #expect(speed != nil)
+        #expect(Self.value(second, "link.speed", "mpa0") == speed)
+        #expect(Self.value(second, "link.full_duplex", "mpa0") == (duplexLine.contains("Full") ? 1 : 0))
+        #expect(Self.value(second, "link.mtu", "mpa0") == 1500)
+        #expect(Self.value(second, "link.oper_up", "mpa0") == 1)
+    }
+
+    @Test func ethtoolNetlinkAndIoctlAgree() throws {
+        let ns = try Self.vethNamespace()
+        let (viaNetlink, viaIoctl) = try ns.run { () -> (LinkModes, LinkModes) in
+            let e = EthtoolLinkModes()
+            return (e.linkModes(of: "mpa0"), EthtoolLinkModes.queryIoctl(interface: "mpa0"))
+        }
+        #expect(viaNetlink.source == .netlink)
+        #expect(viaIoctl.source == .ioctl)
+        #expect(viaNetlink.speedMbps == viaIoctl.speedMbps)
+        #expect(viaNetlink.fullDuplex == viaIoctl.fullDuplex)
+        #expect(viaNetlink.speedMbps == 10000)
+    }
+
+    @Test func unknownSpeedIsReportedAsUnknownNotZero() throws {
+        let ns = try NetworkNamespace()
+        // A bridge without ports: ethtool prints "Speed: Unknown!" and "Duplex: Unknown! (255)".
+        try ns.exec("ip link add mpd0 type bridge")
+        try ns.exec("ip link set mpd0 up")
+        #expect(try ns.exec("ethtool mpd0").contains("Speed: Unknown!"))
+        var batch = SampleBatch()
+        try ns.run {
+            let sampler = try LinkSampler(config: Self.link)
+            try sampler.sample(Self.context(), into: &batch)
+        }
+        #expect(Self.value(batch, "link.mtu", "mpd0") != nil, "the interface was sampled")
+        #expect(Self.value(batch, "link.speed", "mpd0") == nil)
+        #expect(Self.value(batch, "link.full_duplex", "mpd0") == nil)
+    }
+
+    @Test func recreatingAnInterfaceNeverYieldsANegativeOrAbsurdRate() throws {
+        let ns = try Self.vethNamespace()
+        let sampler = try ns.run { try LinkSampler(config: Self.link) }
+        var batch = SampleBatch()
+        try ns.run { try sampler.sample(Self.context(), into: &batch) }
+        try ns.run { try RawFrames.send(interface: "mpa0", count: 500, size: 1000) }
+        batch = SampleBatch()
+        try ns.run { try sampler.sample(Self.context(), into: &batch) }
+        #expect(Self.value(batch, "link.tx_bytes", "mpa0") == 500_000)
+
+        // Delete and re-create: the counters restart at zero under a new ifindex.
+        try ns.exec("ip link del mpa0")
+        try ns.exec("ip link add mpa0 type veth peer name mpb0")
+        for i in ["mpa0", "mpb0"] {
+            try ns.exec("ip link set \(i) addrgenmode none")
+            try ns.exec("ip link set \(i) up")
+        }
+        try ns.run { try RawFrames.send(interface: "mpa0", count: 3, size: 100) }
+        batch = SampleBatch()
+        try ns.run { try sampler.sample(Self.context(), into: &batch) }
+        #expect(Self.value(batch, "link.counter_resets", "mpa0") == 1)
+        #expect(Self.value(batch, "link.tx_bytes", "mpa0") == nil, "no delta across a reset")
+        #expect(Self.value(batch, "link.tx_rate", "mpa0") == nil, "no rate across a reset")
+
+        try ns.run { try RawFrames.send(interface: "mpa0", count: 7, size: 100) }
+        batch = SampleBatch()
+        try ns.run { try sampler.sample(Self.context(), into: &batch) }
+        #expect(Self.value(batch, "link.tx_bytes", "mpa0") == 700)
+        let rate = try #require(Self.value(batch, "link.tx_rate", "mpa0"))
+        #expect(rate >= 0 && rate < 1e9, "rate \(rate) is plausible for 700 bytes")
+        for s in batch.samples { #expect(s.value >= 0 && s.value < 1e15, "\(s.descriptor.name) = \(s.value)") }
+    }
+
+    @Test func samplerSocketsAreClosedWhenReleased() throws {
+        let ns = try NetworkNamespace()
+        let fd = try ns.run { () -> Int32 in
+            let reader = try LinkStatsReader()
+            return reader.fileDescriptor
+        }
+        #expect(fd >= 0)
+        #expect(fcntl(fd, F_GETFD) == -1, "the netlink socket's descriptor is closed after deinit")
+    }
+}

@@ -1,0 +1,194 @@
+import CTestSupport
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Helpers shared by the tests: privileges, shell commands, network namespaces, raw frames, processes.
+enum TestSupport {
+    static var isRoot: Bool { geteuid() == 0 }
+    static var hasIP: Bool { FileManager.default.isExecutableFile(atPath: "/usr/sbin/ip") || FileManager.default.isExecutableFile(atPath: "/sbin/ip") }
+    static var canUseNetns: Bool { isRoot && hasIP }
+
+    /// The folder holding the built executables: on Linux the test binary sits beside them.
+    static var productsDirectory: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+    }
+
+    static func executable(_ name: String) -> String { productsDirectory.appendingPathComponent(name).path }
+
+    static var fixtures: URL { Bundle.module.resourceURL!.appendingPathComponent("Fixtures") }
+
+    /// The repository root (for the shipped config files and docs).
+    static var repositoryRoot: URL {
+        var url = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { url.deleteLastPathComponent() }
+        return url
+    }
+
+    @discardableResult
+    static func sh(_ command: String, check: Bool = true) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", command]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        if check, p.terminationStatus != 0 {
+            throw TestFailure("command failed (\(p.terminationStatus)): \(command)\n\(text)")
+        }
+        return text
+    }
+
+    static func uniqueSuffix() -> String { String(UInt32.random(in: 0..<0xFFFFFF), radix: 16) }
+
+    static func tempDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("meetpunt-test-\(uniqueSuffix())")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    static func sysfsCounter(_ interface: String, _ name: String, namespace: String? = nil) throws -> UInt64 {
+        let prefix = namespace.map { "ip netns exec \($0) " } ?? ""
+        let text = try sh("\(prefix)cat /sys/class/net/\(interface)/statistics/\(name)")
+        guard let n = UInt64(text.trimmingCharacters(in: .whitespacesAndNewlines)) else { throw TestFailure("bad counter \(text)") }
+        return n
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+/// A network namespace made by the test and deleted with it.
+final class NetworkNamespace {
+    let name: String
+
+    init(prefix: String = "mpt") throws {
+        name = "\(prefix)-\(TestSupport.uniqueSuffix())"
+        try TestSupport.sh("ip netns add \(name)")
+    }
+
+    func exec(_ command: String, check: Bool = true) throws -> String {
+        try TestSupport.sh("ip netns exec \(name) \(command)", check: check)
+    }
+
+    /// Runs `body` on a fresh thread that has entered this namespace: sockets it opens live there.
+    func run<T>(_ body: @escaping () throws -> T) throws -> T {
+        let fd = open("/run/netns/\(name)", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw TestFailure("cannot open namespace \(name)") }
+        defer { close(fd) }
+        var result: Result<T, any Error> = .failure(TestFailure("namespace thread did not run"))
+        let job = NamespaceJob(fd: fd) { result = Result { try body() } }
+        let context = Unmanaged.passRetained(job).toOpaque()
+        var thread = pthread_t()
+        guard pthread_create(&thread, nil, { raw in
+            let job = Unmanaged<NamespaceJob>.fromOpaque(raw!).takeRetainedValue()
+            if ctest_enter_netns(job.fd) == 0 { job.work() } else { job.failed = true }
+            return nil
+        }, context) == 0 else {
+            Unmanaged<NamespaceJob>.fromOpaque(context).release()
+            throw TestFailure("pthread_create failed")
+        }
+        pthread_join(thread, nil)
+        if job.failed { throw TestFailure("setns into \(name) failed") }
+        return try result.get()
+    }
+
+    deinit {
+        _ = try? TestSupport.sh("ip netns del \(name)", check: false)
+    }
+}
+
+private final class NamespaceJob {
+    let fd: Int32
+    let work: () -> Void
+    var failed = false
+    init(fd: Int32, work: @escaping () -> Void) {
+        self.fd = fd
+        self.work = work
+    }
+}
+
+/// Sends raw Ethernet frames through an AF_PACKET socket (in the calling thread's namespace): exact
+/// counts and sizes, no IP stack involved.
+enum RawFrames {
+    /// Sends `count` frames of `size` bytes (header included) with the local-experimental EtherType 0x88B5.
+    static func send(interface: String, count: Int, size: Int, destination: [UInt8] = [0x02, 0, 0, 0, 0, 0x99]) throws {
+        precondition(size >= 60)
+        let index = if_nametoindex(interface)
+        guard index > 0 else { throw TestFailure("no interface \(interface)") }
+        var frame = [UInt8](repeating: 0x5A, count: size)
+        frame.replaceSubrange(0..<6, with: destination)
+        frame.replaceSubrange(6..<12, with: [0x02, 0, 0, 0, 0, 0x98])
+        frame[12] = 0x88
+        frame[13] = 0xB5
+        let sent = ctest_send_frames(Int32(index), frame, Int32(size), Int32(count))
+        guard sent == count else { throw TestFailure("sending frames on \(interface) failed: \(sent)") }
+    }
+}
+
+/// A child process with its output collected.
+final class ChildProcess: @unchecked Sendable {  // `collected` is guarded by `lock`
+    let process = Process()
+    let output = Pipe()
+    private(set) var collected = Data()
+    private let lock = NSLock()
+
+    init(_ executable: String, _ arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardOutput = output
+        process.standardError = output
+        output.fileHandleForReading.readabilityHandler = { [weak self] h in
+            let d = h.availableData
+            guard let self else { return }
+            self.lock.lock()
+            self.collected.append(d)
+            self.lock.unlock()
+        }
+        try process.run()
+    }
+
+    var text: String {
+        lock.lock()
+        defer { lock.unlock() }
+        return String(decoding: collected, as: UTF8.self)
+    }
+
+    /// Waits for `needle` in the output, up to `timeout` seconds.
+    func waitFor(_ needle: String, timeout: Double = 30) throws -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let line = text.split(separator: "\n").first(where: { $0.contains(needle) }) { return String(line) }
+            guard process.isRunning else { throw TestFailure("process exited before printing \(needle):\n\(text)") }
+            usleep(50_000)
+        }
+        throw TestFailure("timed out waiting for \(needle):\n\(text)")
+    }
+
+    func waitForExit(timeout: Double = 60) throws -> Int32 {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning {
+            guard Date() < deadline else {
+                process.terminate()
+                throw TestFailure("process did not exit in \(timeout) s:\n\(text)")
+            }
+            usleep(50_000)
+        }
+        usleep(100_000)
+        return process.terminationStatus
+    }
+
+    func stop() {
+        if process.isRunning { process.terminate() }
+        _ = try? waitForExit(timeout: 15)
+    }
+
+    deinit { if process.isRunning { process.terminate() } }
+}

@@ -1,0 +1,135 @@
+import Foundation
+import Testing
+import TelemetryModel
+
+@Suite struct WireFormatTests {
+    @Test func schemaOneGoldenFileDecodes() throws {
+        let data = try Data(contentsOf: TestSupport.fixtures.appendingPathComponent("report-v1.json"))
+        let report = try JSONDecoder().decode(Report.self, from: data)
+        #expect(report.schema == 1)
+        #expect(report.device == "dev-7f3a")
+        #expect(report.seq == 42)
+        #expect(report.keyEpoch == 683)
+        #expect(report.windowEndMs - report.windowStartMs == 60_000)
+        #expect(report.series.count == 5)
+        let rate = try #require(report.series.first { $0.metric == "link.rx_rate" })
+        #expect(rate.sketch?.count == 6)
+        #expect(rate.labels == ["interface": "eth0"])
+        // The golden report is valid by the collector's rules (at a collector time just after its window).
+        #expect(ReportValidator().validate(report, nowMs: report.windowEndMs + 1000) == nil)
+        // Re-encoding and decoding gives the same report.
+        let again = try JSONDecoder().decode(Report.self, from: JSONEncoder().encode(report))
+        #expect(again == report)
+    }
+
+    @Test func docsProtocolExampleIsTheGoldenFile() throws {
+        let doc = try String(contentsOf: TestSupport.repositoryRoot.appendingPathComponent("docs/protocol.md"), encoding: .utf8)
+        let golden = try String(contentsOf: TestSupport.fixtures.appendingPathComponent("report-v1.json"), encoding: .utf8)
+        #expect(doc.contains(golden.trimmingCharacters(in: .whitespacesAndNewlines)), "docs/protocol.md shows Fixtures/report-v1.json verbatim")
+    }
+}
+
+@Suite struct QuantileSketchTests {
+    /// A deterministic generator, so the test is the same on every run.
+    struct SplitMix: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    @Test(arguments: [0.5, 0.9, 0.99])
+    func quantilesAreWithinOnePercentOfExact(q: Double) throws {
+        var rng = SplitMix(state: 42)
+        // Rates spanning six decades, like link rates from idle to gigabit.
+        let values = (0..<20_000).map { _ in pow(10, Double.random(in: 3...9, using: &rng)) }
+        var sketch = QuantileSketch()
+        for v in values { sketch.add(v) }
+        let sorted = values.sorted()
+        let exact = sorted[Int((q * Double(sorted.count - 1)).rounded(.down))]
+        let estimate = try #require(sketch.quantile(q))
+        #expect(abs(estimate - exact) / exact <= 0.01, "q\(q): estimate \(estimate), exact \(exact)")
+    }
+
+    @Test func mergingEqualsAddingEverything() throws {
+        var a = QuantileSketch(), b = QuantileSketch(), all = QuantileSketch()
+        for i in 1...1000 {
+            let v = Double(i * 37 % 1013) * 1000
+            if i.isMultiple(of: 2) { a.add(v) } else { b.add(v) }
+            all.add(v)
+        }
+        try a.merge(b)
+        #expect(a == all)
+        #expect(a.count == 1000)
+    }
+
+    @Test func zerosAreCountedAndBucketsAreBounded() {
+        var s = QuantileSketch()
+        s.add(0)
+        s.add(-5)
+        #expect(s.zeroCount == 2)
+        #expect(s.quantile(0.5) == 0)
+        var wide = QuantileSketch()
+        for e in 0..<3000 { wide.add(pow(1.03, Double(e))) }
+        #expect(wide.buckets.count <= QuantileSketch.maxBuckets)
+        #expect(wide.count == 3000)
+    }
+
+    @Test func sketchesOfDifferentAccuracyDoNotMerge() {
+        var a = QuantileSketch(relativeAccuracy: 0.01)
+        #expect(throws: TelemetryModelError.self) { try a.merge(QuantileSketch(relativeAccuracy: 0.02)) }
+    }
+}
+
+@Suite struct IdentifierGuardTests {
+    static let mac = "00:1b:21:3a:4f:5e"
+
+    /// Every common spelling of a MAC address.
+    static func spellings(_ mac: String) -> [String] {
+        let hex = mac.replacingOccurrences(of: ":", with: "")
+        let lower = hex.lowercased(), upper = hex.uppercased()
+        func grouped(_ h: String, _ size: Int, _ sep: String) -> String {
+            stride(from: 0, to: 12, by: size).map { i in
+                String(h[h.index(h.startIndex, offsetBy: i)..<h.index(h.startIndex, offsetBy: i + size)])
+            }.joined(separator: sep)
+        }
+        return [lower, upper, grouped(lower, 2, ":"), grouped(upper, 2, ":"), grouped(lower, 2, "-"), grouped(upper, 2, "-"),
+                grouped(lower, 4, "."), grouped(upper, 4, ".")]
+    }
+
+    @Test(arguments: spellings(mac))
+    func findsMACAddressesInEverySpelling(spelling: String) {
+        #expect(IdentifierGuard().finding(in: spelling) == .macAddress)
+        #expect(IdentifierGuard().finding(in: "client \(spelling) joined") == .macAddress)
+    }
+
+    @Test(arguments: ["192.168.1.20", "host 10.0.0.1:443", "fe80::1", "2001:db8::42", "fe80::1%eth0", "::ffff:10.1.2.3"])
+    func findsIPAddresses(text: String) {
+        let f = IdentifierGuard().finding(in: text)
+        #expect(f == .ipv4Address || f == .ipv6Address, "\(text)")
+    }
+
+    @Test func findsConfiguredSSIDs() {
+        let g = IdentifierGuard(ssids: ["HomeNet-5G", "abc"])
+        #expect(g.finding(in: "homenet-5g") == .ssid)
+        #expect(g.finding(in: "joined HomeNet-5G today") == .ssid)
+        #expect(g.finding(in: "abc") == .ssid)
+        #expect(g.finding(in: "abcdef") == nil, "short SSIDs only match whole values")
+    }
+
+    @Test(arguments: ["cm_4k2tqmf7zy3xabv5r6wdsgnh", "eth0", "br-lan", "link.rx_bytes", "00-1B-21", "wlan0.100", "12:30:45",
+                      "1.2.3", "0.1.0", "abcdef012345abcd", "veth1234abcd"])
+    func leavesOrdinaryValuesAlone(text: String) {
+        #expect(IdentifierGuard().finding(in: text) == nil, "\(text)")
+    }
+
+    @Test func redactsLogLines() {
+        let g = IdentifierGuard(ssids: ["Home Net"])
+        #expect(g.redact("client 00:1b:21:3a:4f:5e at 192.168.1.2") == "client <redacted MAC address> at <redacted IPv4 address>")
+        #expect(!g.redact("joined Home Net").contains("Home Net"))
+    }
+}
