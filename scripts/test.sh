@@ -12,6 +12,13 @@ phase "building (debug, with tests)"
 swift build --build-tests
 
 mkdir -p var
+phase "the demo, as a new user runs it (acceptance: its summary shows this host's interfaces with traffic)"
+DURATION=12 ./scripts/demo.sh 2>&1 | tee var/demo-check.log
+if ! grep -qE "rx [1-9][0-9]* packets" var/demo-check.log; then
+    echo "FAIL: the demo's summary shows no interface with traffic" >&2
+    exit 1
+fi
+
 phase "running tests"
 swift test --skip-build 2>&1 | tee var/test.log
 status=${PIPESTATUS[0]}

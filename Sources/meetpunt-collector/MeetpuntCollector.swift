@@ -245,10 +245,14 @@ struct Summary: AsyncParsableCommand {
                 let speed = latest("link.speed").map { "\(Int($0.last)) Mb/s" } ?? "speed unknown"
                 let duplex = latest("link.full_duplex").map { $0.last == 1 ? "full duplex" : "half duplex" } ?? ""
                 let up = latest("link.oper_up").map { $0.last == 1 ? "up" : "down" } ?? "?"
-                let rxRate = latest("link.rx_rate").flatMap { $0.sketch?.quantile(0.5) }.map { Self.rate($0) } ?? "-"
-                let txRate = latest("link.tx_rate").flatMap { $0.sketch?.quantile(0.5) }.map { Self.rate($0) } ?? "-"
+                func rates(_ m: String) -> String {
+                    guard let w = latest(m) else { return "-" }
+                    return "mean \(Self.rate(w.mean)), p99 \(Self.rate(w.sketch?.quantile(0.99) ?? w.max))"
+                }
+                let rxRate = rates("link.rx_rate"), txRate = rates("link.tx_rate")
                 print("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(up), \(speed)\(duplex.isEmpty ? "" : ", " + duplex)")
-                print("    rx \(Int(total("link.rx_packets"))) packets / \(Int(total("link.rx_bytes"))) bytes, tx \(Int(total("link.tx_packets"))) packets / \(Int(total("link.tx_bytes"))) bytes; latest window median rx \(rxRate), tx \(txRate)")
+                print("    rx \(Int(total("link.rx_packets"))) packets / \(Int(total("link.rx_bytes"))) bytes, tx \(Int(total("link.tx_packets"))) packets / \(Int(total("link.tx_bytes"))) bytes")
+                print("    latest window: rx \(rxRate); tx \(txRate)")
             }
             let clients = windows.filter { $0.metric == "lan.clients" }
             if let c = clients.max(by: { $0.windowEndMs < $1.windowEndMs }) {
