@@ -3,7 +3,7 @@ import PackageDescription
 
 // The agent's closure (everything `meetpunt-agent` depends on) must stay free of
 // Hummingbird, NIO, GRDB, postgres-nio, Yams, swift-crypto and full Foundation:
-// see DEVELOPERS.md for the measured cost of each. `Tests/ArchitectureTests` checks it.
+// docs/architecture.md gives the measured cost of each. `ArchitectureTests` (Tests/MeetpuntTests) checks it.
 
 let package = Package(
     name: "meetpunt",

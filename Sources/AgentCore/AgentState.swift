@@ -50,6 +50,12 @@ public struct AgentState: Sendable {
         }
     }
 
+    /// Whether only the owner may read `path` (false when group or others can, or it cannot be checked).
+    public static func isPrivate(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && st.st_mode & 0o077 == 0
+    }
+
     /// Reads the device token from `path` (first line, trimmed).
     public static func readToken(_ path: String) throws(AgentError) -> String {
         let text = try read(path)

@@ -27,7 +27,8 @@ public final class LANClientSampler: Sampler {
     public func sample(_ context: SampleContext, into batch: inout SampleBatch) throws {
         // Read the whole table (the kernel caps it at gc_thresh3, 1024 per family by default) so that client
         // counts stay exact when the itemised list is capped at max_clients.
-        let (entries, _) = try neighbours.entries(limit: 4096)
+        let (entries, unread) = try neighbours.entries(limit: 4096)
+        batch.add("lan.neighbours_unread", [:], Double(unread))
         if previousEpoch != context.epoch {
             previous = [:]  // pseudonyms of two epochs never compare: no new/gone across the boundary
             previousEpoch = context.epoch

@@ -2,9 +2,10 @@ import Logging
 import ServiceLifecycle
 
 /// Sends queued reports to the collector, oldest first. Only a 2xx answer counts as delivered; anything
-/// else is retried with exponential backoff (1 s doubling to 60 s). A 4xx other than 408/429 means the
-/// collector will never accept that report: it is dropped with an error log, so one bad report cannot
-/// block the queue. On graceful shutdown it keeps sending for at most `drainTimeout`, then stops.
+/// else is retried with exponential backoff (1 s doubling to 60 s). A 4xx other than 401 (the device may
+/// not be registered yet), 408 and 429 means the collector will never accept that report: it is dropped
+/// with an error log, so one bad report cannot block the queue. On graceful shutdown it keeps sending for
+/// at most `drainTimeout` (a POST in flight can add up to the request timeout), then stops.
 public struct Shipper: Service {
     let queue: any ReportQueue
     let url: String
@@ -44,7 +45,8 @@ public struct Shipper: Service {
                 await queue.acknowledge(seq: report.seq)
                 backoff = .seconds(1)
             case .retry:
-                try? await Task.sleep(for: backoff)
+                let pause = backoff
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
                 backoff = min(backoff * 2, .seconds(60))
             }
         }
@@ -61,7 +63,12 @@ public struct Shipper: Service {
             logger.warning("report not delivered, will retry", metadata: ["report.seq": "\(report.seq)", "error": "\(f.message)"])
             return .retry
         case .success(let r) where (200..<300).contains(r.status):
-            logger.debug("report delivered", metadata: ["report.seq": "\(report.seq)", "http.status": "\(r.status)"])
+            if String(decoding: r.body, as: UTF8.self).contains("\"duplicate\":true") {
+                // Normal after a retry; a run of these means the sequence file was lost (docs/operations.md).
+                logger.warning("collector already had this report", metadata: ["report.seq": "\(report.seq)"])
+            } else {
+                logger.debug("report delivered", metadata: ["report.seq": "\(report.seq)", "http.status": "\(r.status)"])
+            }
             return .delivered
         case .success(let r) where (400..<500).contains(r.status) && r.status != 408 && r.status != 429 && r.status != 401:
             logger.error("collector rejected report; dropping it", metadata: [

@@ -81,6 +81,8 @@ public final class EthtoolLinkModes {
         }
         try check(nl_socket_modify_cb(socket.handle, NL_CB_VALID, NL_CB_CUSTOM, callback, unmanaged.toOpaque()),
                   "cannot install netlink callback")
+        // The box dies with this call: never leave libnl holding a pointer to it.
+        defer { nl_socket_modify_cb(socket.handle, NL_CB_VALID, NL_CB_DEFAULT, nil, nil) }
         try check(nl_send_sync(socket.handle, msg), "ETHTOOL_MSG_LINKMODES_GET for \(interface) failed")
         guard box.sawReply else { throw NetlinkError(.notSupported, "no LINKMODES reply for \(interface)") }
         return LinkModes(speedMbps: Self.knownSpeed(box.speed), fullDuplex: Self.knownDuplex(box.duplex), source: .netlink)

@@ -109,6 +109,8 @@ public enum MetricCatalog {
               source: "agent: pseudonyms seen the sample before and not this one"),
         .init(name: "lan.clients_unreported", unit: "clients", kind: .gauge, dataClass: .clients, labels: interface,
               source: "agent: clients beyond lan_clients.max_clients, counted but not itemised"),
+        .init(name: "lan.neighbours_unread", unit: "entries", kind: .gauge, dataClass: .link, labels: [:],
+              source: "agent: neighbour-table entries beyond the 4096 read per sample (kernel default table limit is 1024 per family)"),
         .init(name: "lan.client.reachable", unit: "boolean", kind: .gauge, dataClass: .clients, labels: clientLabels,
               source: "rtnetlink NDA_LLADDR (pseudonymised) with NDA state REACHABLE = 1, STALE/DELAY/PROBE = 0"),
         .init(name: "agent.guard_dropped_series", unit: "series", kind: .counterDelta, dataClass: .link, labels: [:],

@@ -8,8 +8,8 @@ public struct ReportValidator: Sendable {
         public var maxSeries = 5000
         public var maxLabelsPerSeries = 8
         public var maxLabelValueBytes = 64
-        /// Longest accepted window.
-        public var maxWindowMs: Int64 = 3_600_000
+        /// Longest accepted window: one hour (the agent's maximum) plus a minute of scheduling slack.
+        public var maxWindowMs: Int64 = 3_660_000
         /// How far in the future a window may end (device clock ahead of the collector).
         public var maxClockSkewMs: Int64 = 300_000
         public init() {}

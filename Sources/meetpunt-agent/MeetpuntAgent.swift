@@ -49,6 +49,10 @@ struct Run: AsyncParsableCommand {
         let secret = try DeviceSecret.loadOrCreate(at: state.secretPath)
         let token = try AgentState.readToken(config.collector.tokenFile)
         let pseudonymiser = Pseudonymiser(secret: secret)
+        if !AgentState.isPrivate(config.collector.tokenFile) {
+            logger.warning("token file is readable by group or others; run chmod 600 on it",
+                           metadata: ["file": "\(config.collector.tokenFile)"])
+        }
 
         var samplers: [any Sampler] = []
         if config.link.enabled { samplers.append(try LinkSampler(config: config.link)) }

@@ -54,7 +54,9 @@ struct Serve: AsyncParsableCommand {
         if let port {
             var c = api.configuration
             c.port = port
-            api = CollectorAPI(store: api.store, policy: api.policy, configuration: c, logger: Logger(label: "meetpunt.collector"))
+            var logger = Logger(label: "meetpunt.collector")
+            logger.logLevel = Logger.Level(rawValue: c.logLevel) ?? .info
+            api = CollectorAPI(store: api.store, policy: api.policy, configuration: c, logger: logger)
         }
         let purge = PurgeService(api: api, interval: .seconds(api.configuration.purgeIntervalSeconds))
         let host = api.configuration.host
@@ -77,6 +79,9 @@ struct DeviceCommand: AsyncParsableCommand {
         func run() async throws {
             guard (1...64).contains(id.utf8.count), id.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-_.".contains($0)) }) else {
                 throw ValidationError("device id must be 1–64 of A–Z a–z 0–9 - _ .")
+            }
+            if let found = IdentifierGuard().finding(in: id) {
+                throw ValidationError("device id looks like a \(found.rawValue); use a pseudonymous id, never a hardware address")
             }
             let api = try options.api()
             let added = try await api.store.addDevice(id, nowMs: api.clock())
@@ -170,6 +175,11 @@ struct Export: AsyncParsableCommand {
     @Option(help: "The metric, for CSV.") var metric: String?
     @Option(help: "Why (request or ticket reference), for the audit trail.") var reason: String?
 
+    func validate() throws {
+        guard format == "json" || format == "csv" else { throw ValidationError("--format must be json or csv") }
+        if format == "csv", metric == nil { throw ValidationError("CSV export is per metric: add --metric NAME") }
+    }
+
     func run() async throws {
         let api = try options.api(logLevel: .warning)
         guard try await api.store.deviceExists(id) else { throw ValidationError("no device \(id)") }
@@ -212,6 +222,8 @@ struct AuditCommand: AsyncParsableCommand {
 
     func run() async throws {
         let api = try options.api(logLevel: .warning)
+        try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "read audit trail",
+                                                   deviceID: device, reason: nil, outcome: "ok"))
         let entries = try await api.store.audit(device: device, sinceMs: api.policy.cutoffMs(.audit, nowMs: api.clock()), limit: limit)
         let iso = ISO8601DateFormatter()
         for e in entries {
@@ -229,6 +241,8 @@ struct Summary: AsyncParsableCommand {
         let api = try options.api(logLevel: .warning)
         let now = api.clock()
         let devices = try await api.store.devices()
+        try await api.store.appendAudit(AuditEntry(atMs: now, actor: CollectorOptions.cliActor, action: "summary",
+                                                   deviceID: nil, reason: nil, outcome: "ok", detail: "\(devices.count) devices"))
         print("Meetpunt collector: \(devices.count) device(s)")
         for d in devices {
             let windows = try await api.store.windows(device: d.id, metric: nil, fromMs: 0, toMs: Int64.max,

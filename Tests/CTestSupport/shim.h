@@ -1,10 +1,12 @@
 #ifndef MEETPUNT_CTESTSUPPORT_SHIM_H
 #define MEETPUNT_CTESTSUPPORT_SHIM_H
-// Test-only helpers: entering a network namespace (setns needs _GNU_SOURCE) and AF_PACKET frames.
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
+// Test-only helpers: entering a network namespace and sending AF_PACKET frames.
+// setns(2) is declared by <sched.h> only under _GNU_SOURCE, and defining that here would change libc's
+// struct definitions against the ones Swift's Glibc module already has, so it is declared by hand.
+extern int setns(int fd, int nstype);
+#ifndef CLONE_NEWNET
+#define CLONE_NEWNET 0x40000000
 #endif
-#include <sched.h>
 #include <sys/socket.h>
 #include <linux/if_packet.h>
 #include <linux/if_ether.h>

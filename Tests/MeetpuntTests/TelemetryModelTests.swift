@@ -9,11 +9,17 @@ import TelemetryModel
         #expect(report.schema == 1)
         #expect(report.device == "dev-7f3a")
         #expect(report.seq == 42)
-        #expect(report.keyEpoch == 683)
+        #expect(report.keyEpoch == 680, "the 30-day epoch of its window")
         #expect(report.windowEndMs - report.windowStartMs == 60_000)
         #expect(report.series.count == 5)
         let rate = try #require(report.series.first { $0.metric == "link.rx_rate" })
-        #expect(rate.sketch?.count == 6)
+        let sketch = try #require(rate.sketch)
+        #expect(sketch.count == 6)
+        // The golden sketch holds the samples 640, 1000, 1480, 1600, 1600, 3280: each quantile is within 1 %.
+        for (q, exact) in [(0.0, 640.0), (0.5, 1480), (0.7, 1600), (1, 3280)] {
+            let estimate = try #require(sketch.quantile(q))
+            #expect(abs(estimate - exact) / exact <= 0.01, "q\(q): \(estimate)")
+        }
         #expect(rate.labels == ["interface": "eth0"])
         // The golden report is valid by the collector's rules (at a collector time just after its window).
         #expect(ReportValidator().validate(report, nowMs: report.windowEndMs + 1000) == nil)

@@ -209,12 +209,13 @@ public struct CollectorAPI: Sendable {
         guard format == "json" || format == "csv" else {
             throw APIError(.badRequest, "bad_parameter", "format must be json or csv", path: "format")
         }
+        let metric = request.uri.queryParameters.get("metric")
+        if format == "csv", metric == nil {
+            throw APIError(.badRequest, "bad_parameter", "CSV export is per metric: add metric=NAME", path: "metric")
+        }
         try await audit(p, action: "export device data", device: device, request: request, outcome: "ok", detail: format)
         let data = try await exportData(device: device)
-        if format == "csv" {
-            guard let metric = request.uri.queryParameters.get("metric") else {
-                throw APIError(.badRequest, "bad_parameter", "CSV export is per metric: add metric=NAME", path: "metric")
-            }
+        if format == "csv", let metric {
             let csv = DeviceExport.csv(data.classes.values.flatMap(\.windows).filter { $0.metric == metric })
             return Response(status: .ok, headers: [.contentType: "text/csv"], body: .init(byteBuffer: ByteBuffer(string: csv)))
         }
@@ -329,8 +330,8 @@ public struct DeviceExport: Codable, Sendable {
 
     public static func csv(_ windows: [StoredWindow]) -> String {
         var out = "metric,unit,labels,window_start_ms,window_end_ms,count,min,max,mean,last,sum\n"
-        for w in windows.sorted(by: { ($0.windowStartMs, SQLiteStore.canonicalJSON($0.labels)) < ($1.windowStartMs, SQLiteStore.canonicalJSON($1.labels)) }) {
-            let labels = "\"" + SQLiteStore.canonicalJSON(w.labels).replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        for w in windows.sorted(by: { ($0.windowStartMs, canonicalLabelsJSON($0.labels)) < ($1.windowStartMs, canonicalLabelsJSON($1.labels)) }) {
+            let labels = "\"" + canonicalLabelsJSON(w.labels).replacingOccurrences(of: "\"", with: "\"\"") + "\""
             out += "\(w.metric),\(w.unit),\(labels),\(w.windowStartMs),\(w.windowEndMs),\(w.count),\(w.min),\(w.max),\(w.mean),\(w.last),\(w.sum)\n"
         }
         return out

@@ -166,12 +166,6 @@ public final class SQLiteStore: TelemetryStore {
 
     // MARK: Reports
 
-    static func canonicalJSON(_ labels: [String: String]) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return String(decoding: (try? encoder.encode(labels)) ?? Data("{}".utf8), as: UTF8.self)
-    }
-
     public func ingest(_ report: Report, classes: [DataClass], receivedAtMs: Int64) async throws -> IngestOutcome {
         precondition(classes.count == report.series.count)
         let encoder = JSONEncoder()
@@ -195,7 +189,7 @@ public final class SQLiteStore: TelemetryStore {
                     """)
                 for (i, s) in report.series.enumerated() {
                     try statement.execute(arguments: [report.device, Int64(report.seq), classes[i].rawValue, s.metric, s.unit,
-                                                      Self.canonicalJSON(s.labels), report.windowStartMs, report.windowEndMs,
+                                                      canonicalLabelsJSON(s.labels), report.windowStartMs, report.windowEndMs,
                                                       s.count, s.min, s.max, s.mean, s.last, s.sum, sketches[i]])
                 }
                 try db.execute(sql: """

@@ -1,3 +1,4 @@
+import Foundation
 import TelemetryModel
 
 /// Who may do what. Device tokens write their own device's reports; operators read; admins export,
@@ -87,6 +88,13 @@ public struct AuditEntry: Sendable, Equatable, Codable {
         self.outcome = outcome
         self.detail = detail
     }
+}
+
+/// A label set as JSON with sorted keys: one spelling per label set, for storage keys and exports.
+public func canonicalLabelsJSON(_ labels: [String: String]) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return String(decoding: (try? encoder.encode(labels)) ?? Data("{}".utf8), as: UTF8.self)
 }
 
 public enum IngestOutcome: Sendable, Equatable {
