@@ -87,7 +87,7 @@ public struct AgentPipeline: Service {
         let interval = Duration.seconds(configuration.sampleIntervalSeconds)
         let samplesPerWindow = configuration.reportWindowSeconds / configuration.sampleIntervalSeconds
         var aggregator = WindowAggregator(maxSeries: configuration.maxSeriesPerWindow)
-        var seq = state.lastSequence()
+        var seq = try state.lastSequence()
         var start = SampleTime.now()
         var epoch = KeyEpoch.containing(unixSeconds: start.wallMilliseconds / 1000, lengthSeconds: epochLengthSeconds)
         var samplesInWindow = 0

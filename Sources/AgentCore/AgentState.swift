@@ -16,10 +16,15 @@ public struct AgentState: Sendable {
     public var secretPath: String { directory + "/device-secret" }
     var sequencePath: String { directory + "/sequence" }
 
-    /// The last sequence number used, or 0.
-    public func lastSequence() -> UInt64 {
-        guard let text = try? Self.read(sequencePath) else { return 0 }
-        return UInt64(text.split(separator: "\n").first ?? "") ?? 0
+    /// The last sequence number used, or 0 when there is no sequence file yet. A file that exists but cannot
+    /// be read or parsed is an error: restarting at 1 would make the collector drop reports as duplicates.
+    public func lastSequence() throws(AgentError) -> UInt64 {
+        if access(sequencePath, F_OK) != 0, errno == ENOENT { return 0 }
+        let text = try Self.read(sequencePath)
+        guard let n = UInt64(text.split(separator: "\n").first ?? "") else {
+            throw AgentError("sequence file \(sequencePath) does not hold a number; set it to the device's last_seq from `meetpunt-collector device list`")
+        }
+        return n
     }
 
     /// Records `seq` durably (write to a temporary file, fsync, rename) before the report is queued, so a

@@ -53,6 +53,9 @@ public enum Gzip {
                     throw GzipError(.corrupt, "gzip body is truncated")
                 }
             }
+            guard stream.avail_in == 0 else {
+                throw GzipError(.corrupt, "\(stream.avail_in) bytes follow the gzip stream; one gzip member per body")
+            }
         }
         return result
     }

@@ -9,7 +9,8 @@ import Darwin
 ///
 /// Defence in depth behind pseudonymisation: the agent drops a series whose labels trip it (and counts the
 /// drop), the collector rejects a report that carries one, and the agent's log handler redacts matches.
-/// A pseudonym (`cm_` + base32) never matches: the bare-hex rule needs exactly 12 hex digits standing alone.
+/// A pseudonym (`cm_` + base32) never matches: it is exempt from the bare-hex rule (12 hex digits bounded
+/// by non-hex characters), and base32 has no `:`, `-` or `.`.
 public struct IdentifierGuard: Sendable {
     public enum Finding: String, Sendable, Equatable {
         case macAddress = "MAC address"
@@ -80,23 +81,34 @@ public struct IdentifierGuard: Sendable {
     ]
 
     static func containsMAC(_ bytes: [UInt8]) -> Bool {
+        // A pseudonym (`cm_` + 24 base32 characters, an HMAC output) can hold a run of 12 characters from
+        // [a-f2-7] by chance; it is exempt from the bare-hex rule only, never from the separated spellings.
+        let bareHexExempt = isPseudonymShaped(bytes)
         for i in bytes.indices {
             guard isHex(bytes[i]) else { continue }
             for shape in macShapes where matches(bytes, at: i, shape: shape) { return true }
-            // Bare 12 hex digits standing alone (not part of a longer alphanumeric token).
-            if i == 0 || !isAlnum(bytes[i - 1]) {
+            // Bare 12 hex digits: a run of exactly 12 bounded by non-hex characters, so `enx001b213a4f5e`
+            // (systemd's MAC-based interface names) is caught as well as `001b213a4f5e`.
+            if !bareHexExempt, i == 0 || !isHex(bytes[i - 1]) {
                 var j = i
                 while j < bytes.count, isHex(bytes[j]) { j += 1 }
-                if j - i == 12, j == bytes.count || !isAlnum(bytes[j]) { return true }
+                if j - i == 12 { return true }
             }
         }
         return false
     }
 
+    /// Two lower-case letters, `_`, then 24 characters of lower-case RFC 4648 base32.
+    static func isPseudonymShaped(_ b: [UInt8]) -> Bool {
+        guard b.count == 27, b[2] == UInt8(ascii: "_"),
+              b[0] >= 0x61 && b[0] <= 0x7A, b[1] >= 0x61 && b[1] <= 0x7A else { return false }
+        return b[3...].allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x32 && $0 <= 0x37) }
+    }
+
     static func containsIPv4(_ bytes: [UInt8]) -> Bool {
         var i = 0
         while i < bytes.count {
-            guard isDigit(bytes[i]), i == 0 || !(isDigit(bytes[i - 1]) || bytes[i - 1] == UInt8(ascii: ".")) else {
+            guard isDigit(bytes[i]), i == 0 || !isDigit(bytes[i - 1]) else {
                 i += 1
                 continue
             }

@@ -35,6 +35,17 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
 
     public var count: UInt64 { buckets.values.reduce(zeroCount, +) }
 
+    /// The count, or nil when the bucket counts overflow 64 bits (only a hostile payload can do that).
+    public var checkedCount: UInt64? {
+        var total = zeroCount
+        for n in buckets.values {
+            let (sum, overflow) = total.addingReportingOverflow(n)
+            if overflow { return nil }
+            total = sum
+        }
+        return total
+    }
+
     public mutating func add(_ value: Double) {
         guard value.isFinite else { return }
         if value <= Self.minimumPositive {
@@ -57,11 +68,11 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
         collapseIfNeeded()
     }
 
-    /// The estimated value at quantile `q` in [0, 1], or nil for an empty sketch.
+    /// The estimated value at quantile `q` in [0, 1] by nearest rank (the smallest value with at least
+    /// q·n values at or below it), or nil for an empty sketch.
     public func quantile(_ q: Double) -> Double? {
-        let total = count
-        guard total > 0, q >= 0, q <= 1 else { return nil }
-        let rank = UInt64((q * Double(total - 1)).rounded(.down))
+        guard let total = checkedCount, total > 0, q >= 0, q <= 1 else { return nil }
+        let rank = UInt64(Swift.max(0, (q * Double(total)).rounded(.up) - 1))
         var seen = zeroCount
         if rank < seen { return 0 }
         let g = gamma

@@ -30,25 +30,43 @@ public struct ReportValidator: Sendable {
         self.identifierGuard = identifierGuard
     }
 
+    /// Checks a device id: 1–64 of A–Z a–z 0–9 - _ . and nothing that looks like an identifier.
+    public func validateDeviceID(_ id: String) -> Violation? {
+        let ok = (1...64).contains(id.utf8.count) && id.utf8.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+                || b == UInt8(ascii: "-") || b == UInt8(ascii: "_") || b == UInt8(ascii: ".")
+        }
+        guard ok else { return Violation(path: "device", message: "device id must be 1–64 of A–Z a–z 0–9 - _ .") }
+        if let found = identifierGuard.finding(in: id) {
+            return Violation(path: "device", message: "device id looks like a raw \(found.rawValue); device ids must be pseudonymous")
+        }
+        return nil
+    }
+
     /// Validates `report` as received at `nowMs` (collector clock).
     public func validate(_ report: Report, nowMs: Int64) -> Violation? {
         guard Report.supportedSchemaVersions.contains(report.schema) else {
             return Violation(path: "schema", message: "unknown schema version \(report.schema); this collector accepts \(Report.supportedSchemaVersions.lowerBound)...\(Report.supportedSchemaVersions.upperBound)")
         }
-        guard !report.device.isEmpty, report.device.utf8.count <= 64 else {
-            return Violation(path: "device", message: "device id must be 1–64 bytes")
+        if let v = validateDeviceID(report.device) { return v }
+        guard report.seq <= UInt64(Int64.max) else {
+            return Violation(path: "seq", message: "sequence number \(report.seq) exceeds \(Int64.max)")
         }
-        if let found = identifierGuard.finding(in: report.device) {
-            return Violation(path: "device", message: "device id looks like a raw \(found.rawValue); device ids must be pseudonymous")
+        // Bounds first, so no arithmetic below can overflow on hostile values.
+        guard report.windowStartMs >= 0, report.windowEndMs <= nowMs + limits.maxClockSkewMs else {
+            if report.windowStartMs < 0 {
+                return Violation(path: "window_start_ms", message: "window start \(report.windowStartMs) is before 1970")
+            }
+            return Violation(path: "window_end_ms", message: "window ends \(report.windowEndMs - nowMs) ms in the future; clock skew of at most \(limits.maxClockSkewMs) ms is accepted (check the device's NTP)")
+        }
+        guard Self.isVersion(report.agentVersion) else {
+            return Violation(path: "agent_version", message: "must be 1–32 of 0–9 A–Z a–z . + - (a version, not free text)")
         }
         guard report.windowEndMs > report.windowStartMs else {
             return Violation(path: "window_end_ms", message: "window end \(report.windowEndMs) is not after window start \(report.windowStartMs)")
         }
         guard report.windowEndMs - report.windowStartMs <= limits.maxWindowMs else {
             return Violation(path: "window_end_ms", message: "window is \(report.windowEndMs - report.windowStartMs) ms long; at most \(limits.maxWindowMs) ms allowed")
-        }
-        guard report.windowEndMs <= nowMs + limits.maxClockSkewMs else {
-            return Violation(path: "window_end_ms", message: "window ends \(report.windowEndMs - nowMs) ms in the future; clock skew of at most \(limits.maxClockSkewMs) ms is accepted (check the device's NTP)")
         }
         guard report.series.count <= limits.maxSeries else {
             return Violation(path: "series", message: "\(report.series.count) series; at most \(limits.maxSeries) per report")
@@ -96,10 +114,17 @@ public struct ReportValidator: Sendable {
         guard s.min <= s.max, s.mean >= s.min - 1e-9 * Swift.abs(s.min), s.mean <= s.max + 1e-9 * Swift.abs(s.max) else {
             return Violation(path: path, message: "min \(s.min), mean \(s.mean), max \(s.max) are inconsistent")
         }
-        if let sketch = s.sketch, sketch.count != UInt64(s.count) {
-            return Violation(path: "\(path).sketch", message: "sketch holds \(sketch.count) values but count is \(s.count)")
+        if let sketch = s.sketch, sketch.checkedCount != UInt64(s.count) {
+            return Violation(path: "\(path).sketch", message: "sketch holds \(sketch.checkedCount.map(String.init) ?? "more than 2^64") values but count is \(s.count)")
         }
         return nil
+    }
+
+    static func isVersion(_ v: String) -> Bool {
+        (1...32).contains(v.utf8.count) && v.utf8.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+                || b == UInt8(ascii: ".") || b == UInt8(ascii: "+") || b == UInt8(ascii: "-")
+        }
     }
 
     /// Values echoed in error messages are shortened and stripped of control characters.

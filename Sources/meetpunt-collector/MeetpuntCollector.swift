@@ -21,6 +21,8 @@ struct CollectorOptions: ParsableArguments {
     var config: String = "collector/collector.yaml"
 
     func api(logLevel: Logger.Level? = nil) throws -> CollectorAPI {
+        // The database holds pseudonyms, token hashes and the audit trail: owner-only files and folders.
+        umask(0o077)
         let configuration = try CollectorConfiguration.load(path: config)
         let policy = try RetentionPolicy.load(path: configuration.retentionFile)
         let directory = (configuration.sqlitePath as NSString).deletingLastPathComponent
@@ -256,7 +258,7 @@ struct Summary: AsyncParsableCommand {
                 let mine = linkWindows.filter { $0.labels["interface"] == name }
                 func total(_ m: String) -> Double { mine.filter { $0.metric == m }.reduce(0) { $0 + $1.sum } }
                 func latest(_ m: String) -> StoredWindow? { mine.filter { $0.metric == m }.max { $0.windowEndMs < $1.windowEndMs } }
-                let speed = latest("link.speed").map { "\(Int($0.last)) Mb/s" } ?? "speed unknown"
+                let speed = latest("link.speed").map { "\(Self.count($0.last)) Mb/s" } ?? "speed unknown"
                 let duplex = latest("link.full_duplex").map { $0.last == 1 ? "full duplex" : "half duplex" } ?? ""
                 let up = latest("link.oper_up").map { $0.last == 1 ? "up" : "down" } ?? "?"
                 func rates(_ m: String) -> String {
@@ -265,15 +267,18 @@ struct Summary: AsyncParsableCommand {
                 }
                 let rxRate = rates("link.rx_rate"), txRate = rates("link.tx_rate")
                 print("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(up), \(speed)\(duplex.isEmpty ? "" : ", " + duplex)")
-                print("    rx \(Int(total("link.rx_packets"))) packets / \(Int(total("link.rx_bytes"))) bytes, tx \(Int(total("link.tx_packets"))) packets / \(Int(total("link.tx_bytes"))) bytes")
+                print("    rx \(Self.count(total("link.rx_packets"))) packets / \(Self.count(total("link.rx_bytes"))) bytes, tx \(Self.count(total("link.tx_packets"))) packets / \(Self.count(total("link.tx_bytes"))) bytes")
                 print("    latest window: rx \(rxRate); tx \(txRate)")
             }
             let clients = windows.filter { $0.metric == "lan.clients" }
             if let c = clients.max(by: { $0.windowEndMs < $1.windowEndMs }) {
-                print("  LAN clients (latest window, \(c.labels["interface"] ?? "?")): \(Int(c.last))")
+                print("  LAN clients (latest window, \(c.labels["interface"] ?? "?")): \(Self.count(c.last))")
             }
         }
     }
+
+    /// A whole number for display; never traps on a huge stored value.
+    static func count(_ x: Double) -> String { String(format: "%.0f", x) }
 
     static func rate(_ bps: Double) -> String {
         switch bps {

@@ -99,7 +99,8 @@ struct EndToEndTests {
 /// Issue 9, acceptance 2: the agent sees real identifiers (LAN clients with known MACs in network
 /// namespaces that talk to it, a configured SSID, an interface named like a MAC) and nothing that leaves
 /// it carries any of them in any common spelling.
-@Suite(.enabled(if: TestSupport.canUseNetns, "needs root, iproute2 and ping for LAN peers"))
+@Suite(.enabled(if: TestSupport.canUseNetns, "needs root, iproute2 and ping for LAN peers"),
+       .enabled(if: FileManager.default.fileExists(atPath: "/proc/sys/net/ipv6"), "the LAN peers talk over IPv6 link-local"))
 struct PrivacyEndToEndTests {
     static let clientMACs = ["00:1b:21:3a:4f:5e", "da:a1:19:6b:22:07"]
     static let ssid = "HomeNet-5G"

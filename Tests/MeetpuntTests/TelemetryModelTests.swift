@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Pseudonymisation
 import TelemetryModel
 
 @Suite struct WireFormatTests {
@@ -56,7 +57,7 @@ import TelemetryModel
         var sketch = QuantileSketch()
         for v in values { sketch.add(v) }
         let sorted = values.sorted()
-        let exact = sorted[Int((q * Double(sorted.count - 1)).rounded(.down))]
+        let exact = sorted[max(0, Int((q * Double(sorted.count)).rounded(.up)) - 1)]
         let estimate = try #require(sketch.quantile(q))
         #expect(abs(estimate - exact) / exact <= 0.01, "q\(q): estimate \(estimate), exact \(exact)")
     }
@@ -111,12 +112,23 @@ import TelemetryModel
     func findsMACAddressesInEverySpelling(spelling: String) {
         #expect(IdentifierGuard().finding(in: spelling) == .macAddress)
         #expect(IdentifierGuard().finding(in: "client \(spelling) joined") == .macAddress)
+        #expect(IdentifierGuard().finding(in: "enx\(spelling)") == .macAddress, "MAC-based interface names")
     }
 
-    @Test(arguments: ["192.168.1.20", "host 10.0.0.1:443", "fe80::1", "2001:db8::42", "fe80::1%eth0", "::ffff:10.1.2.3"])
+    @Test(arguments: ["192.168.1.20", "host 10.0.0.1:443", "v.10.0.0.1", "x192.168.0.1", "fe80::1", "2001:db8::42", "fe80::1%eth0", "::ffff:10.1.2.3"])
     func findsIPAddresses(text: String) {
         let f = IdentifierGuard().finding(in: text)
         #expect(f == .ipv4Address || f == .ipv6Address, "\(text)")
+    }
+
+    @Test func pseudonymsAreNeverMistakenForIdentifiers() throws {
+        // Random pseudonyms, many with long runs of hex-looking base32 characters.
+        let p = Pseudonymiser(secret: try DeviceSecret(bytes: Array(repeating: 7, count: 32)))
+        for i in 0..<20_000 {
+            let mac = try #require(MACAddress(bytes: [2, 0, UInt8(i >> 16 & 0xFF), UInt8(i >> 8 & 0xFF), UInt8(i & 0xFF), 9]))
+            let pseudonym = p.pseudonym(of: mac, epoch: KeyEpoch(id: 1))
+            #expect(IdentifierGuard().finding(in: pseudonym) == nil, "\(pseudonym)")
+        }
     }
 
     @Test func findsConfiguredSSIDs() {

@@ -61,7 +61,11 @@ public struct CollectorAPI: Sendable {
     }
 
     func audit(_ principal: Principal, action: String, device: String?, request: Request, outcome: String, detail: String? = nil) async throws {
-        let reason = request.headers[HTTPField.Name("X-Meetpunt-Reason")!].map { String($0.prefix(200)) }
+        // The stated reason is free text from the caller: printable characters only, bounded, and no raw
+        // identifiers (a ticket text may quote a customer's address).
+        let reason = request.headers[HTTPField.Name("X-Meetpunt-Reason")!].map { raw in
+            validator.identifierGuard.redact(String(String(raw.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }.map(Character.init)).prefix(200)))
+        }
         try await store.appendAudit(AuditEntry(atMs: clock(), actor: principal.actor, action: action, deviceID: device,
                                                reason: reason, outcome: outcome, detail: detail))
     }
@@ -94,10 +98,14 @@ public struct CollectorAPI: Sendable {
         do { report = try JSONDecoder().decode(Report.self, from: Data(bytes)) } catch {
             throw APIError(.badRequest, "malformed_report", "report is not valid JSON for schema \(Report.currentSchemaVersion): \(Self.describe(error))")
         }
+        // The claimed id is checked before it is compared, and never echoed or audited: it is device input.
+        if let v = validator.validateDeviceID(report.device) {
+            throw APIError(.unprocessableContent, "invalid_report", v.message, path: v.path)
+        }
         guard report.device == tokenDevice else {
             try await audit(principal, action: "write reports", device: tokenDevice, request: request, outcome: "denied",
-                            detail: "token of device \(tokenDevice) used for device \(report.device)")
-            throw APIError(.forbidden, "wrong_device", "this token writes for device \(tokenDevice), not \(report.device)", path: "device")
+                            detail: "token of device \(tokenDevice) used for another device")
+            throw APIError(.forbidden, "wrong_device", "this token writes for device \(tokenDevice) only", path: "device")
         }
         let now = clock()
         if let v = validator.validate(report, nowMs: now) {

@@ -12,6 +12,8 @@ public final class SQLiteStore: TelemetryStore {
             var config = Configuration()
             config.foreignKeysEnabled = true
             config.busyMode = .timeout(5)
+            // Erased and purged rows are overwritten, not left in free pages for recovery.
+            config.prepareDatabase { db in try db.execute(sql: "PRAGMA secure_delete = ON") }
             pool = try DatabasePool(path: path, configuration: config)
             try Self.migrator.migrate(pool)
         } catch {
@@ -240,6 +242,12 @@ public final class SQLiteStore: TelemetryStore {
     // MARK: Retention, erasure, audit
 
     public func purge(cutoffs: [DataClass: Int64], dryRun: Bool) async throws -> [String: Int] {
+        let counts = try await purgeRows(cutoffs: cutoffs, dryRun: dryRun)
+        if !dryRun { try await storage("checkpointing the WAL after purge") { try await truncateWAL() } }
+        return counts
+    }
+
+    private func purgeRows(cutoffs: [DataClass: Int64], dryRun: Bool) async throws -> [String: Int] {
         try await storage("purging") {
             try await pool.write { db in
                 var counts: [String: Int] = [:]
@@ -265,8 +273,13 @@ public final class SQLiteStore: TelemetryStore {
         }
     }
 
+    /// Moves the WAL into the database and empties it, so deleted rows do not linger in the WAL file.
+    private func truncateWAL() async throws {
+        try await pool.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) }
+    }
+
     public func erase(device: String) async throws -> [String: Int] {
-        try await storage("erasing device data") {
+        let counts = try await storage("erasing device data") {
             try await pool.write { db in
                 var counts: [String: Int] = [:]
                 for table in Self.deviceDataTables {
@@ -277,6 +290,8 @@ public final class SQLiteStore: TelemetryStore {
                 return counts
             }
         }
+        try await storage("checkpointing the WAL after erasure") { try await truncateWAL() }
+        return counts
     }
 
     public func appendAudit(_ entry: AuditEntry) async throws {
