@@ -1,6 +1,7 @@
 import AgentConfig
 import Aggregation
 import NetlinkKit
+import TelemetryModel
 
 /// Samples every configured interface: IFLA_STATS64 counters (as deltas and rates), state, MTU, and
 /// speed/duplex through ethtool. See docs/metrics.md for each metric.
@@ -26,7 +27,7 @@ public final class LinkSampler: Sampler {
         var present = Set<String>()
         for link in links {
             present.insert(link.name)
-            let labels = ["interface": link.name]
+            let labels = ["interface": Self.label(for: link)]
             let c = link.counters
             let reading = CounterTracker<String>.Reading(
                 generation: Int64(link.index),
@@ -59,5 +60,16 @@ public final class LinkSampler: Sampler {
             if let full = modes.fullDuplex { batch.add("link.full_duplex", labels, full ? 1 : 0) }
         }
         tracker.retain(only: present)
+    }
+
+    private static let macGuard = IdentifierGuard()
+
+    /// The interface label. Names that embed a MAC or IP address (systemd's `enx001b213a4f5e` for USB
+    /// modems and adapters) are replaced by their letter prefix and ifindex (`enx-if7`), so the link keeps
+    /// its series without the address leaving the device.
+    static func label(for link: LinkSnapshot) -> String {
+        guard macGuard.finding(in: link.name) != nil else { return link.name }
+        let prefix = link.name.prefix { $0.isLetter }.prefix(4)
+        return "\(prefix.isEmpty ? "if" : String(prefix))-if\(link.index)"
     }
 }

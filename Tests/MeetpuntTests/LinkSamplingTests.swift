@@ -3,6 +3,7 @@ import AgentConfig
 import Foundation
 @testable import NetlinkKit
 import Pseudonymisation
+import TelemetryModel
 import Testing
 
 /// Acceptance 1 and 2 of the foundation issue: real rtnetlink and ethtool netlink on this kernel, veth
@@ -131,6 +132,20 @@ struct LinkSamplingTests {
         for s in batch.samples { #expect(s.value >= 0 && s.value < 1e15, "\(s.descriptor.name) = \(s.value)") }
     }
 
+    @Test func interfaceNamesThatEmbedAMACAreRelabelled() throws {
+        let ns = try NetworkNamespace()
+        try ns.exec("ip link add enx001b213a4f5e type veth peer name mpz0")
+        try ns.exec("ip link set enx001b213a4f5e up")
+        let index = try ns.exec("cat /sys/class/net/enx001b213a4f5e/ifindex").trimmingCharacters(in: .whitespacesAndNewlines)
+        var batch = SampleBatch()
+        try ns.run {
+            let sampler = try LinkSampler(config: .init(enabled: true, interfaces: ["enx*"], exclude: [], includeLoopback: false))
+            try sampler.sample(Self.context(), into: &batch)
+        }
+        #expect(Self.value(batch, "link.mtu", "enx-if\(index)") == 1500)
+        #expect(!batch.samples.contains { $0.labels.values.contains { $0.contains("001b213a4f5e") } })
+    }
+
     @Test func samplerSocketsAreClosedWhenReleased() throws {
         let ns = try NetworkNamespace()
         let fd = try ns.run { () -> Int32 in
@@ -139,5 +154,56 @@ struct LinkSamplingTests {
         }
         #expect(fd >= 0)
         #expect(fcntl(fd, F_GETFD) == -1, "the netlink socket's descriptor is closed after deinit")
+    }
+}
+
+/// The LAN-client sampler over the kernel's real neighbour table (entries added with `ip neigh`).
+@Suite(.enabled(if: TestSupport.canUseNetns, "needs root and iproute2 for network namespaces"))
+struct LANClientSamplingTests {
+    static let macs = ["00:1b:21:3a:4f:5e", "00:1b:21:3a:4f:5f", "da:a1:19:6b:22:07", "02:00:00:00:00:01"]
+
+    static func values(_ batch: SampleBatch, _ metric: String) -> [SampleBatch.Sample] {
+        batch.samples.filter { $0.descriptor.name == metric }
+    }
+
+    @Test func clientsAreCountedCappedAndFollowedByPseudonymOnly() throws {
+        let ns = try LinkSamplingTests.vethNamespace()
+        for (i, mac) in Self.macs.prefix(3).enumerated() {
+            try ns.exec("ip neigh add fe80::\(i + 10) lladdr \(mac) dev mpa0 nud stale")
+        }
+        let p = Pseudonymiser(secret: try DeviceSecret(bytes: Array(repeating: 3, count: 32)))
+        let sampler = try ns.run {
+            try LANClientSampler(config: .init(enabled: true, interfaces: ["mpa*"], maxClients: 2), reportOUI: true, pseudonymiser: p)
+        }
+        func sample(epoch: UInt32 = 1) throws -> SampleBatch {
+            var b = SampleBatch()
+            try ns.run { try sampler.sample(SampleContext(time: .now(), epoch: KeyEpoch(id: epoch)), into: &b) }
+            return b
+        }
+
+        var b = try sample()
+        #expect(Self.values(b, "lan.clients").first?.value == 3)
+        #expect(Self.values(b, "lan.clients_unreported").first?.value == 1, "max_clients caps the itemised list")
+        let items = Self.values(b, "lan.client.reachable")
+        #expect(items.count == 2)
+        #expect(items.allSatisfy { $0.value == 0 }, "stale entries are present but not reachable")
+        #expect(Self.values(b, "lan.clients_new").isEmpty, "no new/gone on the first sample")
+        let expected = Set(Self.macs.prefix(3).map { p.pseudonym(of: MACAddress(parsing: $0)!, epoch: KeyEpoch(id: 1)) })
+        #expect(Set(items.map { $0.labels["client"]! }).isSubset(of: expected))
+        for s in b.samples { #expect(IdentifierGuard().finding(in: s.labels.values.joined(separator: " ")) == nil) }
+
+        // One client leaves, another arrives.
+        try ns.exec("ip neigh del fe80::10 dev mpa0")
+        try ns.exec("ip neigh add fe80::20 lladdr \(Self.macs[3]) dev mpa0 nud reachable")
+        b = try sample()
+        #expect(Self.values(b, "lan.clients").first?.value == 3)
+        #expect(Self.values(b, "lan.clients_new").first?.value == 1)
+        #expect(Self.values(b, "lan.clients_gone").first?.value == 1)
+
+        // A new key epoch: pseudonyms change and are not compared across the boundary.
+        b = try sample(epoch: 2)
+        #expect(Self.values(b, "lan.clients_new").isEmpty)
+        let next = Set(Self.values(b, "lan.client.reachable").map { $0.labels["client"]! })
+        #expect(next.isDisjoint(with: expected))
     }
 }
