@@ -48,6 +48,41 @@ public struct AgentConfiguration: Sendable, Equatable {
         }
     }
 
+    public struct WiFi: Sendable, Equatable {
+        public var enabled: Bool
+        /// Wireless interfaces sampled (globs); AP, station (uplink) and mesh interfaces are read.
+        public var interfaces: [String]
+        /// Stations itemised per interface and window; the rest are folded into `peer=others`.
+        public var maxClients: Int
+        /// Triggering scans is opt-in: a scan takes the radio off-channel and clients notice.
+        public var triggerScans: Bool
+        public var scanMinIntervalSeconds: Int
+        /// Identical noise readings in a row after which the noise is deemed a driver constant.
+        public var noiseConstantSamples: Int
+
+        public init(enabled: Bool = true, interfaces: [String] = ["*"], maxClients: Int = 32, triggerScans: Bool = false,
+                    scanMinIntervalSeconds: Int = 900, noiseConstantSamples: Int = 30) {
+            self.enabled = enabled
+            self.interfaces = interfaces
+            self.maxClients = maxClients
+            self.triggerScans = triggerScans
+            self.scanMinIntervalSeconds = scanMinIntervalSeconds
+            self.noiseConstantSamples = noiseConstantSamples
+        }
+    }
+
+    public struct Health: Sendable, Equatable {
+        public var enabled: Bool
+        /// Root of the /proc and /sys trees read (tests point it elsewhere).
+        public var procRoot: String
+        public var sysRoot: String
+        public init(enabled: Bool = true, procRoot: String = "/proc", sysRoot: String = "/sys") {
+            self.enabled = enabled
+            self.procRoot = procRoot
+            self.sysRoot = sysRoot
+        }
+    }
+
     public struct Privacy: Sendable, Equatable {
         public var keyEpochDays: Int
         public var reportOUI: Bool
@@ -64,6 +99,8 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var maxQueuedReports: Int
     public var link: Link
     public var lanClients: LANClients
+    public var wifi: WiFi
+    public var health: Health
     public var privacy: Privacy
     public var logLevel: String
 
@@ -127,6 +164,23 @@ public struct AgentConfiguration: Sendable, Equatable {
                              maxClients: try n.int("max_clients", default: 64, range: 1...1024))
         try n.finish()
 
+        var w = try top.mapping("wifi")
+        let wifiEnabled = try w.bool("enabled", default: true)
+        let wifiInterfaces = try w.stringList("interfaces", default: ["*"])
+        let wifiMaxClients = try w.int("max_clients", default: 32, range: 1...256)
+        let noiseConstant = try w.int("noise_constant_samples", default: 30, range: 3...10_000)
+        var sc = try w.mapping("scan")
+        let trigger = try sc.bool("trigger", default: false)
+        let scanInterval = try sc.int("min_interval_seconds", default: 900, range: 60...86_400)
+        try sc.finish()
+        try w.finish()
+        let wifi = WiFi(enabled: wifiEnabled, interfaces: wifiInterfaces, maxClients: wifiMaxClients, triggerScans: trigger,
+                        scanMinIntervalSeconds: scanInterval, noiseConstantSamples: noiseConstant)
+
+        var h = try top.mapping("health")
+        let health = Health(enabled: try h.bool("enabled", default: true))
+        try h.finish()
+
         var p = try top.mapping("privacy")
         let privacy = Privacy(keyEpochDays: try p.int("key_epoch_days", default: 30, range: 1...366),
                               reportOUI: try p.bool("report_oui", default: true),
@@ -140,7 +194,8 @@ public struct AgentConfiguration: Sendable, Equatable {
         try top.finish()
         return AgentConfiguration(deviceID: deviceID, collector: collector, stateDirectory: stateDirectory,
                                   sampleIntervalSeconds: interval, reportWindowSeconds: window, maxSeriesPerWindow: maxSeries,
-                                  maxQueuedReports: maxQueued, link: link, lanClients: lan, privacy: privacy, logLevel: level)
+                                  maxQueuedReports: maxQueued, link: link, lanClients: lan, wifi: wifi, health: health, privacy: privacy,
+                                  logLevel: level)
     }
 
     private static func isAlnum(_ b: UInt8) -> Bool {

@@ -63,7 +63,7 @@ public struct ReportAssembler: Sendable {
 
 /// Samples on a fixed interval, folds samples into report windows, and queues each finished window.
 /// On graceful shutdown it takes a last sample, queues the partial window, and returns.
-public struct AgentPipeline: Service {
+public struct AgentPipeline: Service, CustomStringConvertible {
     let configuration: AgentConfiguration
     let samplers: SamplerSet
     let queue: any ReportQueue
@@ -80,6 +80,9 @@ public struct AgentPipeline: Service {
         self.assembler = assembler
         self.logger = logger
     }
+
+    /// What service-lifecycle logs for this service: the sampler names, nothing from the configuration.
+    public var description: String { "AgentPipeline(samplers: \(samplers.names.joined(separator: ",")))" }
 
     var epochLengthSeconds: Int64 { Int64(configuration.privacy.keyEpochDays) * 86_400 }
 

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Pseudonymisation
 
 /// The agent's state directory: the device secret and the last report sequence number live here.
 public struct AgentState: Sendable {
@@ -13,7 +14,22 @@ public struct AgentState: Sendable {
         }
     }
 
-    public var secretPath: String { directory + "/device-secret" }
+    public var secretPath: String { Self.secretPath(in: directory) }
+    public static func secretPath(in directory: String) -> String { directory + "/device-secret" }
+
+    /// The device secret for technician commands (`pseudonym`, `sample`): read, never created. A
+    /// pseudonym from a fresh secret would match nothing the collector holds, so without the agent's own
+    /// secret these commands stop and say where they looked.
+    public static func existingSecret(stateDirectory: String, configFile: String) throws(AgentError) -> DeviceSecret {
+        let path = secretPath(in: stateDirectory)
+        let secret: DeviceSecret?
+        do { secret = try DeviceSecret.load(at: path) } catch { throw AgentError("\(error)") }
+        guard let secret else {
+            throw AgentError("no device secret at \(path) (state_dir of \(configFile)); the agent creates it on its first run. "
+                             + "Technician commands never create one: run them with the agent's own configuration on the router it runs on")
+        }
+        return secret
+    }
     var sequencePath: String { directory + "/sequence" }
 
     /// The last sequence number used, or 0 when there is no sequence file yet. A file that exists but cannot

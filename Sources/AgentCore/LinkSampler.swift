@@ -67,7 +67,7 @@ public final class LinkSampler: Sampler {
     /// The interface label. Names that embed a MAC or IP address (systemd's `enx001b213a4f5e` for USB
     /// modems and adapters) are replaced by their letter prefix and ifindex (`enx-if7`), so the link keeps
     /// its series without the address leaving the device.
-    static func label(for link: LinkSnapshot) -> String {
+    public static func label(for link: LinkSnapshot) -> String {
         guard macGuard.finding(in: link.name) != nil else { return link.name }
         let prefix = link.name.prefix { $0.isLetter }.prefix(4)
         return "\(prefix.isEmpty ? "if" : String(prefix))-if\(link.index)"

@@ -6,7 +6,7 @@ import ServiceLifecycle
 /// not be registered yet), 408 and 429 means the collector will never accept that report: it is dropped
 /// with an error log, so one bad report cannot block the queue. On graceful shutdown it keeps sending for
 /// at most `drainTimeout` (a POST in flight can add up to the request timeout), then stops.
-public struct Shipper: Service {
+public struct Shipper: Service, CustomStringConvertible {
     let queue: any ReportQueue
     let url: String
     let token: String
@@ -23,6 +23,9 @@ public struct Shipper: Service {
         self.drainTimeout = drainTimeout
         self.logger = logger
     }
+
+    /// What service-lifecycle logs for this service at debug level: never the token.
+    public var description: String { "Shipper(url: \(url), token: <redacted>)" }
 
     enum Outcome { case delivered, rejected, retry }
 

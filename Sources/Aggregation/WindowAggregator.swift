@@ -48,7 +48,7 @@ public struct WindowAggregator: Sendable {
                 droppedSeries += 1
                 return
             }
-            accumulators[key] = Accumulator(unit: descriptor.unit, sketch: descriptor.kind == .rate ? QuantileSketch() : nil)
+            accumulators[key] = Accumulator(unit: descriptor.unit, sketch: descriptor.kind.isSketched ? QuantileSketch() : nil)
             order.append(key)
         }
         accumulators[key]!.fold(value)

@@ -19,6 +19,7 @@
 #include <linux/ethtool.h>
 #include <linux/ethtool_netlink.h>
 #include <linux/sockios.h>
+#include <linux/nl80211.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <string.h>
@@ -61,6 +62,13 @@ static inline int cnl_ethtool_ioctl_gset(const char *ifname, uint32_t *speed, ui
     *speed = ethtool_cmd_speed(&cmd);
     *duplex = cmd.duplex;
     return 0;
+}
+
+// nl_recvmsgs callbacks copy each message out: its header and its whole length.
+static inline const uint8_t *cnl_msg_bytes(struct nl_msg *msg, uint32_t *length) {
+    struct nlmsghdr *hdr = nlmsg_hdr(msg);
+    *length = hdr->nlmsg_len;
+    return (const uint8_t *)hdr;
 }
 
 #endif

@@ -3,13 +3,17 @@ import CNetlink
 /// Errors from libnl and the kernel behind it.
 public struct NetlinkError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable {
-        private enum Value { case libnl, notSupported, noSuchDevice, permission }
+        private enum Value { case libnl, notSupported, noSuchDevice, permission, malformed, interrupted }
         private let value: Value
         private init(_ v: Value) { value = v }
         public static let libnl = Code(.libnl)
         public static let notSupported = Code(.notSupported)
         public static let noSuchDevice = Code(.noSuchDevice)
         public static let permission = Code(.permission)
+        /// A message or attribute that does not parse (a truncated or corrupt reply, a bad fixture).
+        public static let malformed = Code(.malformed)
+        /// A dump the kernel marked inconsistent (`NLM_F_DUMP_INTR`) on every retry.
+        public static let interrupted = Code(.interrupted)
     }
 
     public let code: Code
@@ -37,6 +41,7 @@ func check(_ rc: Int32, _ what: @autoclosure () -> String) throws(NetlinkError) 
     switch errorNumber {
     case Int32(NLE_OPNOTSUPP), Int32(NLE_OBJ_NOTFOUND), Int32(NLE_PROTO_MISMATCH): code = .notSupported
     case Int32(NLE_NODEV): code = .noSuchDevice
+    case Int32(NLE_DUMP_INTR): code = .interrupted
     case Int32(NLE_PERM): code = .permission
     default: code = .libnl
     }

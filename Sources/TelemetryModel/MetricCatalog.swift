@@ -33,6 +33,13 @@ public enum LabelValueRule: Sendable, Equatable {
     case oneOf([String])
     /// An IEEE OUI written `AA-BB-CC`: the vendor part of a globally administered MAC, never the rest.
     case oui
+    /// The far end of a Wi-Fi link: a pseudonym of one of the given kinds, or `others` (clients beyond the
+    /// itemised top N, folded into one series).
+    case peer([String])
+    /// A decimal integer in the range, without leading zeros (channel numbers, reason codes).
+    case integer(ClosedRange<Int>)
+    /// A short machine word: 1–24 of letters, digits, `.`, `-`, `_` (thermal zone types).
+    case token
 }
 
 /// How a series' samples relate to the source.
@@ -43,6 +50,12 @@ public enum MetricKind: String, Sendable {
     case gauge
     /// Each sample is a rate over one sampling interval; shipped with a quantile sketch.
     case rate
+    /// Each sample is an instantaneous reading whose spread matters (signal, SNR, bitrate, utilisation);
+    /// shipped with a quantile sketch, which holds negative values from schema 2 on.
+    case distribution
+
+    /// Whether series of this kind carry a quantile sketch.
+    public var isSketched: Bool { self == .rate || self == .distribution }
 }
 
 public struct MetricDescriptor: Sendable {
@@ -66,7 +79,84 @@ public enum MetricCatalog {
         "oui": .oui,
     ]
 
-    public static let all: [MetricDescriptor] = [
+    static let radio: [String: LabelValueRule] = ["interface": .interfaceName, "band": .oneOf(["2.4", "5", "6", "60", "other"])]
+    static let station: [String: LabelValueRule] = radio.merging(["peer": .peer(["cm", "bs"])]) { a, _ in a }
+    static let neighbourChannel: [String: LabelValueRule] = radio.merging(["channel": .integer(1...233)]) { a, _ in a }
+    static let reason: [String: LabelValueRule] = radio.merging(["reason": .integer(0...65535)]) { a, _ in a }
+
+    static func wifi(_ name: String, _ unit: String, _ kind: MetricKind, _ labels: [String: LabelValueRule], _ source: String) -> MetricDescriptor {
+        MetricDescriptor(name: name, unit: unit, kind: kind, dataClass: .wifi, labels: labels, source: source)
+    }
+
+    static func system(_ name: String, _ unit: String, _ kind: MetricKind, _ source: String, labels: [String: LabelValueRule] = [:]) -> MetricDescriptor {
+        MetricDescriptor(name: name, unit: unit, kind: kind, dataClass: .link, labels: labels, source: source)
+    }
+
+    public static let all: [MetricDescriptor] = base + wifiMetrics + systemMetrics
+
+    static let wifiMetrics: [MetricDescriptor] = [
+        wifi("wifi.radio.frequency", "megahertz", .gauge, radio, "nl80211 GET_INTERFACE NL80211_ATTR_WIPHY_FREQ"),
+        wifi("wifi.radio.channel_width", "megahertz", .gauge, radio, "nl80211 GET_INTERFACE NL80211_ATTR_CHANNEL_WIDTH (80+80 counts as 160)"),
+        wifi("wifi.radio.tx_power_dbm", "dbm", .gauge, radio, "nl80211 GET_INTERFACE NL80211_ATTR_WIPHY_TX_POWER_LEVEL / 100"),
+        wifi("wifi.radio.noise_dbm", "dbm", .distribution, radio, "nl80211 GET_SURVEY NL80211_SURVEY_INFO_NOISE of the channel in use; only when plausible"),
+        wifi("wifi.radio.noise_implausible", "boolean", .gauge, radio, "agent: noise missing, outside -120…-50 dBm, or identical for wifi.noise_constant_samples readings"),
+        wifi("wifi.radio.channel_utilisation", "ratio", .distribution, radio, "Δ SURVEY_INFO_TIME_BUSY / Δ SURVEY_INFO_TIME of the channel in use"),
+        wifi("wifi.radio.own_bss_share", "ratio", .distribution, radio, "(Δ SURVEY_INFO_TIME_TX + Δ SURVEY_INFO_TIME_BSS_RX) / Δ SURVEY_INFO_TIME"),
+        wifi("wifi.radio.other_bss_share", "ratio", .distribution, radio, "(Δ SURVEY_INFO_TIME_RX − Δ SURVEY_INFO_TIME_BSS_RX) / Δ SURVEY_INFO_TIME: airtime heard from other networks"),
+        wifi("wifi.radio.survey_implausible", "boolean", .gauge, radio, "agent: survey deltas with busy or rx+tx above active time, or all zero"),
+        wifi("wifi.radio.stations", "stations", .gauge, radio, "nl80211 GET_STATION dump: entries"),
+        wifi("wifi.radio.stations_new", "stations", .counterDelta, radio, "agent: stations in this dump and not the one before"),
+        wifi("wifi.radio.stations_gone", "stations", .counterDelta, radio, "agent: stations in the dump before and not this one"),
+        wifi("wifi.radio.stations_unreported", "stations", .gauge, radio, "agent: stations beyond wifi.max_clients, folded into peer=others"),
+        wifi("wifi.radio.associations", "events", .counterDelta, radio, "nl80211 mlme events NL80211_CMD_NEW_STATION (AP) and NL80211_CMD_CONNECT (station)"),
+        wifi("wifi.radio.disassociations", "events", .counterDelta, reason, "nl80211 mlme events NL80211_CMD_DEL_STATION (AP) and NL80211_CMD_DISCONNECT (station) by NL80211_ATTR_REASON_CODE; 0 when none was sent"),
+        wifi("wifi.station.signal_dbm", "dbm", .distribution, station, "nl80211 STA_INFO_SIGNAL"),
+        wifi("wifi.station.signal_avg_dbm", "dbm", .gauge, station, "nl80211 STA_INFO_SIGNAL_AVG"),
+        wifi("wifi.station.ack_signal_dbm", "dbm", .distribution, station, "nl80211 STA_INFO_ACK_SIGNAL (when the driver reports it)"),
+        wifi("wifi.station.snr_db", "decibels", .distribution, station, "STA_INFO_SIGNAL − SURVEY_INFO_NOISE of the channel in use; absent when the noise is implausible"),
+        wifi("wifi.station.tx_bitrate", "bits_per_second", .distribution, station, "nl80211 STA_INFO_TX_BITRATE RATE_INFO_BITRATE32 × 100 kbit/s"),
+        wifi("wifi.station.rx_bitrate", "bits_per_second", .distribution, station, "nl80211 STA_INFO_RX_BITRATE RATE_INFO_BITRATE32 × 100 kbit/s"),
+        wifi("wifi.station.tx_mcs", "index", .gauge, station, "RATE_INFO_MCS / VHT_MCS / HE_MCS / EHT_MCS of STA_INFO_TX_BITRATE"),
+        wifi("wifi.station.rx_mcs", "index", .gauge, station, "RATE_INFO_MCS / VHT_MCS / HE_MCS / EHT_MCS of STA_INFO_RX_BITRATE"),
+        wifi("wifi.station.tx_nss", "streams", .gauge, station, "RATE_INFO_VHT_NSS / HE_NSS / EHT_NSS (HT: MCS / 8 + 1) of STA_INFO_TX_BITRATE"),
+        wifi("wifi.station.tx_width", "megahertz", .gauge, station, "RATE_INFO_40/80/160/320_MHZ_WIDTH of STA_INFO_TX_BITRATE (20 when none)"),
+        wifi("wifi.station.tx_generation", "generation", .gauge, station, "Wi-Fi generation of the tx rate: 0 legacy, 4 HT, 5 VHT, 6 HE, 7 EHT"),
+        wifi("wifi.station.expected_throughput", "bits_per_second", .gauge, station, "nl80211 STA_INFO_EXPECTED_THROUGHPUT × 1000"),
+        wifi("wifi.station.rx_bytes", "bytes", .counterDelta, station, "nl80211 STA_INFO_RX_BYTES64 (RX_BYTES, 32-bit, when absent)"),
+        wifi("wifi.station.tx_bytes", "bytes", .counterDelta, station, "nl80211 STA_INFO_TX_BYTES64 (TX_BYTES, 32-bit, when absent)"),
+        wifi("wifi.station.rx_packets", "packets", .counterDelta, station, "nl80211 STA_INFO_RX_PACKETS"),
+        wifi("wifi.station.tx_packets", "packets", .counterDelta, station, "nl80211 STA_INFO_TX_PACKETS"),
+        wifi("wifi.station.tx_retries", "packets", .counterDelta, station, "nl80211 STA_INFO_TX_RETRIES"),
+        wifi("wifi.station.tx_failed", "packets", .counterDelta, station, "nl80211 STA_INFO_TX_FAILED"),
+        wifi("wifi.station.rx_drop_misc", "packets", .counterDelta, station, "nl80211 STA_INFO_RX_DROP_MISC"),
+        wifi("wifi.station.beacon_loss", "events", .counterDelta, station, "nl80211 STA_INFO_BEACON_LOSS (station-mode uplinks)"),
+        wifi("wifi.station.tx_airtime", "microseconds", .counterDelta, station, "nl80211 STA_INFO_TX_DURATION"),
+        wifi("wifi.station.rx_airtime", "microseconds", .counterDelta, station, "nl80211 STA_INFO_RX_DURATION"),
+        wifi("wifi.station.inactive", "milliseconds", .gauge, station, "nl80211 STA_INFO_INACTIVE_TIME"),
+        wifi("wifi.station.connected_time", "seconds", .gauge, station, "nl80211 STA_INFO_CONNECTED_TIME"),
+        wifi("wifi.station.authorized", "boolean", .gauge, station, "nl80211 STA_INFO_STA_FLAGS NL80211_STA_FLAG_AUTHORIZED"),
+        wifi("wifi.station.txq_backlog", "packets", .gauge, station, "nl80211 STA_INFO_TID_STATS TXQ_STATS_BACKLOG_PACKETS, summed over TIDs"),
+        wifi("wifi.station.txq_drops", "packets", .counterDelta, station, "nl80211 STA_INFO_TID_STATS TXQ_STATS_DROPS, summed over TIDs"),
+        wifi("wifi.station.txq_ecn_marks", "packets", .counterDelta, station, "nl80211 STA_INFO_TID_STATS TXQ_STATS_ECN_MARKS, summed over TIDs"),
+        wifi("wifi.neighbour.bss_count", "bss", .gauge, neighbourChannel, "nl80211 GET_SCAN (cached results): BSSes per channel, the router's own excluded"),
+        wifi("wifi.neighbour.signal_dbm", "dbm", .distribution, neighbourChannel, "nl80211 GET_SCAN NL80211_BSS_SIGNAL_MBM / 100, one value per BSS"),
+        MetricDescriptor(name: "wifi.dumps_interrupted", unit: "events", kind: .counterDelta, dataClass: .link, labels: [:],
+                         source: "agent: nl80211 dumps the kernel marked NLM_F_DUMP_INTR (retried up to 3 times)"),
+        MetricDescriptor(name: "wifi.events_dropped", unit: "events", kind: .counterDelta, dataClass: .link, labels: [:],
+                         source: "agent: nl80211 events beyond 1024 per sample, or lost to a socket overrun"),
+    ]
+
+    static let systemMetrics: [MetricDescriptor] = [
+        system("system.cpu_busy", "ratio", .distribution, "/proc/stat: 1 − Δ(idle + iowait) / Δ total over all CPUs"),
+        system("system.memory_available", "bytes", .gauge, "/proc/meminfo MemAvailable"),
+        system("system.memory_total", "bytes", .gauge, "/proc/meminfo MemTotal"),
+        system("system.load1", "load", .gauge, "/proc/loadavg, 1-minute load average"),
+        system("system.conntrack_entries", "entries", .gauge, "/proc/sys/net/netfilter/nf_conntrack_count (absent without conntrack)"),
+        system("system.conntrack_max", "entries", .gauge, "/proc/sys/net/netfilter/nf_conntrack_max"),
+        system("system.temperature", "celsius", .gauge, "/sys/class/thermal/thermal_zone*/temp / 1000, labelled by its type", labels: ["zone": .token]),
+    ]
+
+    static let base: [MetricDescriptor] = [
         .init(name: "link.rx_bytes", unit: "bytes", kind: .counterDelta, dataClass: .link, labels: interface,
               source: "rtnetlink IFLA_STATS64 rx_bytes"),
         .init(name: "link.tx_bytes", unit: "bytes", kind: .counterDelta, dataClass: .link, labels: interface,

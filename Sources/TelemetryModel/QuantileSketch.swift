@@ -7,12 +7,14 @@ import Darwin
 /// A mergeable quantile sketch with a guaranteed relative error (DDSketch, Masson et al., VLDB 2019).
 ///
 /// A positive value `x` falls in bucket `ceil(log_γ x)` with `γ = (1 + α) / (1 - α)`; every value in a
-/// bucket is within `α` (relative) of the bucket's representative `2γ^i / (γ + 1)`. Two sketches with the
+/// bucket is within `α` (relative) of the bucket's representative `2γ^i / (γ + 1)`. A negative value `x`
+/// falls in bucket `ceil(log_γ |x|)` of a second store (``negativeBuckets``), so signal levels in dBm keep
+/// the same guarantee; values within ``minimumPositive`` of zero go to ``zeroCount``. Two sketches with the
 /// same `α` merge by adding bucket counts, so windows roll up into hours without losing the guarantee.
-/// Values at or below ``minimumPositive`` (zero included) go to ``zeroCount``; rates are never negative, and a
-/// negative input is counted as zero. The bucket count is bounded by ``maxBuckets``: past it the lowest
-/// buckets collapse into one, which keeps the guarantee for the upper quantiles (p50 and above) that the
-/// NOC reads. Sparse on the wire: only non-empty buckets are shipped.
+/// The bucket count (both stores) is bounded by ``maxBuckets``: past it the buckets nearest zero collapse
+/// into one, which keeps the guarantee for the upper quantiles of positive data (p50 and above) that the
+/// NOC reads. Sparse on the wire: only non-empty buckets are shipped, and a sketch without negatives
+/// encodes exactly as schema version 1 did.
 public struct QuantileSketch: Codable, Sendable, Equatable {
     public static let defaultRelativeAccuracy = 0.01
     public static let maxBuckets = 2048
@@ -21,24 +23,30 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
     /// α, the relative accuracy.
     public private(set) var relativeAccuracy: Double
     public private(set) var zeroCount: UInt64
-    /// Bucket index → count, sorted by index on the wire.
+    /// Bucket index → count of positive values, sorted by index on the wire.
     public private(set) var buckets: [Int32: UInt64]
+    /// Bucket index of |x| → count of negative values x (schema 2; absent on the wire when empty).
+    public private(set) var negativeBuckets: [Int32: UInt64]
 
     public init(relativeAccuracy: Double = QuantileSketch.defaultRelativeAccuracy) {
         precondition(relativeAccuracy > 0 && relativeAccuracy < 1, "relative accuracy must be in (0, 1)")
         self.relativeAccuracy = relativeAccuracy
         self.zeroCount = 0
         self.buckets = [:]
+        self.negativeBuckets = [:]
     }
 
     var gamma: Double { (1 + relativeAccuracy) / (1 - relativeAccuracy) }
 
-    public var count: UInt64 { buckets.values.reduce(zeroCount, +) }
+    public var count: UInt64 { negativeBuckets.values.reduce(buckets.values.reduce(zeroCount, +), +) }
+
+    /// Whether any negative value was added (such a sketch needs schema version 2 to be read).
+    public var hasNegativeValues: Bool { !negativeBuckets.isEmpty }
 
     /// The count, or nil when the bucket counts overflow 64 bits (only a hostile payload can do that).
     public var checkedCount: UInt64? {
         var total = zeroCount
-        for n in buckets.values {
+        for n in Array(buckets.values) + Array(negativeBuckets.values) {
             let (sum, overflow) = total.addingReportingOverflow(n)
             if overflow { return nil }
             total = sum
@@ -48,12 +56,12 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
 
     public mutating func add(_ value: Double) {
         guard value.isFinite else { return }
-        if value <= Self.minimumPositive {
+        if Swift.abs(value) <= Self.minimumPositive {
             zeroCount += 1
             return
         }
-        let index = Int32((log(value) / log(gamma)).rounded(.up))
-        buckets[index, default: 0] += 1
+        let index = Int32((log(Swift.abs(value)) / log(gamma)).rounded(.up))
+        if value > 0 { buckets[index, default: 0] += 1 } else { negativeBuckets[index, default: 0] += 1 }
         collapseIfNeeded()
     }
 
@@ -65,6 +73,7 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
         }
         zeroCount += other.zeroCount
         for (index, n) in other.buckets { buckets[index, default: 0] += n }
+        for (index, n) in other.negativeBuckets { negativeBuckets[index, default: 0] += n }
         collapseIfNeeded()
     }
 
@@ -73,9 +82,15 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
     public func quantile(_ q: Double) -> Double? {
         guard let total = checkedCount, total > 0, q >= 0, q <= 1 else { return nil }
         let rank = UInt64(Swift.max(0, (q * Double(total)).rounded(.up) - 1))
-        var seen = zeroCount
-        if rank < seen { return 0 }
         let g = gamma
+        var seen: UInt64 = 0
+        // Most negative first: the largest |x| bucket of the negative store holds the smallest values.
+        for index in negativeBuckets.keys.sorted(by: >) {
+            seen += negativeBuckets[index]!
+            if rank < seen { return -2 * pow(g, Double(index)) / (g + 1) }
+        }
+        seen += zeroCount
+        if rank < seen { return 0 }
         for index in buckets.keys.sorted() {
             seen += buckets[index]!
             if rank < seen { return 2 * pow(g, Double(index)) / (g + 1) }
@@ -84,18 +99,29 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
     }
 
     private mutating func collapseIfNeeded() {
-        guard buckets.count > Self.maxBuckets else { return }
-        let sorted = buckets.keys.sorted()
-        let excess = buckets.count - Self.maxBuckets
-        let target = sorted[excess]
-        for index in sorted[..<excess] {
-            buckets[target, default: 0] += buckets.removeValue(forKey: index)!
+        guard buckets.count + negativeBuckets.count > Self.maxBuckets else { return }
+        // Collapse nearest zero first: the smallest-magnitude negative buckets, then the lowest positive.
+        while buckets.count + negativeBuckets.count > Self.maxBuckets {
+            if negativeBuckets.count >= 2 {
+                let sorted = negativeBuckets.keys.sorted()
+                let n = negativeBuckets.removeValue(forKey: sorted[0])!
+                negativeBuckets[sorted[1], default: 0] += n
+            } else if buckets.count >= 2 {
+                let sorted = buckets.keys.sorted()
+                let n = buckets.removeValue(forKey: sorted[0])!
+                buckets[sorted[1], default: 0] += n
+            } else {
+                return
+            }
         }
     }
 
-    // Wire form: {"alpha":0.01,"zero":0,"index":[...],"count":[...]}, indices ascending.
+    // Wire form: {"alpha":0.01,"zero":0,"index":[...],"count":[...]}, indices ascending; schema 2 adds
+    // "neg_index"/"neg_count" (same form, indices of |x|) only when there are negative values.
     enum CodingKeys: String, CodingKey {
         case alpha, zero, index, count
+        case negativeIndex = "neg_index"
+        case negativeCount = "neg_count"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -125,6 +151,24 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
             b[i] = n
         }
         self.buckets = b
+        let negIndices = try c.decodeIfPresent([Int32].self, forKey: .negativeIndex) ?? []
+        let negCounts = try c.decodeIfPresent([UInt64].self, forKey: .negativeCount) ?? []
+        guard negIndices.count == negCounts.count else {
+            throw DecodingError.dataCorruptedError(forKey: .negativeCount, in: c,
+                                                   debugDescription: "sketch has \(negIndices.count) negative indices but \(negCounts.count) counts")
+        }
+        guard indices.count + negIndices.count <= Self.maxBuckets else {
+            throw DecodingError.dataCorruptedError(forKey: .negativeIndex, in: c,
+                                                   debugDescription: "sketch has \(indices.count + negIndices.count) buckets, at most \(Self.maxBuckets) allowed")
+        }
+        var nb: [Int32: UInt64] = [:]
+        for (i, n) in zip(negIndices, negCounts) {
+            guard nb[i] == nil else {
+                throw DecodingError.dataCorruptedError(forKey: .negativeIndex, in: c, debugDescription: "negative sketch bucket \(i) appears twice")
+            }
+            nb[i] = n
+        }
+        self.negativeBuckets = nb
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -134,5 +178,10 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
         let sorted = buckets.keys.sorted()
         try c.encode(sorted, forKey: .index)
         try c.encode(sorted.map { buckets[$0]! }, forKey: .count)
+        if !negativeBuckets.isEmpty {
+            let negSorted = negativeBuckets.keys.sorted()
+            try c.encode(negSorted, forKey: .negativeIndex)
+            try c.encode(negSorted.map { negativeBuckets[$0]! }, forKey: .negativeCount)
+        }
     }
 }

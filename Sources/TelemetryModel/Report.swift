@@ -5,8 +5,9 @@
 /// ``Report/currentSchemaVersion`` and adds a golden file: old payloads decode forever.
 public struct Report: Codable, Sendable, Equatable {
     /// The schema version this build writes. The collector accepts ``supportedSchemaVersions``.
-    public static let currentSchemaVersion = 1
-    public static let supportedSchemaVersions: ClosedRange<Int> = 1...1
+    /// 1: the first. 2: sketches may hold negative values (`neg_index`/`neg_count`, for dBm).
+    public static let currentSchemaVersion = 2
+    public static let supportedSchemaVersions: ClosedRange<Int> = 1...2
 
     public var schema: Int
     /// The pseudonymous device id from the agent's configuration (never a serial number or MAC).

@@ -75,12 +75,12 @@ public struct ReportValidator: Sendable {
             return Violation(path: "agent_version", message: "looks like a raw \(found.rawValue)")
         }
         for (i, series) in report.series.enumerated() {
-            if let v = validate(series, path: "series[\(i)]") { return v }
+            if let v = validate(series, path: "series[\(i)]", schema: report.schema) { return v }
         }
         return nil
     }
 
-    private func validate(_ s: Series, path: String) -> Violation? {
+    private func validate(_ s: Series, path: String, schema: Int) -> Violation? {
         guard let d = MetricCatalog.descriptor(named: s.metric) else {
             return Violation(path: "\(path).metric", message: "unknown metric \"\(printable(s.metric))\"")
         }
@@ -114,6 +114,9 @@ public struct ReportValidator: Sendable {
         guard s.min <= s.max, s.mean >= s.min - 1e-9 * Swift.abs(s.min), s.mean <= s.max + 1e-9 * Swift.abs(s.max) else {
             return Violation(path: path, message: "min \(s.min), mean \(s.mean), max \(s.max) are inconsistent")
         }
+        if let sketch = s.sketch, sketch.hasNegativeValues, schema < 2 {
+            return Violation(path: "\(path).sketch", message: "negative sketch buckets need schema 2 or later")
+        }
         if let sketch = s.sketch, sketch.checkedCount != UInt64(s.count) {
             return Violation(path: "\(path).sketch", message: "sketch holds \(sketch.checkedCount.map(String.init) ?? "more than 2^64") values but count is \(s.count)")
         }
@@ -141,10 +144,18 @@ public struct ReportValidator: Sendable {
                     || b == UInt8(ascii: ".") || b == UInt8(ascii: "-") || b == UInt8(ascii: "_") || b == UInt8(ascii: "@")
             }
         case .pseudonym(let tag):
-            let prefix = tag + "_"
-            guard value.hasPrefix(prefix) else { return false }
-            let body = value.utf8.dropFirst(prefix.utf8.count)
-            return body.count == 24 && body.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x32 && $0 <= 0x37) }
+            return isPseudonym(value, tag: tag)
+        case .peer(let tags):
+            return value == "others" || tags.contains { isPseudonym(value, tag: $0) }
+        case .integer(let range):
+            guard (1...6).contains(value.utf8.count), value.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                  value == "0" || !value.hasPrefix("0"), let n = Int(value) else { return false }
+            return range.contains(n)
+        case .token:
+            return (1...24).contains(value.utf8.count) && value.utf8.allSatisfy { b in
+                (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+                    || b == UInt8(ascii: ".") || b == UInt8(ascii: "-") || b == UInt8(ascii: "_")
+            }
         case .oneOf(let words):
             return words.contains(value)
         case .oui:
@@ -154,12 +165,22 @@ public struct ReportValidator: Sendable {
         }
     }
 
+    static func isPseudonym(_ value: String, tag: String) -> Bool {
+        let prefix = tag + "_"
+        guard value.hasPrefix(prefix) else { return false }
+        let body = value.utf8.dropFirst(prefix.utf8.count)
+        return body.count == 24 && body.allSatisfy { ($0 >= 0x61 && $0 <= 0x7A) || ($0 >= 0x32 && $0 <= 0x37) }
+    }
+
     static func describe(_ rule: LabelValueRule) -> String {
         switch rule {
         case .interfaceName: return "interface name (1–15 of A–Z a–z 0–9 . - _ @)"
         case .pseudonym(let tag): return "pseudonym (\(tag)_ followed by 24 base32 characters)"
         case .oneOf(let words): return "value (one of \(words.joined(separator: ", ")))"
         case .oui: return "OUI (AA-BB-CC, upper-case hex)"
+        case .peer(let tags): return "peer (\(tags.map { "\($0)_…" }.joined(separator: " or ")) pseudonym, or others)"
+        case .integer(let r): return "integer in \(r.lowerBound)...\(r.upperBound)"
+        case .token: return "token (1–24 of A–Z a–z 0–9 . - _)"
         }
     }
 }

@@ -11,9 +11,9 @@ struct MeetpuntAgent: AsyncParsableCommand {
     static let version = "0.1.0"
     static let configuration = CommandConfiguration(
         commandName: "meetpunt-agent",
-        abstract: "Meetpunt's on-router telemetry agent: samples links and LAN clients, pseudonymises identifiers, ships aggregates.",
+        abstract: "Meetpunt's on-router telemetry agent: samples links, LAN clients, Wi-Fi and router health, pseudonymises identifiers, ships aggregates.",
         version: version,
-        subcommands: [Run.self, CheckConfig.self, PseudonymCommand.self],
+        subcommands: [Run.self, SampleCommand.self, CheckConfig.self, PseudonymCommand.self],
         defaultSubcommand: Run.self)
 }
 
@@ -59,6 +59,10 @@ struct Run: AsyncParsableCommand {
         if config.lanClients.enabled {
             samplers.append(try LANClientSampler(config: config.lanClients, reportOUI: config.privacy.reportOUI, pseudonymiser: pseudonymiser))
         }
+        if config.wifi.enabled {
+            samplers.append(try WifiSampler(config: config.wifi, pseudonymiser: pseudonymiser, logger: logger))
+        }
+        if config.health.enabled { samplers.append(HealthSampler(config: config.health)) }
         let queue = MemoryReportQueue(capacity: config.maxQueuedReports)
         let assembler = ReportAssembler(deviceID: config.deviceID, agentVersion: MeetpuntAgent.version,
                                         outgoingGuard: OutgoingGuard(guardSSIDs: ssids))
@@ -131,8 +135,11 @@ struct PseudonymCommand: ParsableCommand {
 
     func run() throws {
         let config = try options.load()
-        let state = try AgentState(directory: config.stateDirectory)
-        let secret = try DeviceSecret.loadOrCreate(at: state.secretPath)
+        let secret: DeviceSecret
+        do { secret = try AgentState.existingSecret(stateDirectory: config.stateDirectory, configFile: options.config) } catch {
+            printError("meetpunt-agent pseudonym: \(error)")
+            throw ExitCode(1)
+        }
         let p = Pseudonymiser(secret: secret)
         let now = at ?? (SampleTime.now().wallMilliseconds / 1000)
         let epoch = KeyEpoch.containing(unixSeconds: now, lengthSeconds: Int64(config.privacy.keyEpochDays) * 86_400)
