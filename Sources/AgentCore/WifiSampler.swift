@@ -21,7 +21,7 @@ public final class WifiSampler: Sampler {
     private var surveyCounters = CounterTracker<String>(maxKeys: 1024)
     private var previousStations: [UInt32: Set<String>] = [:]
     private var previousEpoch: KeyEpoch?
-    private var noiseHistory: [UInt32: (value: Int, repeats: Int)] = [:]
+    private var noiseJudges: [UInt32: NoiseJudge] = [:]
     private var lastScanTrigger: [UInt32: UInt64] = [:]
     private var interruptedSeen = 0
 
@@ -103,19 +103,11 @@ public final class WifiSampler: Sampler {
         return radio
     }
 
-    /// Plausible noise is measured, negative and within a noise floor's range, and not a constant the
-    /// driver reports whatever the air does. History is kept per interface (the agent's sampling; a
-    /// one-shot observation judges range only).
     private func judgeNoise(_ noise: Int?, ifindex: UInt32) -> (Bool, String?) {
-        guard let noise else { return (false, "the driver reports no noise for the channel in use") }
-        guard (-120 ... -50).contains(noise) else { return (false, "noise \(noise) dBm is not a noise floor (expected −120…−50 dBm)") }
-        let h = noiseHistory[ifindex]
-        let repeats = h?.value == noise ? h!.repeats + 1 : 1
-        noiseHistory[ifindex] = (noise, repeats)
-        if repeats >= config.noiseConstantSamples {
-            return (false, "noise has been exactly \(noise) dBm for \(repeats) readings: a driver constant, not a measurement")
-        }
-        return (true, nil)
+        var judge = noiseJudges[ifindex] ?? NoiseJudge(constantAfter: config.noiseConstantSamples)
+        let verdict = judge.judge(noise)
+        noiseJudges[ifindex] = judge
+        return verdict
     }
 
     /// Names that embed a MAC address (`wlx00c0ca…` from systemd for USB adapters) become prefix + ifindex.
@@ -306,6 +298,30 @@ public final class WifiSampler: Sampler {
         } catch {
             logger?.warning("wifi: scan not started", metadata: ["interface": "\(radio.name)", "error": "\(error)"])
         }
+    }
+}
+
+/// Whether a radio's noise reading can be used for SNR. Plausible noise is measured, within a noise
+/// floor's range, and not a constant the driver reports whatever the air does (mac80211_hwsim always
+/// says −92 dBm; some vendor drivers send a fixed −95 or a positive number). Never replaced by an
+/// assumed constant: without plausible noise there is no SNR.
+public struct NoiseJudge: Sendable {
+    public let constantAfter: Int
+    private var last: Int?
+    private var repeats = 0
+
+    public init(constantAfter: Int) { self.constantAfter = constantAfter }
+
+    /// Judges one reading, remembering it for the constancy check.
+    public mutating func judge(_ noise: Int?) -> (plausible: Bool, problem: String?) {
+        guard let noise else { return (false, "the driver reports no noise for the channel in use") }
+        guard (-120 ... -50).contains(noise) else { return (false, "noise \(noise) dBm is not a noise floor (expected −120…−50 dBm)") }
+        repeats = last == noise ? repeats + 1 : 1
+        last = noise
+        if repeats >= constantAfter {
+            return (false, "noise has been exactly \(noise) dBm for \(repeats) readings: a driver constant, not a measurement")
+        }
+        return (true, nil)
     }
 }
 

@@ -33,24 +33,34 @@ final class GenericNetlinkSocket {
     /// One `NLM_F_DUMP` request. Retries up to `retries` times when the kernel flags the dump as
     /// interrupted (its object list changed while it was being written); after that the last, possibly
     /// incomplete, result is returned with `interrupted` set rather than nothing. At most `limit` messages
-    /// are kept; the rest are read and dropped (`truncated`).
-    func dump(command: UInt8, ifindex: UInt32? = nil, limit: Int = 4096, retries: Int = 3) throws(NetlinkError)
-        -> (messages: [GenericNetlinkMessage], interrupted: Bool, truncated: Bool) {
+    /// are kept; the rest are read and dropped (`truncated`). A missing device or an unsupported command
+    /// comes back as ``DumpReply/failure``; other errors throw.
+    func dump(command: UInt8, ifindex: UInt32? = nil, limit: Int = 4096, retries: Int = 3) throws(NetlinkError) -> DumpReply {
         var attempt = 0
         while true {
-            let collector = try exchange(command: command, flags: NLM_F_DUMP, ifindex: ifindex, limit: limit)
+            let collector: Collector
+            do {
+                collector = try exchange(command: command, flags: NLM_F_DUMP, ifindex: ifindex, limit: limit)
+            } catch where error.code == .noSuchDevice {
+                return DumpReply(messages: [], interrupted: false, truncated: false, failure: .noDevice)
+            } catch where error.code == .notSupported {
+                return DumpReply(messages: [], interrupted: false, truncated: false, failure: .notSupported)
+            }
             if collector.interrupted && attempt < retries {
                 attempt += 1
                 interruptedDumps += 1
                 continue
             }
-            return (collector.messages.compactMap(GenericNetlinkMessage.init), collector.interrupted, collector.overflow)
+            var reply = DumpReply.assemble(collector.messages)
+            reply.interrupted = reply.interrupted || collector.interrupted
+            reply.truncated = collector.overflow
+            return reply
         }
     }
 
     /// A request that is not a dump; returns its reply messages.
     func request(command: UInt8, ifindex: UInt32? = nil) throws(NetlinkError) -> [GenericNetlinkMessage] {
-        try exchange(command: command, flags: 0, ifindex: ifindex, limit: 64).messages.compactMap(GenericNetlinkMessage.init)
+        DumpReply.assemble(try exchange(command: command, flags: 0, ifindex: ifindex, limit: 64).messages).messages
     }
 
     /// A request answered by an acknowledgement only (TRIGGER_SCAN); extra u32 attributes appended.
@@ -108,6 +118,50 @@ final class GenericNetlinkSocket {
         }
         try check(rc, "\(familyName) command \(command)\(ifindex.map { " on ifindex \($0)" } ?? "")")
         return collector
+    }
+}
+
+/// The reply to one dump, from a live socket or from recorded messages (test fixtures).
+public struct DumpReply: Sendable {
+    public enum Failure: Sendable, Equatable {
+        /// The interface went away between listing and dumping (ENODEV): not an error for a sampler.
+        case noDevice
+        /// The driver does not implement the command (EOPNOTSUPP, ENOENT): e.g. a radio without survey.
+        case notSupported
+    }
+
+    public var messages: [GenericNetlinkMessage]
+    /// `NLM_F_DUMP_INTR` was set on some part: the kernel's list changed while it was dumped.
+    public var interrupted: Bool
+    public var truncated: Bool
+    public var failure: Failure?
+
+    public init(messages: [GenericNetlinkMessage], interrupted: Bool, truncated: Bool, failure: Failure?) {
+        self.messages = messages
+        self.interrupted = interrupted
+        self.truncated = truncated
+        self.failure = failure
+    }
+
+    /// Assembles raw messages of one dump: data messages are kept, `NLMSG_DONE` and acknowledgements are
+    /// dropped, an `NLMSG_ERROR` becomes a ``Failure`` (or an error for anything but ENODEV/EOPNOTSUPP/ENOENT).
+    public static func assemble(_ raw: [NetlinkMessage]) -> DumpReply {
+        var reply = DumpReply(messages: [], interrupted: false, truncated: false, failure: nil)
+        for m in raw {
+            if m.isDumpInterrupted { reply.interrupted = true }
+            if let errno = m.errorNumber {
+                switch errno {
+                case 0: continue
+                case 19: reply.failure = .noDevice  // ENODEV
+                case 2, 95, 524: reply.failure = .notSupported  // ENOENT, EOPNOTSUPP, ENOTSUPP
+                default: reply.failure = .notSupported
+                }
+                continue
+            }
+            if m.type == NetlinkMessage.typeDone { continue }
+            if let g = GenericNetlinkMessage(m) { reply.messages.append(g) }
+        }
+        return reply
     }
 }
 

@@ -17,23 +17,45 @@ public final class Nl80211Client {
     public var interruptedDumps: Int { genl.interruptedDumps }
 
     public func interfaces() throws(NetlinkError) -> [WirelessInterface] {
-        try genl.dump(command: cmd(NL80211_CMD_GET_INTERFACE)).messages.compactMap(Nl80211Parser.interface)
+        Self.interfaces(try genl.dump(command: cmd(NL80211_CMD_GET_INTERFACE)))
     }
 
     /// The stations of one interface. An interface that vanished between listing and dumping gives an
-    /// empty list; a station that left mid-dump is simply absent (or, if the dump was interrupted three
-    /// times, the last dump is used with duplicates removed).
+    /// empty list; a station that left mid-dump is simply absent, and one listed twice (the kernel's
+    /// index shifted under the dump) is kept once.
     public func stations(ifindex: UInt32) throws(NetlinkError) -> StationDump {
-        do {
-            let r = try genl.dump(command: cmd(NL80211_CMD_GET_STATION), ifindex: ifindex, limit: 2048)
-            return StationDump(stations: Self.deduplicated(r.messages.compactMap(Nl80211Parser.station)),
-                               interrupted: r.interrupted, truncated: r.truncated)
-        } catch where error.code == .noSuchDevice || error.code == .notSupported {
-            return StationDump(stations: [], interrupted: false, truncated: false)
-        }
+        Self.stations(try genl.dump(command: cmd(NL80211_CMD_GET_STATION), ifindex: ifindex, limit: 2048))
     }
 
-    /// A station listed twice (the kernel's index shifted while a station left) keeps its last entry.
+    /// The channel survey, or nil when the driver has no survey support.
+    public func survey(ifindex: UInt32) throws(NetlinkError) -> [SurveyEntry]? {
+        Self.survey(try genl.dump(command: cmd(NL80211_CMD_GET_SURVEY), ifindex: ifindex, limit: 512))
+    }
+
+    /// The cached scan results of one interface (never triggers a scan).
+    public func scanResults(ifindex: UInt32) throws(NetlinkError) -> [ScannedBSS] {
+        Self.scanResults(try genl.dump(command: cmd(NL80211_CMD_GET_SCAN), ifindex: ifindex, limit: 1024))
+    }
+
+    // Pure interpretations of a dump reply: the live path and the fixture tests share them.
+
+    public static func interfaces(_ reply: DumpReply) -> [WirelessInterface] {
+        reply.messages.compactMap(Nl80211Parser.interface)
+    }
+
+    public static func stations(_ reply: DumpReply) -> StationDump {
+        StationDump(stations: deduplicated(reply.messages.compactMap(Nl80211Parser.station)),
+                    interrupted: reply.interrupted, truncated: reply.truncated)
+    }
+
+    public static func survey(_ reply: DumpReply) -> [SurveyEntry]? {
+        reply.failure == .notSupported ? nil : reply.messages.compactMap(Nl80211Parser.survey)
+    }
+
+    public static func scanResults(_ reply: DumpReply) -> [ScannedBSS] {
+        reply.messages.compactMap(Nl80211Parser.bss)
+    }
+
     static func deduplicated(_ stations: [StationInfo]) -> [StationInfo] {
         var seen: [[UInt8]: Int] = [:]
         var result: [StationInfo] = []
@@ -44,24 +66,6 @@ public final class Nl80211Client {
             }
         }
         return result
-    }
-
-    /// The channel survey, or nil when the driver has no survey support.
-    public func survey(ifindex: UInt32) throws(NetlinkError) -> [SurveyEntry]? {
-        do {
-            return try genl.dump(command: cmd(NL80211_CMD_GET_SURVEY), ifindex: ifindex, limit: 512).messages.compactMap(Nl80211Parser.survey)
-        } catch where error.code == .notSupported || error.code == .noSuchDevice {
-            return nil
-        }
-    }
-
-    /// The cached scan results of one interface (never triggers a scan).
-    public func scanResults(ifindex: UInt32) throws(NetlinkError) -> [ScannedBSS] {
-        do {
-            return try genl.dump(command: cmd(NL80211_CMD_GET_SCAN), ifindex: ifindex, limit: 1024).messages.compactMap(Nl80211Parser.bss)
-        } catch where error.code == .notSupported || error.code == .noSuchDevice {
-            return []
-        }
     }
 
     /// Asks the driver to scan. On an AP interface the `AP` scan flag is needed, and clients may notice

@@ -89,6 +89,15 @@ struct EndToEndTests {
         #expect(rates.contains { ($0["max"] as? Double ?? 0) > 0 })
         #expect(rates.allSatisfy { $0["sketch"] != nil })
 
+        // Issue 12, acceptance 5: on this host without Wi-Fi the agent says so once and samples the rest,
+        // router health included.
+        let wifiNotices = agent.text.split(separator: "\n").filter { $0.contains("wifi:") && $0.contains("no Wi-Fi on this host") }
+        #expect(wifiNotices.count == 1, "one notice that nl80211 has no wireless interfaces:\n\(agent.text)")
+        let memory = try TestSupport.sh("curl -sf -H 'Authorization: Bearer \(operatorToken)' 'http://127.0.0.1:\(port)/v1/devices/e2e-1/series?metric=system.memory_available'")
+        let memoryWindows = try #require((try JSONSerialization.jsonObject(with: Data(memory.utf8)) as? [String: Any])?["windows"] as? [[String: Any]])
+        #expect(memoryWindows.count == reports, "router health was sampled and shipped in every window")
+        #expect(memoryWindows.allSatisfy { ($0["last"] as? Double ?? 0) > 0 })
+
         let summary = try TestSupport.sh("\(Self.collector) summary --config \(config)")
         #expect(summary.contains("device e2e-1"))
         #expect(summary.contains("\(veth.a)"))

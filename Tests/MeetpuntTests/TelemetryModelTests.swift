@@ -29,10 +29,34 @@ import TelemetryModel
         #expect(again == report)
     }
 
+    /// Schema 2: sketches hold negative values (signal in dBm). Its golden file decodes, its quantiles are
+    /// within the sketch's 1 %, and the collector's rules accept it.
+    @Test func schemaTwoGoldenFileWithSignedSketchDecodes() throws {
+        let data = try Data(contentsOf: TestSupport.fixtures.appendingPathComponent("report-v2.json"))
+        let report = try JSONDecoder().decode(Report.self, from: data)
+        #expect(report.schema == 2)
+        let signal = try #require(report.series.first { $0.metric == "wifi.station.signal_dbm" }?.sketch)
+        #expect(signal.hasNegativeValues && signal.count == 6)
+        // The samples: −27, −27, −30, −45, −60, −61.
+        for (q, exact) in [(0.0, -61.0), (0.2, -60), (0.5, -45), (0.6, -30), (1, -27)] {
+            let estimate = try #require(signal.quantile(q))
+            #expect(abs(estimate - exact) / abs(exact) <= 0.01, "q\(q): \(estimate)")
+        }
+        #expect(ReportValidator().validate(report, nowMs: report.windowEndMs + 1000) == nil)
+        let again = try JSONDecoder().decode(Report.self, from: JSONEncoder().encode(report))
+        #expect(again == report)
+        // The same negative sketch in a schema-1 report is refused: a v1 reader would drop its values.
+        var old = report
+        old.schema = 1
+        #expect(ReportValidator().validate(old, nowMs: report.windowEndMs + 1000)?.path == "series[0].sketch")
+    }
+
     @Test func docsProtocolExampleIsTheGoldenFile() throws {
         let doc = try String(contentsOf: TestSupport.repositoryRoot.appendingPathComponent("docs/protocol.md"), encoding: .utf8)
-        let golden = try String(contentsOf: TestSupport.fixtures.appendingPathComponent("report-v1.json"), encoding: .utf8)
-        #expect(doc.contains(golden.trimmingCharacters(in: .whitespacesAndNewlines)), "docs/protocol.md shows Fixtures/report-v1.json verbatim")
+        for name in ["report-v1.json", "report-v2.json"] {
+            let golden = try String(contentsOf: TestSupport.fixtures.appendingPathComponent(name), encoding: .utf8)
+            #expect(doc.contains(golden.trimmingCharacters(in: .whitespacesAndNewlines)), "docs/protocol.md shows Fixtures/\(name) verbatim")
+        }
     }
 }
 
@@ -77,13 +101,57 @@ import TelemetryModel
     @Test func zerosAreCountedAndBucketsAreBounded() {
         var s = QuantileSketch()
         s.add(0)
-        s.add(-5)
+        s.add(1e-12)
         #expect(s.zeroCount == 2)
         #expect(s.quantile(0.5) == 0)
+        var both = QuantileSketch()
+        for e in 0..<3000 { both.add(pow(1.03, Double(e))); both.add(-pow(1.03, Double(e))) }
+        #expect(both.buckets.count + both.negativeBuckets.count <= QuantileSketch.maxBuckets)
+        #expect(both.count == 6000)
         var wide = QuantileSketch()
         for e in 0..<3000 { wide.add(pow(1.03, Double(e))) }
         #expect(wide.buckets.count <= QuantileSketch.maxBuckets)
         #expect(wide.count == 3000)
+    }
+
+    /// Signal levels are negative: the sketch keeps them in a second store with the same relative error.
+    @Test(arguments: [0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99])
+    func mixedSignedQuantilesAreWithinTheRelativeError(q: Double) throws {
+        var rng = SplitMix(state: 7)
+        // Signal in dBm (−95…−20), SNR-like positives (5…70) and a few zeros.
+        let values = (0..<10_000).map { i -> Double in
+            switch i % 5 {
+            case 0, 1, 2: return -Double.random(in: 20...95, using: &rng)
+            case 3: return Double.random(in: 5...70, using: &rng)
+            default: return i % 50 == 4 ? 0 : Double.random(in: 5...70, using: &rng)
+            }
+        }
+        var sketch = QuantileSketch()
+        for v in values { sketch.add(v) }
+        let sorted = values.sorted()
+        let exact = sorted[max(0, Int((q * Double(sorted.count)).rounded(.up)) - 1)]
+        let estimate = try #require(sketch.quantile(q))
+        if exact == 0 { #expect(estimate == 0) } else {
+            #expect(abs(estimate - exact) / abs(exact) <= QuantileSketch.defaultRelativeAccuracy, "q\(q): estimate \(estimate), exact \(exact)")
+        }
+    }
+
+    @Test func signedSketchesRoundTripAndMerge() throws {
+        var a = QuantileSketch(), b = QuantileSketch(), all = QuantileSketch()
+        for i in 0..<400 {
+            let v = Double(i - 200) * 0.75
+            if i.isMultiple(of: 3) { a.add(v) } else { b.add(v) }
+            all.add(v)
+        }
+        try a.merge(b)
+        #expect(a == all)
+        let decoded = try JSONDecoder().decode(QuantileSketch.self, from: JSONEncoder().encode(all))
+        #expect(decoded == all)
+        // A sketch without negatives encodes exactly as schema 1 did: no neg_* keys.
+        var positive = QuantileSketch()
+        positive.add(5)
+        let json = String(decoding: try JSONEncoder().encode(positive), as: UTF8.self)
+        #expect(!json.contains("neg_"))
     }
 
     @Test func sketchesOfDifferentAccuracyDoNotMerge() {
