@@ -128,19 +128,26 @@ public final class WifiSampler: Sampler {
             }
             lastStatus = observation.status
         }
+        guard observation.status != .noNl80211 else { return }
+        // Pseudonyms of two epochs never compare: `record` restarts station baselines and new/gone counts.
+        var drained: (events: [Nl80211Event], dropped: Int, lost: Bool) = ([], 0, false)
+        if let events { drained = events.drain() }
+        record(observation, events: drained.events, eventsDropped: drained.dropped + (drained.lost ? 1 : 0), context: context, into: &batch)
+    }
+
+    /// Turns one observation (and the events since the last one) into samples. Separate from reading so
+    /// the bounding rules (top N, `others`, new/gone) are tested on observations of any size.
+    func record(_ observation: WifiObservation, events: [Nl80211Event], eventsDropped: Int, context: SampleContext,
+                into batch: inout SampleBatch) {
         if previousEpoch != context.epoch {
-            // Pseudonyms of two epochs never compare: restart station baselines and new/gone counts.
             previousStations = [:]
             stationCounters = CounterTracker(maxKeys: 4096)
             previousEpoch = context.epoch
         }
         batch.add("wifi.dumps_interrupted", [:], Double(observation.dumpsInterrupted))
+        batch.add("wifi.events_dropped", [:], Double(eventsDropped))
         var eventsByInterface: [UInt32: [Nl80211Event]] = [:]
-        if let events {
-            let drained = events.drain()
-            for e in drained.events { eventsByInterface[e.interfaceIndex ?? 0, default: []].append(e) }
-            batch.add("wifi.events_dropped", [:], Double(drained.dropped + (drained.lost ? 1 : 0)))
-        }
+        for e in events { eventsByInterface[e.interfaceIndex ?? 0, default: []].append(e) }
         var present = Set<UInt32>()
         var presentStations = Set<String>()
         for radio in observation.interfaces {

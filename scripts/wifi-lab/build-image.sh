@@ -17,6 +17,8 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# One function, parsed whole before it runs: editing this file during a build cannot break the build.
+main() {
 FORCE=0; PRINT_ONLY=0
 for a in "$@"; do
     case $a in
@@ -151,8 +153,16 @@ cp "$KDIR/boot/vmlinuz-$KERNEL_RELEASE" "$WORK/out/vmlinuz"
 cp "$WORK/manifest.txt" "$WORK/out/manifest.txt"
 echo "stage $(du -sh "$STAGE" | cut -f1), initrd $(du -h "$WORK/out/initrd.img" | cut -f1), $n_mods modules"
 rm -rf "$IMAGE_DIR"; mv "$WORK/out" "$IMAGE_DIR"
+# Prune: the two newest images, and only the current kernel tree and rootfs.
+( cd "$CACHE_ROOT" && ls -dt image-* 2>/dev/null | tail -n +3 | xargs -r rm -rf
+  for d in kernel-* rootfs-*; do
+      [ -d "$d" ] && [ "$CACHE_ROOT/$d" != "$KDIR" ] && [ "$CACHE_ROOT/$d" != "$ROOTFS" ] && rm -rf "$d"
+  done
+  ls dl/*.deb 2>/dev/null | grep -v -F "${KERNEL_PACKAGE}_" | xargs -r rm -f ) || true
 phase ""
 total=$(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}')
 echo "==> image built in ${total} s: $IMAGE_DIR"
 note "build-image: done in ${total}s -> $IMAGE_DIR"
 echo "$IMAGE_DIR"
+}
+main "$@"

@@ -23,6 +23,9 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+# The whole script is one function, so bash has parsed all of it before running any: editing this file
+# while a lab runs cannot break the run.
+main() {
 AGENT=""; COLLECTOR_URL=""; OUT=""; TOKEN_FILE=""; AGENT_CONFIG=""; DURATION=40; TIMEOUT=600; NO_BUILD=0; SKIP_FIXTURES=0
 while [ $# -gt 0 ]; do
     case $1 in
@@ -109,4 +112,6 @@ elif [ -s "$OUT/problems.txt" ]; then
 fi
 echo "==> lab run took ${total} s; results in $OUT"
 note "run-lab: finished in ${total}s status=$status out=$OUT"
-exit $status
+return $status
+}
+main "$@"
