@@ -65,7 +65,13 @@ struct Serve: AsyncParsableCommand {
         let app = buildApplication(api: api, services: [purge]) { port in
             FileHandle.standardOutput.write(Data("meetpunt-collector listening on \(host):\(port)\n".utf8))
         }
-        try await app.runService()
+        do {
+            try await app.runService()
+        } catch {
+            // One clear line and a non-zero exit: a collector that cannot serve must not look alive.
+            printError("meetpunt-collector: serving on \(host):\(api.configuration.port) failed: \(error)")
+            throw ExitCode(1)
+        }
     }
 }
 

@@ -313,3 +313,79 @@ struct CapturingHandler: LogHandler {
         capture.append("\(event.level) \(event.message) \((event.metadata ?? [:]).map { "\($0)=\($1)" }.sorted().joined(separator: " "))")
     }
 }
+
+/// A collector that cannot serve fails fast: one clear line, a non-zero exit, no spinning background job.
+@Suite struct CollectorProcessTests {
+    @Test func serveOnAPortInUseExitsWithOneClearLine() throws {
+        let dir = try TestSupport.tempDirectory()
+        let config = dir.appendingPathComponent("collector.yaml").path
+        try """
+            listen: {host: 127.0.0.1, port: 0}
+            storage: {sqlite_path: collector.sqlite}
+            retention_file: \(TestSupport.repositoryRoot.path)/collector/retention.yaml
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let first = try ChildProcess(EndToEndTests.collector, ["serve", "--config", config])
+        defer { first.stop() }
+        let port = try #require(Int(try first.waitFor("listening on").split(separator: ":").last ?? ""))
+        let second = try ChildProcess(EndToEndTests.collector, ["serve", "--config", config, "--port", "\(port)"])
+        defer { second.stop() }
+        let status = try second.waitForExit(timeout: 30)
+        #expect(status != 0, "a collector that cannot listen exits non-zero")
+        let lines = second.text.split(separator: "\n")
+        #expect(lines.count <= 5, "a few lines, not a log storm: \(lines.count) lines\n\(second.text.prefix(2000))")
+        #expect(second.text.contains("serving on 127.0.0.1:\(port) failed"), "\(second.text.prefix(2000))")
+        #expect(!second.text.contains("purge failed"))
+        // The first collector is unaffected.
+        #expect(try TestSupport.sh("curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:\(port)/healthz", check: false) == "200")
+    }
+}
+
+/// No secret in any log line at any level: the agent at `trace` through start, shipping, retries against
+/// a collector that is down, and stop; the token and the device secret appear in none of its output.
+@Suite struct SecretsInLogsTests {
+    @Test func traceLogsHoldNeitherTokenNorDeviceSecret() throws {
+        let dir = try TestSupport.tempDirectory()
+        let config = dir.appendingPathComponent("collector.yaml").path
+        try """
+            listen: {host: 127.0.0.1, port: 0}
+            storage: {sqlite_path: collector.sqlite}
+            retention_file: \(TestSupport.repositoryRoot.path)/collector/retention.yaml
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        try TestSupport.sh("\(EndToEndTests.collector) device add secrets-1 --config \(config) --token-file \(dir.path)/device.token")
+        let token = try String(contentsOfFile: "\(dir.path)/device.token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let server = try ChildProcess(EndToEndTests.collector, ["serve", "--config", config])
+        let port = try #require(Int(try server.waitFor("listening on").split(separator: ":").last ?? ""))
+        func agentConfig(_ port: Int) throws -> String {
+            let path = dir.appendingPathComponent("agent-\(port).yaml").path
+            try """
+                device_id: secrets-1
+                collector: {url: "http://127.0.0.1:\(port)", token_file: \(dir.path)/device.token}
+                state_dir: \(dir.path)/agent-state
+                sampling: {interval_seconds: 1, window_seconds: 1}
+                link: {interfaces: ["lo"], include_loopback: true}
+                lan_clients: {enabled: false}
+                logging: {level: trace}
+                """.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        let shipping = try ChildProcess(EndToEndTests.agent, ["run", "--config", try agentConfig(port), "--duration", "3"])
+        #expect(try shipping.waitForExit(timeout: 60) == 0)
+        server.stop()
+        // The collector is gone: every upload fails and is retried.
+        let retrying = try ChildProcess(EndToEndTests.agent, ["run", "--config", try agentConfig(port), "--duration", "3"])
+        #expect(try retrying.waitForExit(timeout: 60) == 0)
+        let logs = shipping.text + retrying.text + server.text
+        #expect(shipping.text.contains("trace") || shipping.text.contains("debug"), "the run really logged at trace level")
+        #expect(retrying.text.contains("will retry"), "the retry path was taken")
+        let secret = [UInt8](try Data(contentsOf: dir.appendingPathComponent("agent-state/device-secret")))
+        try #require(secret.count == 32)
+        let secretSpellings = [secret.map { String(format: "%02x", $0) }.joined(), secret.map { String(format: "%02X", $0) }.joined(),
+                               Data(secret).base64EncodedString()]
+        #expect(!logs.contains(token), "the device token appears in a log line")
+        #expect(!logs.contains(String(token.prefix(12))), "a prefix of the device token appears in a log line")
+        for s in secretSpellings { #expect(!logs.contains(s), "the device secret appears in a log line") }
+        #expect(!Data(logs.utf8).contains(Data(secret)), "the raw device secret appears in the output")
+        let help = try TestSupport.sh("\(EndToEndTests.agent) run --help 2>&1; \(EndToEndTests.agent) --help 2>&1", check: false)
+        #expect(!help.contains(token))
+    }
+}

@@ -71,10 +71,17 @@ public struct PurgeService: Service {
         self.interval = interval
     }
 
+    /// Ends on graceful shutdown and on cancellation (a failed start cancels the group: a loop that only
+    /// watched for graceful shutdown would spin, its sleep returning at once). A failing purge is retried
+    /// after `interval`, so its error is logged at most once per interval.
     public func run() async throws {
-        while !Task.isShuttingDownGracefully {
-            await purgeOnce()
-            try? await cancelWhenGracefulShutdown { [interval] in try await Task.sleep(for: interval) }
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            if await purgeOnce().isEmpty, Task.isCancelled { return }
+            do {
+                try await cancelWhenGracefulShutdown { [interval] in try await Task.sleep(for: interval) }
+            } catch {
+                return  // cancelled or shutting down
+            }
         }
     }
 
@@ -87,7 +94,9 @@ public struct PurgeService: Service {
             api.logger.info("retention purge", metadata: metadata)
             return counts
         } catch {
-            api.logger.error("retention purge failed", metadata: ["error": "\(error)"])
+            // Cancelled mid-purge (GRDB interrupts the statement): not a failure worth a line.
+            if Task.isCancelled || error is CancellationError { return [:] }
+            api.logger.error("retention purge failed; next attempt after the purge interval", metadata: ["error": "\(error)"])
             return [:]
         }
     }
