@@ -49,6 +49,9 @@ public struct ReportValidator: Sendable {
             return Violation(path: "schema", message: "unknown schema version \(report.schema); this collector accepts \(Report.supportedSchemaVersions.lowerBound)...\(Report.supportedSchemaVersions.upperBound)")
         }
         if let v = validateDeviceID(report.device) { return v }
+        guard report.seq >= 1 else {
+            return Violation(path: "seq", message: "sequence numbers start at 1; 0 is never sent by an agent")
+        }
         guard report.seq <= UInt64(Int64.max) else {
             return Violation(path: "seq", message: "sequence number \(report.seq) exceeds \(Int64.max)")
         }
@@ -113,6 +116,22 @@ public struct ReportValidator: Sendable {
         }
         guard s.min <= s.max, s.mean >= s.min - 1e-9 * Swift.abs(s.min), s.mean <= s.max + 1e-9 * Swift.abs(s.max) else {
             return Violation(path: path, message: "min \(s.min), mean \(s.mean), max \(s.max) are inconsistent")
+        }
+        guard s.last >= s.min, s.last <= s.max else {
+            return Violation(path: "\(path).last", message: "last \(s.last) lies outside [min \(s.min), max \(s.max)]")
+        }
+        if d.kind == .counterDelta, s.min < 0 || s.sum < 0 {
+            return Violation(path: "\(path).\(s.sum < 0 ? "sum" : "min")",
+                             message: "\(d.name) is a counter delta: its samples cannot be negative (min \(s.min), sum \(s.sum))")
+        }
+        if let sketch = s.sketch, sketch.checkedCount != nil, let low = sketch.quantile(0), let high = sketch.quantile(1) {
+            // Each bucket's representative is within α of every value in it: allow that much slack.
+            let slack = 1 + sketch.relativeAccuracy * 2
+            let lowest = s.min < 0 ? s.min * slack : s.min / slack
+            let highest = s.max < 0 ? s.max / slack : s.max * slack
+            if low < lowest - 1e-9 || high > highest + 1e-9 {
+                return Violation(path: "\(path).sketch", message: "sketch values \(low)…\(high) fall outside [min \(s.min), max \(s.max)]")
+            }
         }
         if let sketch = s.sketch, sketch.hasNegativeValues, schema < 2 {
             return Violation(path: "\(path).sketch", message: "negative sketch buckets need schema 2 or later")

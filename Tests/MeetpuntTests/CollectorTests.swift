@@ -238,6 +238,25 @@ func decodeError(_ r: TestResponse) throws -> ErrorBody.Inner {
             let body = try Gzip.compress(Array(JSONEncoder().encode(f.report()))) + Array("extra".utf8)
             return (CollectorFixture.headers(f.deviceTokens["dev-a"], gzip: true), ByteBuffer(bytes: body))
         },
+        BadCase(name: "sequence number 0", status: .unprocessableContent, code: "invalid_report", messageContains: "start at 1") { f in
+            (CollectorFixture.headers(f.deviceTokens["dev-a"]), try CollectorFixture.json(f.report(seq: 0)))
+        },
+        BadCase(name: "last outside [min, max]", status: .unprocessableContent, code: "invalid_report", messageContains: "lies outside [min") { f in
+            var s = CollectorFixture.series("link.rx_bytes", "bytes", ["interface": "eth0"], 1200)
+            s.last = 5000
+            return (CollectorFixture.headers(f.deviceTokens["dev-a"]), try CollectorFixture.json(f.report(series: [s])))
+        },
+        BadCase(name: "counter delta with a negative sum", status: .unprocessableContent, code: "invalid_report", messageContains: "cannot be negative") { f in
+            (CollectorFixture.headers(f.deviceTokens["dev-a"]),
+             try CollectorFixture.json(f.report(series: [CollectorFixture.series("link.rx_bytes", "bytes", ["interface": "eth0"], -1200)])))
+        },
+        BadCase(name: "sketch values outside [min, max]", status: .unprocessableContent, code: "invalid_report", messageContains: "fall outside [min") { f in
+            var s = CollectorFixture.series("link.rx_rate", "bits_per_second", ["interface": "eth0"], 1000)
+            var sketch = QuantileSketch()
+            sketch.add(9_000_000)
+            s.sketch = sketch
+            return (CollectorFixture.headers(f.deviceTokens["dev-a"]), try CollectorFixture.json(f.report(series: [s])))
+        },
         BadCase(name: "data older than its class allows", status: .unprocessableContent, code: "expired", messageContains: "data class clients is kept at most 90 days") { f in
             (CollectorFixture.headers(f.deviceTokens["dev-a"]), try CollectorFixture.json(f.report(endMs: f.now - 100 * 86_400_000)))
         },

@@ -448,6 +448,13 @@ EOF
     fi
     cp "$CFG" "$A/agent.yaml"
     timeout 30 "$AGENT" check-config "$CFG" > "$A/check-config.txt" 2>&1 || fail_note "agent check-config failed: $(head -3 "$A/check-config.txt" | tr '\n' ' ')"
+    # `sample` and `pseudonym` never create the device secret; a first short `run` does. It ships to a
+    # closed local port (same config, collector url replaced) so the collector gets no extra window.
+    sed -E 's#url: *"?[^",} ]+"?#url: "http://127.0.0.1:9"#' "$CFG" > /lab/agent-init.yaml
+    ts "agent: first run (2 s, nothing shipped) to create the device secret"
+    timeout 60 "$AGENT" run --config /lab/agent-init.yaml --duration 2 > "$A/init-run.stdout" 2> "$A/init-run.log"
+    echo "init run exit status $?" >> "$A/init-run.log"
+    [ -s /lab/state/device-secret ] || ls /lab/state/* >/dev/null 2>&1 || fail_note "agent: no state after the first run: $(tail -3 "$A/init-run.log" | tr '\n' ' ')"
 
     # bracket NS DIR IFACES...: iw reads, one agent snapshot, the same iw reads again.
     bracket() {

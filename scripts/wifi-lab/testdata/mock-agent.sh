@@ -46,10 +46,10 @@ case $cmd in
         if [ -n "$SSID" ]; then echo "$(pseudo ssid "$SSID")  epoch $EPOCH"
         else echo "$(pseudo "$KIND" "$(norm_mac "$MAC")")  epoch $EPOCH"; fi
         exit 0 ;;
-    sample|run) ;;
+    sample) [ -s "$SECRET" ] || { echo "meetpunt-agent sample: no device secret at $SECRET (mock: only run creates it)" >&2; exit 1; } ;;
+    run) ensure_secret ;;
     *) echo "mock agent: unknown command $cmd" >&2; exit 2 ;;
 esac
-ensure_secret
 
 snapshot_json() {
     local tmp; tmp=$(mktemp -d)
