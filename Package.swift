@@ -39,16 +39,18 @@ let package = Package(
 
         // MARK: Agent
         .target(name: "NetlinkKit", dependencies: ["CNetlink"]),
+        .target(name: "PacketCapture", dependencies: ["CPcap"]),
+        .target(name: "TrafficAnalysis", dependencies: ["PacketCapture"]),
         .target(name: "Pseudonymisation", dependencies: ["CLibCrypto"]),
         .target(name: "Aggregation", dependencies: ["TelemetryModel"]),
         .target(name: "AgentConfig", dependencies: ["CYAML", "TelemetryModel"]),
         .target(name: "AgentCore", dependencies: [
-            "NetlinkKit", "Pseudonymisation", "Aggregation", "AgentConfig", "TelemetryModel", "GzipCodec", "CCurl",
+            "NetlinkKit", "PacketCapture", "TrafficAnalysis", "Pseudonymisation", "Aggregation", "AgentConfig", "TelemetryModel", "GzipCodec", "CCurl",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "meetpunt-agent", dependencies: [
-            "AgentCore", "AgentConfig", "Pseudonymisation", "NetlinkKit",
+            "AgentCore", "AgentConfig", "Pseudonymisation", "NetlinkKit", "PacketCapture", "TrafficAnalysis",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -78,7 +80,7 @@ let package = Package(
         .systemLibrary(name: "CTestSupport", path: "Tests/CTestSupport"),
         .testTarget(name: "MeetpuntTests", dependencies: [
             "TelemetryModel", "GzipCodec", "NetlinkKit", "Pseudonymisation", "Aggregation", "AgentConfig",
-            "AgentCore", "CollectorCore", "CTestSupport",
+            "AgentCore", "CollectorCore", "CTestSupport", "PacketCapture", "TrafficAnalysis",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),

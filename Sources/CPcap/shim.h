@@ -1,5 +1,13 @@
 #ifndef MEETPUNT_CPCAP_SHIM_H
 #define MEETPUNT_CPCAP_SHIM_H
-// libpcap for the header-only packet analysis (a later issue). Nothing is wrapped yet.
 #include <pcap/pcap.h>
+#include <stdio.h>
+
+// The byte offset of the next record in an offline capture, for error messages that name where a file
+// went wrong. -1 for live captures.
+static inline long cpcap_file_offset(pcap_t *p) {
+    FILE *f = pcap_file(p);
+    return f ? ftell(f) : -1;
+}
+
 #endif

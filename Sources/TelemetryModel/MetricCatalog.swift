@@ -92,7 +92,40 @@ public enum MetricCatalog {
         MetricDescriptor(name: name, unit: unit, kind: kind, dataClass: .link, labels: labels, source: source)
     }
 
-    public static let all: [MetricDescriptor] = base + wifiMetrics + systemMetrics
+    public static let all: [MetricDescriptor] = base + wifiMetrics + systemMetrics + trafficMetrics
+
+    static let trafficClass: [String: LabelValueRule] = [
+        "direction": .oneOf(["upstream", "downstream", "lan", "wan"]),
+        "transport": .oneOf(["tcp", "udp", "icmp", "other"]),
+        "ip": .oneOf(["4", "6"]),
+    ]
+    static let trafficDirection: [String: LabelValueRule] = ["direction": .oneOf(["upstream", "downstream", "lan", "wan"])]
+    static let rttLabels: [String: LabelValueRule] = ["leg": .oneOf(["lan", "wan"]), "method": .oneOf(["handshake", "timestamps", "seqack"])]
+    static let trafficClient: [String: LabelValueRule] = ["peer": .peer(["cm"]), "direction": .oneOf(["upstream", "downstream", "lan"])]
+
+    static func traffic(_ name: String, _ unit: String, _ kind: MetricKind, _ labels: [String: LabelValueRule], _ source: String) -> MetricDescriptor {
+        MetricDescriptor(name: name, unit: unit, kind: kind, dataClass: .traffic, labels: labels, source: source)
+    }
+
+    static let trafficMetrics: [MetricDescriptor] = [
+        traffic("traffic.packets", "packets", .counterDelta, trafficClass, "libpcap, headers only: packets by direction (LAN/WAN by address), transport and IP version"),
+        traffic("traffic.bytes", "bytes", .counterDelta, trafficClass, "libpcap: original (wire) length of those packets"),
+        traffic("traffic.flows_active", "flows", .gauge, [:], "agent: conversations in the flow table (bounded by capture.max_flows)"),
+        traffic("traffic.flows_new", "flows", .counterDelta, [:], "agent: conversations first seen in the interval"),
+        traffic("traffic.flows_evicted", "flows", .counterDelta, [:], "agent: conversations evicted from the full flow table"),
+        traffic("traffic.tcp.rtt", "milliseconds", .distribution, rttLabels, "TCP handshake (SYN→SYN/ACK, SYN/ACK→ACK), TSval/TSecr echo, or SEQ/ACK under Karn's rule; by leg seen from the router"),
+        traffic("traffic.tcp.retransmissions", "segments", .counterDelta, trafficDirection, "TCP segments below the next expected sequence number, not keep-alives, not out of order (fast retransmissions included)"),
+        traffic("traffic.tcp.fast_retransmissions", "segments", .counterDelta, trafficDirection, "retransmissions within 20 ms of two duplicate ACKs for that sequence number"),
+        traffic("traffic.tcp.out_of_order", "segments", .counterDelta, trafficDirection, "TCP segments below the next expected sequence number within 3 ms of the highest one"),
+        traffic("traffic.tcp.zero_window", "segments", .counterDelta, trafficDirection, "TCP segments advertising a zero receive window (not SYN/FIN/RST)"),
+        traffic("traffic.client.bytes", "bytes", .counterDelta, trafficClient, "libpcap: bytes per LAN client (pseudonymised Ethernet address), top capture.max_clients then others"),
+        traffic("traffic.client.packets", "packets", .counterDelta, ["peer": .peer(["cm"])], "libpcap: packets per LAN client, both directions"),
+        traffic("traffic.client.rtt", "milliseconds", .distribution, ["peer": .peer(["cm"]), "leg": .oneOf(["lan", "wan"])], "TCP RTT samples of the client's conversations"),
+        traffic("traffic.clients_unreported", "clients", .gauge, [:], "agent: clients beyond capture.max_clients, folded into peer=others"),
+        traffic("traffic.skipped_packets", "packets", .counterDelta, ["reason": .oneOf(["unsupported_link_type", "not_ip", "truncated_header", "malformed_header", "headers_too_long"])], "agent: packets counted but not analysed, by reason"),
+        traffic("traffic.rtt_samples_dropped", "samples", .counterDelta, [:], "agent: RTT samples beyond 4096 per interval"),
+        traffic("traffic.capture_drops", "packets", .counterDelta, [:], "libpcap pcap_stats ps_drop: packets the kernel dropped before the agent read them"),
+    ]
 
     static let wifiMetrics: [MetricDescriptor] = [
         wifi("wifi.radio.frequency", "megahertz", .gauge, radio, "nl80211 GET_INTERFACE NL80211_ATTR_WIPHY_FREQ"),

@@ -13,7 +13,7 @@ struct MeetpuntAgent: AsyncParsableCommand {
         commandName: "meetpunt-agent",
         abstract: "Meetpunt's on-router telemetry agent: samples links, LAN clients, Wi-Fi and router health, pseudonymises identifiers, ships aggregates.",
         version: version,
-        subcommands: [Run.self, SampleCommand.self, CheckConfig.self, PseudonymCommand.self],
+        subcommands: [Run.self, SampleCommand.self, AnalyzeCommand.self, CheckConfig.self, PseudonymCommand.self],
         defaultSubcommand: Run.self)
 }
 

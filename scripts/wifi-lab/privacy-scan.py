@@ -7,8 +7,9 @@ Identifiers: every MAC address of the lab (all radios, from RESULTS/identities.t
 net/*-ip-link.txt, and the station/scan dumps) and every SSID (identities.tsv, hostapd-*.conf, scan dumps).
 Spellings searched: aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, aabb.ccdd.eeff, aabbccddeeff (any case), the 6 raw
 bytes; an SSID as its raw bytes and as hex (any case).
-Searched by default: RESULTS/agent/state/ (the agent's state dir), every agent log (agent/**/*.stderr,
-agent/run/agent-run.log, agent/run/agent-run.stdout) and the agent's JSON snapshots (agent/*/agent.json);
+Searched by default: RESULTS/agent/state/ (the agent's state dir), every agent log and output under
+RESULTS/agent/ (*.stderr, *.stdout, *.log: the init run, the brackets, pseudonym calls, agent-run.log)
+and the agent's JSON snapshots (agent/*/agent.json);
 plus the extra paths given (the collector's SQLite database, copied request bodies, ...).
 The lab's own iw dumps and captures are raw by design and are never searched unless named explicitly.
 Exit status: 0 no hit, 1 hits (listed), 2 nothing to search or no identifiers found.
@@ -84,8 +85,8 @@ def default_targets(results):
     t = []
     if os.path.isdir(os.path.join(a, "state")):
         t.append(os.path.join(a, "state"))
-    t += glob.glob(os.path.join(a, "**", "*.stderr"), recursive=True)
-    t += glob.glob(os.path.join(a, "run", "agent-run.*"))
+    for pat in ("*.stderr", "*.stdout", "*.log"):
+        t += glob.glob(os.path.join(a, "**", pat), recursive=True)
     t += glob.glob(os.path.join(a, "*", "agent.json"))
     return t
 

@@ -1,0 +1,54 @@
+import Pseudonymisation
+import TrafficAnalysis
+
+/// Turns one interval of the traffic analyser into catalogued samples: volumes by class, flows, RTT by
+/// leg and method, TCP trouble counters, and per-client volumes and RTT by pseudonym (top N by bytes,
+/// the rest folded into `others`). Raw MACs end here: only pseudonyms go into labels.
+public enum TrafficSamples {
+    public static func add(_ interval: TrafficInterval, pseudonymiser: Pseudonymiser, epoch: KeyEpoch, maxClients: Int,
+                           captureDrops: UInt64?, into batch: inout SampleBatch) {
+        for (key, packets) in interval.packets.sorted(by: { "\($0.key)" < "\($1.key)" }) {
+            let labels = ["direction": key.direction.rawValue, "transport": "\(key.transport)", "ip": key.ipv6 ? "6" : "4"]
+            batch.add("traffic.packets", labels, Double(packets))
+            batch.add("traffic.bytes", labels, Double(interval.bytes[key] ?? 0))
+        }
+        batch.add("traffic.flows_active", [:], Double(interval.activeFlows))
+        batch.add("traffic.flows_new", [:], Double(interval.newFlows))
+        batch.add("traffic.flows_evicted", [:], Double(interval.evictedFlows))
+        batch.add("traffic.rtt_samples_dropped", [:], Double(interval.rttDropped))
+        if let captureDrops { batch.add("traffic.capture_drops", [:], Double(captureDrops)) }
+        for s in interval.rtt {
+            batch.add("traffic.tcp.rtt", ["leg": s.leg.rawValue, "method": s.method.rawValue], Double(s.microseconds) / 1000)
+        }
+        for (name, table) in [("traffic.tcp.retransmissions", interval.retransmissions), ("traffic.tcp.fast_retransmissions", interval.fastRetransmissions),
+                              ("traffic.tcp.out_of_order", interval.outOfOrder), ("traffic.tcp.zero_window", interval.zeroWindow)] {
+            for (direction, n) in table.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+                batch.add(name, ["direction": direction.rawValue], Double(n))
+            }
+        }
+        for (reason, n) in interval.skipped.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
+            batch.add("traffic.skipped_packets", ["reason": reason.rawValue], Double(n))
+        }
+
+        // Clients: busiest first; the MAC is turned into a pseudonym here and nowhere else.
+        let ranked = interval.clients.sorted { a, b in
+            let x = a.value.upstreamBytes + a.value.downstreamBytes, y = b.value.upstreamBytes + b.value.downstreamBytes
+            return x != y ? x > y : a.key < b.key
+        }
+        var peerOf: [UInt64: String] = [:]
+        for (i, (mac, c)) in ranked.enumerated() {
+            let peer = i < maxClients ? pseudonymiser.pseudonym(of: macBytes(mac), kind: .clientMAC, epoch: epoch) : "others"
+            peerOf[mac] = peer
+            batch.add("traffic.client.bytes", ["peer": peer, "direction": "upstream"], Double(c.upstreamBytes))
+            batch.add("traffic.client.bytes", ["peer": peer, "direction": "downstream"], Double(c.downstreamBytes))
+            batch.add("traffic.client.packets", ["peer": peer], Double(c.packets))
+        }
+        batch.add("traffic.clients_unreported", [:], Double(max(0, ranked.count - maxClients) + interval.clientsDropped))
+        for s in interval.rtt {
+            guard let mac = s.client, let peer = peerOf[mac] else { continue }
+            batch.add("traffic.client.rtt", ["peer": peer, "leg": s.leg.rawValue], Double(s.microseconds) / 1000)
+        }
+    }
+
+    static func macBytes(_ mac: UInt64) -> [UInt8] { (0..<6).map { UInt8(truncatingIfNeeded: mac >> (8 * (5 - $0))) } }
+}

@@ -1,0 +1,69 @@
+/// The only way the parser sees packet bytes: a forward-only cursor over the captured header region.
+///
+/// Payload is out of reach by construction. The cursor never extends past ``HeaderLimits/maximumBytes``
+/// (the header maximum the snaplen is computed from) nor past the captured length, and bytes are read
+/// only through ``take(_:)``, which claims the next structure (an Ethernet header, an IP header, a TCP
+/// header with its options). Nothing can claim the bytes after the transport header, because the
+/// parser stops there and there is no API to read at an arbitrary offset or to get the pointer back.
+/// A `HeaderView` is only valid inside the closure it was handed to (`~Escapable` in spirit: it is
+/// non-copyable, so it cannot be stored).
+public struct HeaderView: ~Copyable {
+    private let base: UnsafeRawPointer
+    private let end: Int
+    public private(set) var offset = 0
+
+    /// `capturedLength` bytes at `base`, of which at most ``HeaderLimits/maximumBytes`` are reachable.
+    init(base: UnsafeRawPointer, capturedLength: Int) {
+        self.base = base
+        self.end = Swift.min(capturedLength, HeaderLimits.maximumBytes)
+    }
+
+    /// Bytes left that a header may still claim.
+    public var remaining: Int { end - offset }
+
+    /// The IP version nibble at the cursor, without claiming it (a raw-IP link's first header byte).
+    public func peekVersion() -> UInt8? {
+        guard offset < end else { return nil }
+        return base.load(fromByteOffset: offset, as: UInt8.self) >> 4
+    }
+
+    /// Claims the next `count` bytes as one header structure; nil (claiming nothing) when they were not
+    /// captured, which the parser reports as a truncated header.
+    public mutating func take(_ count: Int) -> HeaderBytes? {
+        guard count >= 0, count <= end - offset else { return nil }
+        let bytes = HeaderBytes(base: base + offset, count: count)
+        offset += count
+        return bytes
+    }
+}
+
+/// One claimed header structure: fixed-size reads within it, bounds-checked.
+public struct HeaderBytes {
+    fileprivate let base: UnsafeRawPointer
+    public let count: Int
+
+    @inline(__always) public func u8(_ i: Int) -> UInt8 {
+        precondition(i >= 0 && i < count, "header read outside its structure")
+        return base.load(fromByteOffset: i, as: UInt8.self)
+    }
+    /// Big-endian (network order).
+    @inline(__always) public func u16(_ i: Int) -> UInt16 { UInt16(u8(i)) << 8 | UInt16(u8(i + 1)) }
+    @inline(__always) public func u32(_ i: Int) -> UInt32 { UInt32(u16(i)) << 16 | UInt32(u16(i + 2)) }
+    /// Little-endian (SLL2's interface index is network order too; kept for link headers that are not).
+    @inline(__always) public func u16le(_ i: Int) -> UInt16 { UInt16(u8(i)) | UInt16(u8(i + 1)) << 8 }
+    @inline(__always) public func u32le(_ i: Int) -> UInt32 { UInt32(u16le(i)) | UInt32(u16le(i + 2)) << 16 }
+    public func bytes(_ range: Range<Int>) -> [UInt8] { range.map(u8) }
+}
+
+/// The largest header stack Meetpunt parses, which is the snaplen it captures with.
+public enum HeaderLimits {
+    /// Link: Linux cooked v2 (20) is the longest link header handled; Ethernet 14 + QinQ 8 + PPPoE 8 = 30.
+    public static let linkBytes = 30
+    /// IPv6 40 + extension headers (hop-by-hop, routing, fragment, destination) up to 72 bytes in all;
+    /// IPv4 is at most 60.
+    public static let networkBytes = 112
+    /// TCP with options: at most 60. (UDP and ICMP headers are 8.)
+    public static let transportBytes = 60
+    /// The snaplen: every header above and not one payload byte more than the longest stack needs.
+    public static let maximumBytes = linkBytes + networkBytes + transportBytes
+}

@@ -1,0 +1,278 @@
+/// An IPv4 or IPv6 address as two 64-bit halves (IPv4 in the low 32 bits of `low`): cheap to hash and
+/// compare per packet. Raw addresses live only inside the analyser, on the device; nothing derived from
+/// them leaves except the LAN/WAN direction and pseudonymised client identities.
+public struct IPAddress: Hashable, Sendable, Comparable {
+    public var high: UInt64
+    public var low: UInt64
+    public var isV6: Bool
+
+    public static func < (a: IPAddress, b: IPAddress) -> Bool { (a.high, a.low, a.isV6 ? 1 : 0) < (b.high, b.low, b.isV6 ? 1 : 0) }
+
+    public init(v4: UInt32) {
+        high = 0
+        low = UInt64(v4)
+        isV6 = false
+    }
+
+    public init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+        isV6 = true
+    }
+
+    /// RFC 1918, loopback, link-local (v4 and v6), CGNAT 100.64/10 is not LAN (it is the ISP's side),
+    /// and IPv6 unique-local fc00::/7: addresses that belong to the home network.
+    public var isPrivate: Bool {
+        if !isV6 {
+            let a = UInt32(truncatingIfNeeded: low)
+            return a >> 24 == 10 || a >> 20 == 0xAC1 || a >> 16 == 0xC0A8 || a >> 24 == 127 || a >> 16 == 0xA9FE
+        }
+        let top16 = high >> 48
+        return top16 & 0xFE00 == 0xFC00 || top16 & 0xFFC0 == 0xFE80 || (high == 0 && low == 1)
+    }
+
+    public var isMulticastOrBroadcast: Bool {
+        if !isV6 {
+            let a = UInt32(truncatingIfNeeded: low)
+            return a >> 28 == 0xE || a == 0xFFFF_FFFF
+        }
+        return high >> 56 == 0xFF
+    }
+}
+
+public enum TransportProtocol: Sendable, Equatable {
+    case tcp, udp, icmp, other
+}
+
+/// The TCP header fields the analyser uses. Options are read from the claimed TCP header only.
+public struct TCPHeader: Sendable {
+    public var sequence: UInt32
+    public var acknowledgement: UInt32
+    /// FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, URG 0x20, ECE 0x40, CWR 0x80.
+    public var flags: UInt8
+    public var window: UInt16
+    public var windowScale: UInt8?
+    public var timestampValue: UInt32?
+    public var timestampEcho: UInt32?
+    /// Payload bytes by the IP length fields; never read.
+    public var payloadLength: Int
+
+    public var syn: Bool { flags & 0x02 != 0 }
+    public var ack: Bool { flags & 0x10 != 0 }
+    public var fin: Bool { flags & 0x01 != 0 }
+    public var rst: Bool { flags & 0x04 != 0 }
+}
+
+/// Everything the analyser learns from one packet's headers.
+public struct PacketHeaders: Sendable {
+    public var sourceMAC: UInt64?
+    public var destinationMAC: UInt64?
+    /// From a Linux cooked header: the kernel said the packet was sent by this host.
+    public var outgoing: Bool?
+    public var source = IPAddress(v4: 0)
+    public var destination = IPAddress(v4: 0)
+    public var isIPv6 = false
+    public var transport: TransportProtocol = .other
+    public var sourcePort: UInt16 = 0
+    public var destinationPort: UInt16 = 0
+    public var tcp: TCPHeader?
+    /// A non-first IP fragment carries no transport header.
+    public var isFragment = false
+
+    public init() {}
+}
+
+/// Why a packet was not analysed beyond its length. Every skip is counted by reason.
+public enum SkipReason: String, Error, Sendable, CaseIterable {
+    case unsupportedLinkType = "unsupported_link_type"
+    case notIP = "not_ip"
+    case truncatedHeader = "truncated_header"
+    case malformedHeader = "malformed_header"
+    case headersTooLong = "headers_too_long"
+}
+
+/// Parses link, network and transport headers through a ``HeaderView``; stops at the transport header.
+public enum PacketParser {
+    /// Link types Meetpunt understands (libpcap DLT values).
+    public static let supportedLinkTypes: Set<Int32> = [0, 1, 12, 14, 101, 108, 113, 228, 229, 276]
+
+    public static func linkTypeName(_ dlt: Int32) -> String {
+        switch dlt {
+        case 0: "NULL"
+        case 1: "EN10MB"
+        case 12, 14, 101: "RAW"
+        case 108: "LOOP"
+        case 113: "LINUX_SLL"
+        case 228: "IPV4"
+        case 229: "IPV6"
+        case 276: "LINUX_SLL2"
+        default: "DLT_\(dlt)"
+        }
+    }
+
+    public static func parse(linkType: Int32, view: inout HeaderView, originalLength: Int) -> Result<PacketHeaders, SkipReason> {
+        var h = PacketHeaders()
+        let etherType: UInt16
+        switch linkType {
+        case 1:
+            guard let eth = view.take(14) else { return .failure(.truncatedHeader) }
+            h.destinationMAC = mac(eth, 0)
+            h.sourceMAC = mac(eth, 6)
+            var type = eth.u16(12)
+            // 802.1Q / 802.1ad / QinQ: at most two tags.
+            var tags = 0
+            while type == 0x8100 || type == 0x88A8 || type == 0x9100 {
+                guard tags < 2 else { return .failure(.headersTooLong) }
+                guard let tag = view.take(4) else { return .failure(.truncatedHeader) }
+                type = tag.u16(2)
+                tags += 1
+            }
+            if type == 0x8864 {  // PPPoE session: 6 bytes, then the PPP protocol
+                guard let pppoe = view.take(8) else { return .failure(.truncatedHeader) }
+                switch pppoe.u16(6) {
+                case 0x0021: type = 0x0800
+                case 0x0057: type = 0x86DD
+                default: return .failure(.notIP)
+                }
+            }
+            etherType = type
+        case 113:
+            guard let sll = view.take(16) else { return .failure(.truncatedHeader) }
+            h.outgoing = sll.u16(0) == 4
+            if sll.u16(4) == 6 { h.sourceMAC = mac(sll, 6) }
+            etherType = sll.u16(14)
+        case 276:
+            guard let sll = view.take(20) else { return .failure(.truncatedHeader) }
+            h.outgoing = sll.u8(10) == 4
+            if sll.u8(11) == 6 { h.sourceMAC = mac(sll, 12) }
+            etherType = sll.u16(0)
+        case 0, 108:
+            guard let family = view.take(4) else { return .failure(.truncatedHeader) }
+            let af = linkType == 0 ? family.u32le(0) : family.u32(0)
+            switch af {
+            case 2: etherType = 0x0800
+            case 10, 24, 28, 30: etherType = 0x86DD
+            default: return .failure(.notIP)
+            }
+        case 12, 14, 101, 228, 229:
+            guard let first = view.peekVersion() else { return .failure(.truncatedHeader) }
+            etherType = first == 4 ? 0x0800 : first == 6 ? 0x86DD : 0
+        default:
+            return .failure(.unsupportedLinkType)
+        }
+        switch etherType {
+        case 0x0800: return parseIPv4(&view, into: h, originalLength: originalLength)
+        case 0x86DD: return parseIPv6(&view, into: h, originalLength: originalLength)
+        default: return .failure(.notIP)
+        }
+    }
+
+    @inline(__always) static func mac(_ b: HeaderBytes, _ at: Int) -> UInt64 {
+        var v: UInt64 = 0
+        for i in 0..<6 { v = v << 8 | UInt64(b.u8(at + i)) }
+        return v
+    }
+
+    static func parseIPv4(_ view: inout HeaderView, into h: PacketHeaders, originalLength: Int) -> Result<PacketHeaders, SkipReason> {
+        var h = h
+        let start = view.offset
+        guard let fixed = view.take(20) else { return .failure(.truncatedHeader) }
+        guard fixed.u8(0) >> 4 == 4 else { return .failure(.malformedHeader) }
+        let headerLength = Int(fixed.u8(0) & 0x0F) * 4
+        guard headerLength >= 20 else { return .failure(.malformedHeader) }
+        if headerLength > 20 { guard view.take(headerLength - 20) != nil else { return .failure(.truncatedHeader) } }
+        h.source = IPAddress(v4: fixed.u32(12))
+        h.destination = IPAddress(v4: fixed.u32(16))
+        let totalLength = Int(fixed.u16(2))
+        // A capture of segmentation-offloaded packets shows total length 0: fall back to the frame.
+        let ipLength = totalLength >= headerLength ? totalLength : originalLength - start
+        let fragment = fixed.u16(6)
+        h.isFragment = fragment & 0x1FFF != 0
+        return parseTransport(&view, protocol: fixed.u8(9), payload: ipLength - headerLength, into: h)
+    }
+
+    static func parseIPv6(_ view: inout HeaderView, into h: PacketHeaders, originalLength: Int) -> Result<PacketHeaders, SkipReason> {
+        var h = h
+        h.isIPv6 = true
+        let start = view.offset
+        guard let fixed = view.take(40) else { return .failure(.truncatedHeader) }
+        guard fixed.u8(0) >> 4 == 6 else { return .failure(.malformedHeader) }
+        func half(_ at: Int) -> UInt64 { UInt64(fixed.u32(at)) << 32 | UInt64(fixed.u32(at + 4)) }
+        h.source = IPAddress(high: half(8), low: half(16))
+        h.destination = IPAddress(high: half(24), low: half(32))
+        let payloadLength = Int(fixed.u16(4))
+        var remaining = payloadLength > 0 ? payloadLength : originalLength - start - 40
+        var next = fixed.u8(6)
+        // Extension headers: hop-by-hop, routing, fragment, destination options, AH.
+        while [0, 43, 44, 60, 51].contains(next) {
+            guard let ext = view.take(8) else { return .failure(view.remaining == 0 ? .truncatedHeader : .headersTooLong) }
+            var length = 8
+            if next == 44 {
+                h.isFragment = ext.u16(2) & 0xFFF8 != 0
+            } else if next == 51 {
+                length = (Int(ext.u8(1)) + 2) * 4
+            } else {
+                length = (Int(ext.u8(1)) + 1) * 8
+            }
+            if length > 8 {
+                guard length - 8 <= view.remaining else { return .failure(.headersTooLong) }
+                guard view.take(length - 8) != nil else { return .failure(.truncatedHeader) }
+            }
+            remaining -= length
+            next = ext.u8(0)
+        }
+        return parseTransport(&view, protocol: next, payload: remaining, into: h)
+    }
+
+    static func parseTransport(_ view: inout HeaderView, protocol p: UInt8, payload: Int, into h: PacketHeaders) -> Result<PacketHeaders, SkipReason> {
+        var h = h
+        switch p {
+        case 6: h.transport = .tcp
+        case 17: h.transport = .udp
+        case 1, 58: h.transport = .icmp
+        default: h.transport = .other
+        }
+        guard !h.isFragment else { return .success(h) }
+        switch h.transport {
+        case .tcp:
+            guard let fixed = view.take(20) else { return .failure(.truncatedHeader) }
+            let headerLength = Int(fixed.u8(12) >> 4) * 4
+            guard headerLength >= 20 else { return .failure(.malformedHeader) }
+            var tcp = TCPHeader(sequence: fixed.u32(4), acknowledgement: fixed.u32(8), flags: fixed.u8(13), window: fixed.u16(14),
+                                payloadLength: Swift.max(0, payload - headerLength))
+            h.sourcePort = fixed.u16(0)
+            h.destinationPort = fixed.u16(2)
+            if headerLength > 20 {
+                guard let options = view.take(headerLength - 20) else { return .failure(.truncatedHeader) }
+                var i = 0
+                while i < options.count {
+                    let kind = options.u8(i)
+                    if kind == 0 { break }
+                    if kind == 1 { i += 1; continue }
+                    guard i + 1 < options.count else { break }
+                    let length = Int(options.u8(i + 1))
+                    guard length >= 2, i + length <= options.count else { break }
+                    if kind == 8, length == 10 {
+                        tcp.timestampValue = options.u32(i + 2)
+                        tcp.timestampEcho = options.u32(i + 6)
+                    } else if kind == 3, length == 3 {
+                        tcp.windowScale = options.u8(i + 2)
+                    }
+                    i += length
+                }
+            }
+            h.tcp = tcp
+        case .udp:
+            guard let udp = view.take(8) else { return .failure(.truncatedHeader) }
+            h.sourcePort = udp.u16(0)
+            h.destinationPort = udp.u16(2)
+        case .icmp:
+            // Type and code only; the quoted packet of an ICMP error is not read.
+            guard view.take(4) != nil else { return .failure(.truncatedHeader) }
+        case .other:
+            break
+        }
+        return .success(h)
+    }
+}
+

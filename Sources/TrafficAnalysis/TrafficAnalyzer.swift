@@ -1,0 +1,414 @@
+import PacketCapture
+
+/// Limits of the analyser's state, sized for a home router.
+public struct TrafficLimits: Sendable {
+    /// Conversations tracked at once. Past it the least recently seen is evicted (counted).
+    public var maxFlows: Int
+    /// A TCP conversation idle this long is forgotten; UDP/ICMP/other after `idleSecondsDatagram`.
+    public var idleSecondsTCP: Int
+    public var idleSecondsDatagram: Int
+    /// Streams kept for `analyze` (first frame, handshake RTT); 0 in the live agent.
+    public var maxStreamRecords: Int
+
+    public init(maxFlows: Int = 16_384, idleSecondsTCP: Int = 300, idleSecondsDatagram: Int = 60, maxStreamRecords: Int = 0) {
+        precondition(maxFlows > 0)
+        self.maxFlows = maxFlows
+        self.idleSecondsTCP = idleSecondsTCP
+        self.idleSecondsDatagram = idleSecondsDatagram
+        self.maxStreamRecords = maxStreamRecords
+    }
+}
+
+/// Where a packet goes relative to the home network.
+public enum TrafficDirection: String, Sendable, CaseIterable {
+    /// LAN → WAN.
+    case upstream
+    /// WAN → LAN.
+    case downstream
+    /// LAN → LAN.
+    case lan
+    /// WAN → WAN (a capture on a transit link, or addresses the LAN test cannot place).
+    case wan
+}
+
+/// Which part of a round trip an RTT covers, seen from the capture point (the router).
+public enum RTTLeg: String, Sendable {
+    /// Router ↔ a LAN host (the Wi-Fi/Ethernet side).
+    case lan
+    /// Router ↔ an Internet host.
+    case wan
+}
+
+public enum RTTMethod: String, Sendable {
+    case handshake
+    case timestamps
+    case seqack
+}
+
+/// One RTT measurement.
+public struct RTTSample: Sendable {
+    public var leg: RTTLeg
+    public var method: RTTMethod
+    public var microseconds: Int64
+    /// The LAN endpoint's MAC (raw, on the device only), when the capture has Ethernet headers.
+    public var client: UInt64?
+}
+
+/// Per-client counters of one interval, keyed by raw MAC inside the device; pseudonymised before use.
+public struct ClientTraffic: Sendable {
+    public var upstreamBytes: UInt64 = 0
+    public var downstreamBytes: UInt64 = 0
+    public var packets: UInt64 = 0
+}
+
+/// What the analyser saw over one interval; the live agent turns it into samples.
+public struct TrafficInterval: Sendable {
+    public struct ClassKey: Hashable, Sendable {
+        public var direction: TrafficDirection
+        public var transport: TransportProtocol
+        public var ipv6: Bool
+    }
+
+    public var packets: [ClassKey: UInt64] = [:]
+    public var bytes: [ClassKey: UInt64] = [:]
+    public var rtt: [RTTSample] = []
+    /// RTT samples beyond the per-interval cap (kept by reservoir-free truncation; counted).
+    public var rttDropped = 0
+    public var retransmissions: [TrafficDirection: UInt64] = [:]
+    public var fastRetransmissions: [TrafficDirection: UInt64] = [:]
+    public var outOfOrder: [TrafficDirection: UInt64] = [:]
+    public var zeroWindow: [TrafficDirection: UInt64] = [:]
+    public var newFlows = 0
+    public var evictedFlows = 0
+    public var clients: [UInt64: ClientTraffic] = [:]
+    public var clientsDropped = 0
+    public var skipped: [SkipReason: UInt64] = [:]
+    public var activeFlows = 0
+}
+
+/// One TCP stream, for `analyze` and the accuracy comparison with tshark.
+public struct StreamRecord: Sendable {
+    public var firstFrame: Int
+    public var synFrame: Int?
+    public var handshakeMicroseconds: Int64?
+    public var packets: Int
+}
+
+/// File-wide totals, for `analyze`.
+public struct TrafficTotals: Sendable {
+    public var packets = 0
+    public var bytes = 0
+    public var capturedBytes = 0
+    public var ipv4 = 0
+    public var ipv6 = 0
+    public var tcp = 0
+    public var udp = 0
+    public var icmp = 0
+    public var other = 0
+    public var tcpStreams = 0
+    public var retransmissions = 0
+    public var fastRetransmissions = 0
+    public var outOfOrder = 0
+    public var zeroWindow = 0
+    public var skipped: [SkipReason: Int] = [:]
+    public var rttSamples = 0
+}
+
+/// Header-only traffic analysis: volumes by direction and class, flows, TCP handshake and continuous
+/// RTT (timestamp echo as pping does; SEQ/ACK under Karn's rule for flows without timestamps),
+/// retransmissions, out-of-order segments, zero windows, per-client volumes. Pure: packets in, numbers
+/// out; the caller supplies time (the packets' own timestamps). Bounded: a fixed flow table with
+/// least-recently-seen eviction, fixed rings for outstanding RTT probes, capped per-interval lists.
+public final class TrafficAnalyzer {
+    public let limits: TrafficLimits
+    /// RTT samples kept per interval; the rest counted in `rttDropped`.
+    public static let maxRTTSamplesPerInterval = 4096
+    /// Clients tracked per interval.
+    public static let maxClientsPerInterval = 512
+    /// Below this gap since the highest segment, an earlier sequence number is out of order, not a
+    /// retransmission (Wireshark's default when no RTT is known: 3 ms).
+    public static let outOfOrderMicroseconds: Int64 = 3_000
+    /// A retransmission this soon after two duplicate ACKs is a fast retransmission (Wireshark: 20 ms).
+    public static let fastRetransmitMicroseconds: Int64 = 20_000
+
+    struct Direction {
+        var haveNext = false
+        var nextSeq: UInt32 = 0
+        var lastAdvanceTime: Int64 = 0
+        var lastAck: UInt32 = 0
+        var haveAck = false
+        var lastAckTime: Int64 = 0
+        var dupAcks = 0
+        var window: UInt16 = 0
+        var timestamps = PendingRing()
+        var sequenceEnds = PendingRing()
+        var sawTimestamps = false
+        var fin = false
+        var rst = false
+    }
+
+    struct Flow {
+        var key: FlowKey
+        var lastSeen: Int64
+        var isTCP: Bool
+        // TCP
+        var initiatorIsA: Bool?
+        var synTime: Int64?
+        var synAckTime: Int64?
+        var synAckSeq: UInt32 = 0
+        var synSeq: UInt32 = 0
+        var handshakeDone = false
+        var dirs = (Direction(), Direction())
+        var stream: Int32 = -1
+        /// MAC of the LAN endpoint, when known.
+        var client: UInt64?
+        var aIsLAN: Bool
+        var bIsLAN: Bool
+    }
+
+    private var flows: [Flow?]
+    private var index: [FlowKey: Int32] = [:]
+    private var freeSlots: [Int32] = []
+    /// CLOCK hand for eviction.
+    private var hand = 0
+    public private(set) var interval = TrafficInterval()
+    public private(set) var totals = TrafficTotals()
+    public private(set) var streams: [StreamRecord] = []
+    public private(set) var streamsNotRecorded = 0
+
+    public init(limits: TrafficLimits = TrafficLimits()) {
+        self.limits = limits
+        flows = []
+        flows.reserveCapacity(Swift.min(limits.maxFlows, 1 << 16))
+        index.reserveCapacity(Swift.min(limits.maxFlows, 1 << 16))
+    }
+
+    public var activeFlows: Int { index.count }
+
+    /// Hands over the interval's figures and starts a new interval.
+    public func takeInterval() -> TrafficInterval {
+        var out = interval
+        out.activeFlows = index.count
+        interval = TrafficInterval()
+        return out
+    }
+
+    /// Counts a packet that was skipped before analysis (unsupported link type, truncated header …).
+    public func skip(_ meta: PacketMeta, reason: SkipReason) {
+        countFrame(meta)
+        totals.skipped[reason, default: 0] += 1
+        interval.skipped[reason, default: 0] += 1
+    }
+
+    private func countFrame(_ meta: PacketMeta) {
+        totals.packets += 1
+        totals.bytes += meta.originalLength
+        totals.capturedBytes += meta.capturedLength
+    }
+
+    public func process(_ meta: PacketMeta, _ h: PacketHeaders) {
+        countFrame(meta)
+        let t = meta.timestampMicroseconds
+        if h.isIPv6 { totals.ipv6 += 1 } else { totals.ipv4 += 1 }
+        switch h.transport {
+        case .tcp: if h.tcp != nil || h.isFragment { totals.tcp += 1 } else { totals.other += 1 }
+        case .udp: totals.udp += 1
+        case .icmp: totals.icmp += 1
+        case .other: totals.other += 1
+        }
+
+        let srcLAN = h.source.isPrivate, dstLAN = h.destination.isPrivate || h.destination.isMulticastOrBroadcast
+        let direction: TrafficDirection = srcLAN ? (dstLAN ? .lan : .upstream) : (dstLAN ? .downstream : .wan)
+        let classKey = TrafficInterval.ClassKey(direction: direction, transport: h.transport, ipv6: h.isIPv6)
+        interval.packets[classKey, default: 0] += 1
+        interval.bytes[classKey, default: 0] += UInt64(meta.originalLength)
+
+        // The client is the LAN endpoint's MAC: the sender going up or within the LAN, the receiver coming down.
+        let client: UInt64? = direction == .downstream ? h.destinationMAC : (direction == .wan ? nil : h.sourceMAC)
+        if let client {
+            if interval.clients[client] != nil || interval.clients.count < Self.maxClientsPerInterval {
+                var c = interval.clients[client] ?? ClientTraffic()
+                c.packets += 1
+                if direction == .downstream { c.downstreamBytes += UInt64(meta.originalLength) } else { c.upstreamBytes += UInt64(meta.originalLength) }
+                interval.clients[client] = c
+            } else {
+                interval.clientsDropped += 1
+            }
+        }
+
+        guard !h.isFragment else { return }
+        let (key, forward) = FlowKey.of(h)
+        let slot = lookupOrCreate(key, t: t, isTCP: h.tcp != nil, meta: meta, tcp: h.tcp, forward: forward)
+        guard var flow = flows[Int(slot)] else { return }
+        flow.lastSeen = t
+        if flow.client == nil, let client { flow.client = client }
+        if let tcp = h.tcp {
+            analyseTCP(&flow, tcp, forward: forward, t: t, direction: direction, frame: meta.frameNumber)
+        }
+        flows[Int(slot)] = flow
+    }
+
+    // MARK: Flow table
+
+    private func lookupOrCreate(_ key: FlowKey, t: Int64, isTCP: Bool, meta: PacketMeta, tcp: TCPHeader?, forward: Bool) -> Int32 {
+        if let slot = index[key], var flow = flows[Int(slot)] {
+            // A new SYN on a conversation that closed (FIN/RST) starts a new stream, as tshark counts them.
+            if let tcp, tcp.syn, !tcp.ack, (flow.dirs.0.fin || flow.dirs.0.rst || flow.dirs.1.fin || flow.dirs.1.rst),
+               flow.synTime == nil || tcp.sequence != flow.synSeq {
+                flow = newFlow(key, t: t, isTCP: true, frame: meta.frameNumber)
+                flows[Int(slot)] = flow
+                return slot
+            }
+            let idle = Int64(flow.isTCP ? limits.idleSecondsTCP : limits.idleSecondsDatagram) * 1_000_000
+            if t - flow.lastSeen <= idle { return slot }
+            flows[Int(slot)] = newFlow(key, t: t, isTCP: isTCP, frame: meta.frameNumber)
+            return slot
+        }
+        let slot: Int32
+        if let free = freeSlots.popLast() {
+            slot = free
+        } else if flows.count < limits.maxFlows {
+            slot = Int32(flows.count)
+            flows.append(nil)
+        } else {
+            slot = evictOne(now: t)
+        }
+        flows[Int(slot)] = newFlow(key, t: t, isTCP: isTCP, frame: meta.frameNumber)
+        index[key] = slot
+        return slot
+    }
+
+    private func newFlow(_ key: FlowKey, t: Int64, isTCP: Bool, frame: Int) -> Flow {
+        interval.newFlows += 1
+        var flow = Flow(key: key, lastSeen: t, isTCP: isTCP, aIsLAN: key.a.isPrivate, bIsLAN: key.b.isPrivate)
+        if isTCP {
+            totals.tcpStreams += 1
+            if streams.count < limits.maxStreamRecords {
+                flow.stream = Int32(streams.count)
+                streams.append(StreamRecord(firstFrame: frame, synFrame: nil, handshakeMicroseconds: nil, packets: 0))
+            } else if limits.maxStreamRecords > 0 {
+                streamsNotRecorded += 1
+            }
+        }
+        return flow
+    }
+
+    /// CLOCK sweep: the first flow idle past its timeout goes; if none within a bounded sweep, the least
+    /// recently seen of the flows looked at goes. Either way the eviction is counted.
+    private func evictOne(now: Int64) -> Int32 {
+        var oldest: (slot: Int, seen: Int64)?
+        for _ in 0..<Swift.min(64, flows.count) {
+            let i = hand
+            hand = (hand + 1) % flows.count
+            guard let f = flows[i] else { return Int32(i) }
+            let idle = Int64(f.isTCP ? limits.idleSecondsTCP : limits.idleSecondsDatagram) * 1_000_000
+            if now - f.lastSeen > idle { oldest = (i, f.lastSeen); break }
+            if oldest == nil || f.lastSeen < oldest!.seen { oldest = (i, f.lastSeen) }
+        }
+        let victim = oldest!.slot
+        if let f = flows[victim] { index.removeValue(forKey: f.key) }
+        flows[victim] = nil
+        interval.evictedFlows += 1
+        return Int32(victim)
+    }
+
+    // MARK: TCP
+
+    private func analyseTCP(_ flow: inout Flow, _ tcp: TCPHeader, forward: Bool, t: Int64, direction: TrafficDirection, frame: Int) {
+        if flow.stream >= 0 { streams[Int(flow.stream)].packets += 1 }
+        let fromA = forward
+        // Handshake: first SYN, first SYN/ACK, then the initiator's ACK of the SYN/ACK.
+        if tcp.syn && !tcp.ack {
+            if flow.synTime == nil {
+                flow.synTime = t
+                flow.synSeq = tcp.sequence
+                flow.initiatorIsA = fromA
+                if flow.stream >= 0 { streams[Int(flow.stream)].synFrame = frame }
+            }
+        } else if tcp.syn && tcp.ack {
+            if flow.synAckTime == nil, flow.synTime != nil, flow.initiatorIsA == !fromA, tcp.acknowledgement == flow.synSeq &+ 1 {
+                flow.synAckTime = t
+                flow.synAckSeq = tcp.sequence
+            }
+        } else if tcp.ack, !flow.handshakeDone, let syn = flow.synTime, let synAck = flow.synAckTime,
+                  flow.initiatorIsA == fromA, tcp.acknowledgement == flow.synAckSeq &+ 1 {
+            flow.handshakeDone = true
+            if flow.stream >= 0 { streams[Int(flow.stream)].handshakeMicroseconds = t - syn }
+            // SYN → SYN/ACK is the leg towards the responder; SYN/ACK → ACK the leg towards the initiator.
+            let initiatorLAN = fromA ? flow.aIsLAN : flow.bIsLAN
+            let responderLAN = fromA ? flow.bIsLAN : flow.aIsLAN
+            addRTT(RTTSample(leg: responderLAN ? .lan : .wan, method: .handshake, microseconds: synAck - syn, client: flow.client))
+            addRTT(RTTSample(leg: initiatorLAN ? .lan : .wan, method: .handshake, microseconds: t - synAck, client: flow.client))
+        }
+
+        var fwd = fromA ? flow.dirs.0 : flow.dirs.1
+        var rev = fromA ? flow.dirs.1 : flow.dirs.0
+        let segment = UInt32(tcp.payloadLength) &+ (tcp.syn ? 1 : 0) &+ (tcp.fin ? 1 : 0)
+        let echoerLAN = fromA ? flow.aIsLAN : flow.bIsLAN
+
+        if tcp.window == 0 && tcp.flags & 0x07 == 0 {
+            totals.zeroWindow += 1
+            interval.zeroWindow[direction, default: 0] += 1
+        }
+        let keepAlive = tcp.payloadLength <= 1 && tcp.flags & 0x07 == 0 && fwd.haveNext && tcp.sequence == fwd.nextSeq &- 1
+        var retransmitted = false
+        if segment > 0, fwd.haveNext, seqLT(tcp.sequence, fwd.nextSeq), !keepAlive {
+            retransmitted = true
+            if rev.dupAcks >= 2, rev.haveAck, rev.lastAck == tcp.sequence, t - rev.lastAckTime < Self.fastRetransmitMicroseconds {
+                totals.fastRetransmissions += 1
+                totals.retransmissions += 1
+                interval.fastRetransmissions[direction, default: 0] += 1
+                interval.retransmissions[direction, default: 0] += 1
+            } else if t - fwd.lastAdvanceTime < Self.outOfOrderMicroseconds {
+                totals.outOfOrder += 1
+                interval.outOfOrder[direction, default: 0] += 1
+            } else {
+                totals.retransmissions += 1
+                interval.retransmissions[direction, default: 0] += 1
+            }
+            // Karn: samples of data that was sent again are ambiguous.
+            fwd.sequenceEnds.invalidate(after: tcp.sequence)
+        }
+        if segment > 0 {
+            let end = tcp.sequence &+ segment
+            if !fwd.haveNext || seqGT(end, fwd.nextSeq) {
+                fwd.nextSeq = end
+                fwd.haveNext = true
+                fwd.lastAdvanceTime = t
+                if !retransmitted, tcp.timestampValue == nil, !fwd.sawTimestamps { _ = fwd.sequenceEnds.insert(end, at: t) }
+            }
+        }
+        // Continuous RTT from timestamps (pping): time a TSval once, on a segment that carries data (or
+        // SYN/FIN) — pure ACKs are never timed — and close it when the other side echoes it.
+        if let tsval = tcp.timestampValue {
+            fwd.sawTimestamps = true
+            if segment > 0, !retransmitted, !fwd.timestamps.contains(tsval) { _ = fwd.timestamps.insert(tsval, at: t) }
+        }
+        if tcp.ack {
+            if let tsecr = tcp.timestampEcho, tsecr != 0, let sent = rev.timestamps.take(exactly: tsecr) {
+                addRTT(RTTSample(leg: echoerLAN ? .lan : .wan, method: .timestamps, microseconds: t - sent, client: flow.client))
+            } else if tcp.timestampEcho == nil, !rev.sawTimestamps, let sent = rev.sequenceEnds.takeAcknowledged(by: tcp.acknowledgement) {
+                addRTT(RTTSample(leg: echoerLAN ? .lan : .wan, method: .seqack, microseconds: t - sent, client: flow.client))
+            }
+            // Duplicate ACKs (for fast retransmission): same ACK, no data, window unchanged.
+            if fwd.haveAck, tcp.acknowledgement == fwd.lastAck, tcp.payloadLength == 0, tcp.flags & 0x07 == 0, tcp.window == fwd.window {
+                fwd.dupAcks += 1
+            } else if !fwd.haveAck || tcp.acknowledgement != fwd.lastAck {
+                fwd.dupAcks = 0
+            }
+            fwd.lastAck = tcp.acknowledgement
+            fwd.haveAck = true
+            fwd.lastAckTime = t
+        }
+        fwd.window = tcp.window
+        if tcp.fin { fwd.fin = true }
+        if tcp.rst { fwd.rst = true }
+        if fromA { flow.dirs.0 = fwd; flow.dirs.1 = rev } else { flow.dirs.1 = fwd; flow.dirs.0 = rev }
+    }
+
+    private func addRTT(_ s: RTTSample) {
+        guard s.microseconds >= 0 else { return }
+        totals.rttSamples += 1
+        if interval.rtt.count < Self.maxRTTSamplesPerInterval { interval.rtt.append(s) } else { interval.rttDropped += 1 }
+    }
+}

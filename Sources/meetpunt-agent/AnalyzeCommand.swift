@@ -1,0 +1,203 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AgentConfig
+import AgentCore
+import Aggregation
+import ArgumentParser
+import FoundationEssentials
+import PacketCapture
+import Pseudonymisation
+import TelemetryModel
+import TrafficAnalysis
+
+/// `meetpunt-agent analyze FILE`: the live capture's analysis over a capture file a technician already
+/// has, timed by the packets' own timestamps, headers only, pseudonymising as the live agent does.
+struct AnalyzeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "analyze",
+        abstract: "Analyse a pcap or pcapng file from packet headers only: volumes, flows, TCP RTT by leg, retransmissions.")
+
+    @Argument(help: "A pcap or pcapng capture file.")
+    var file: String
+
+    @Flag(help: "Print JSON (per-file totals and per-TCP-stream handshake RTT; no addresses or ports).")
+    var json = false
+
+    @Option(name: .shortAndLong, help: "Agent configuration: its device secret makes client pseudonyms match the dashboards. Without it, pseudonyms are made with a key that lives only for this run.")
+    var config: String?
+
+    @Option(help: "Report window for the per-window table, seconds of capture time.")
+    var windowSeconds: Int = 60
+
+    struct StreamOutput: Codable {
+        var firstFrame: Int
+        var synFrame: Int?
+        var handshakeRttUs: Int64?
+        var packets: Int
+    }
+
+    struct ErrorOutput: Codable {
+        var message: String
+        var offset: Int?
+    }
+
+    struct Output: Codable {
+        var file: String
+        var linkType: String
+        var snaplenReadBytes: Int
+        var packets: Int
+        var bytes: Int
+        var capturedBytes: Int
+        var skipped: [String: Int]
+        var error: ErrorOutput?
+        var ipv4: Int
+        var ipv6: Int
+        var tcp: Int
+        var udp: Int
+        var icmp: Int
+        var other: Int
+        var tcpStreams: Int
+        var retransmissions: Int
+        var fastRetransmissions: Int
+        var outOfOrder: Int
+        var zeroWindow: Int
+        var rttSamples: Int
+        var windows: Int
+        var streams: [StreamOutput]
+    }
+
+    func run() throws {
+        let pseudonymiser: Pseudonymiser
+        var keyNote = "pseudonyms use a key that exists only for this run"
+        if let config {
+            let c: AgentConfiguration
+            do { c = try AgentConfiguration.load(path: config) } catch { throw ValidationError("\(error)") }
+            do {
+                pseudonymiser = Pseudonymiser(secret: try AgentState.existingSecret(stateDirectory: c.stateDirectory, configFile: config))
+                keyNote = "pseudonyms use this router's device secret"
+            } catch {
+                printError("meetpunt-agent analyze: \(error)")
+                throw ExitCode(1)
+            }
+        } else {
+            var random = [UInt8](repeating: 0, count: 32)
+            let fd = open("/dev/urandom", O_RDONLY)
+            if fd >= 0 { _ = random.withUnsafeMutableBytes { read(fd, $0.baseAddress, 32) }; close(fd) }
+            pseudonymiser = Pseudonymiser(secret: try DeviceSecret(bytes: random))
+        }
+
+        let capture: CaptureHandle
+        do { capture = try CaptureHandle.openFile(file) } catch {
+            if json { try emit(Output.failed(file: file, error: error)) }
+            printError("meetpunt-agent analyze: cannot read \(error)")
+            throw ExitCode(1)
+        }
+        let analyzer = TrafficAnalyzer(limits: TrafficLimits(maxFlows: 1 << 20, maxStreamRecords: 1 << 21))
+        let linkType = capture.linkType
+        let supported = PacketParser.supportedLinkTypes.contains(linkType)
+        var windows = WindowedAggregation(windowMicroseconds: Int64(max(1, windowSeconds)) * 1_000_000, maxSeries: 4900)
+        var failure: CaptureError?
+        var lastTime: Int64 = 0
+        // One sampling interval of capture time per batch, as the live agent samples every interval.
+        let tick: Int64 = 10_000_000
+        var nextTick: Int64?
+        var closed: [WindowedAggregation.Window] = []
+        func flush(at t: Int64) {
+            var batch = SampleBatch()
+            TrafficSamples.add(analyzer.takeInterval(), pseudonymiser: pseudonymiser,
+                               epoch: KeyEpoch.containing(unixSeconds: t / 1_000_000, lengthSeconds: 30 * 86_400),
+                               maxClients: 16, captureDrops: nil, into: &batch)
+            closed += windows.add(batch, at: t)
+        }
+        do {
+            while true {
+                let outcome = try capture.next { meta, view in
+                    let t = meta.timestampMicroseconds
+                    if nextTick == nil { nextTick = t + tick }
+                    while let n = nextTick, t >= n { flush(at: n); nextTick = n + tick }
+                    lastTime = t
+                    guard supported else { analyzer.skip(meta, reason: .unsupportedLinkType); return }
+                    switch PacketParser.parse(linkType: linkType, view: &view, originalLength: meta.originalLength) {
+                    case .success(let h): analyzer.process(meta, h)
+                    case .failure(let reason): analyzer.skip(meta, reason: reason)
+                    }
+                }
+                if outcome == .end { break }
+            }
+        } catch {
+            failure = error
+        }
+        flush(at: lastTime)
+        closed += windows.finish()
+
+        let totals = analyzer.totals
+        let output = Output(
+            file: file, linkType: PacketParser.linkTypeName(linkType), snaplenReadBytes: HeaderLimits.maximumBytes,
+            packets: totals.packets, bytes: totals.bytes, capturedBytes: totals.capturedBytes,
+            skipped: Dictionary(uniqueKeysWithValues: totals.skipped.map { ($0.key.rawValue, $0.value) }),
+            error: failure.map { ErrorOutput(message: $0.message, offset: $0.offset) },
+            ipv4: totals.ipv4, ipv6: totals.ipv6, tcp: totals.tcp, udp: totals.udp, icmp: totals.icmp, other: totals.other,
+            tcpStreams: totals.tcpStreams, retransmissions: totals.retransmissions, fastRetransmissions: totals.fastRetransmissions,
+            outOfOrder: totals.outOfOrder, zeroWindow: totals.zeroWindow, rttSamples: totals.rttSamples, windows: closed.count,
+            streams: analyzer.streams.map { StreamOutput(firstFrame: $0.firstFrame, synFrame: $0.synFrame, handshakeRttUs: $0.handshakeMicroseconds, packets: $0.packets) })
+        if json {
+            try emit(output)
+        } else {
+            print(Self.render(output, windows: closed, keyNote: keyNote))
+        }
+        if let failure {
+            printError("meetpunt-agent analyze: \(failure)")
+            throw ExitCode(1)
+        }
+    }
+
+    func emit(_ output: Output) throws {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = [.sortedKeys]
+        print(String(decoding: try encoder.encode(output), as: UTF8.self))
+    }
+
+    static func render(_ o: Output, windows: [WindowedAggregation.Window], keyNote: String) -> String {
+        var lines: [String] = []
+        lines.append("\(o.file): \(o.linkType), \(o.packets) packets, \(o.bytes) bytes on the wire (headers only were read; at most \(o.snaplenReadBytes) bytes per packet)")
+        lines.append("  IPv4 \(o.ipv4), IPv6 \(o.ipv6); TCP \(o.tcp), UDP \(o.udp), ICMP \(o.icmp), other \(o.other)")
+        if !o.skipped.isEmpty {
+            lines.append("  not analysed: " + o.skipped.sorted { $0.key < $1.key }.map { "\($0.value) \(String($0.key.map { $0 == "_" ? " " : $0 }))" }.joined(separator: ", "))
+        }
+        lines.append("  TCP: \(o.tcpStreams) streams, \(o.retransmissions) retransmissions (\(o.fastRetransmissions) fast), \(o.outOfOrder) out of order, \(o.zeroWindow) zero-window")
+        let handshakes = o.streams.compactMap(\.handshakeRttUs).sorted()
+        if !handshakes.isEmpty {
+            func q(_ p: Double) -> String { SampleCommand.fixed(Double(handshakes[min(handshakes.count - 1, Int(p * Double(handshakes.count)))]) / 1000, 2) }
+            lines.append("  handshake RTT over \(handshakes.count) streams: p50 \(q(0.5)) ms, p90 \(q(0.9)) ms, max \(q(1)) ms")
+        }
+        lines.append("  \(windows.count) window(s); \(keyNote)")
+        for w in windows.prefix(24) {
+            func sum(_ m: String) -> Double { w.series.filter { $0.metric == m }.reduce(0) { $0 + $1.sum } }
+            var text = "    window +\(SampleCommand.fixed(Double(w.startMicroseconds - (windows.first?.startMicroseconds ?? 0)) / 1e6, 0)) s: \(Int(sum("traffic.packets"))) packets, \(Int(sum("traffic.bytes"))) bytes"
+            for leg in ["lan", "wan"] {
+                let rtts = w.series.filter { $0.metric == "traffic.tcp.rtt" && $0.labels["leg"] == leg }
+                var sketch = QuantileSketch()
+                for r in rtts { if let s = r.sketch { try? sketch.merge(s) } }
+                if let p50 = sketch.quantile(0.5), let p95 = sketch.quantile(0.95) {
+                    text += ", \(leg.uppercased()) RTT p50 \(SampleCommand.fixed(p50, 2)) / p95 \(SampleCommand.fixed(p95, 2)) ms"
+                }
+            }
+            let clients = Set(w.series.filter { $0.metric == "traffic.client.bytes" }.compactMap { $0.labels["peer"] })
+            if !clients.isEmpty { text += ", \(clients.count) client(s)" }
+            lines.append(text)
+        }
+        if windows.count > 24 { lines.append("    … \(windows.count - 24) more") }
+        if let e = o.error { lines.append("  stopped early: \(e.message)" + (e.offset.map { " at byte offset \($0)" } ?? "")) }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension AnalyzeCommand.Output {
+    static func failed(file: String, error: CaptureError) -> Self {
+        .init(file: file, linkType: "unknown", snaplenReadBytes: HeaderLimits.maximumBytes, packets: 0, bytes: 0, capturedBytes: 0, skipped: [:],
+              error: .init(message: error.message, offset: error.offset), ipv4: 0, ipv6: 0, tcp: 0, udp: 0, icmp: 0, other: 0, tcpStreams: 0,
+              retransmissions: 0, fastRetransmissions: 0, outOfOrder: 0, zeroWindow: 0, rttSamples: 0, windows: 0, streams: [])
+    }
+}
