@@ -16,6 +16,11 @@ final class GenericNetlinkSocket {
         let s = try NetlinkSocket(netlinkProtocol: NETLINK_GENERIC)
         let id = genl_ctrl_resolve(s.handle, family)
         guard id >= 0 else { return nil }
+        // No automatic NLM_F_ACK: a request answered by a reply *and* an acknowledgement would leave the
+        // acknowledgement in the socket, and the next dump would read it as its own end (the Wi-Fi lab
+        // caught this: a survey dump "ended" on GET_REG's ACK and the station dump then met EBUSY).
+        // Commands that want an acknowledgement ask for it explicitly.
+        nl_socket_disable_auto_ack(s.handle)
         socket = s
         familyID = id
         familyName = family
@@ -59,19 +64,20 @@ final class GenericNetlinkSocket {
     }
 
     /// A request that is not a dump; returns its reply messages.
-    func request(command: UInt8, ifindex: UInt32? = nil) throws(NetlinkError) -> [GenericNetlinkMessage] {
-        DumpReply.assemble(try exchange(command: command, flags: 0, ifindex: ifindex, limit: 64).messages).messages
+    func request(command: UInt8, ifindex: UInt32? = nil, stringAttribute: (UInt16, String)? = nil) throws(NetlinkError) -> [GenericNetlinkMessage] {
+        DumpReply.assemble(try exchange(command: command, flags: 0, ifindex: ifindex, limit: 64, stringAttribute: stringAttribute).messages).messages
     }
 
     /// A request answered by an acknowledgement only (TRIGGER_SCAN); extra u32 attributes appended.
     func command(_ command: UInt8, ifindex: UInt32, u32Attributes: [(UInt16, UInt32)]) throws(NetlinkError) {
-        let msg = try build(command: command, flags: 0, ifindex: ifindex)
+        let msg = try build(command: command, flags: NLM_F_ACK, ifindex: ifindex)
         for (type, value) in u32Attributes where nla_put_u32(msg, Int32(type), value) < 0 {
             nlmsg_free(msg)
             throw NetlinkError(.libnl, "\(familyName) command \(command): attribute \(type) does not fit")
         }
-        // nl_send_sync frees the message on every path and waits for the kernel's acknowledgement.
-        try check(nl_send_sync(socket.handle, msg), "\(familyName) command \(command) on ifindex \(ifindex)")
+        defer { nlmsg_free(msg) }
+        try check(nl_send_auto(socket.handle, msg), "cannot send \(familyName) command \(command)")
+        try check(nl_wait_for_ack(socket.handle), "\(familyName) command \(command) on ifindex \(ifindex)")
     }
 
     private func build(command: UInt8, flags: Int32, ifindex: UInt32?) throws(NetlinkError) -> OpaquePointer {
@@ -87,9 +93,13 @@ final class GenericNetlinkSocket {
         return msg
     }
 
-    private func exchange(command: UInt8, flags: Int32, ifindex: UInt32?, limit: Int) throws(NetlinkError) -> Collector {
+    private func exchange(command: UInt8, flags: Int32, ifindex: UInt32?, limit: Int,
+                          stringAttribute: (UInt16, String)? = nil) throws(NetlinkError) -> Collector {
         let msg = try build(command: command, flags: flags, ifindex: ifindex)
         defer { nlmsg_free(msg) }
+        if let (type, value) = stringAttribute, nla_put_string(msg, Int32(type), value) < 0 {
+            throw NetlinkError(.libnl, "\(familyName) command \(command): attribute \(type) does not fit")
+        }
         let collector = Collector(limit: limit)
         let unmanaged = Unmanaged.passRetained(collector)
         defer { unmanaged.release() }
@@ -170,7 +180,12 @@ public struct DumpReply: Sendable {
 final class GenericNetlinkListener {
     private let socket: NetlinkSocket
 
-    init?(family: String, group: String) throws(NetlinkError) {
+    /// Only messages whose generic-netlink command is in `commands` are kept and counted; the rest of the
+    /// group's traffic (hostapd makes nl80211 multicast every beacon it hears) is read and ignored.
+    private let commands: Set<UInt8>
+
+    init?(family: String, group: String, commands: Set<UInt8>) throws(NetlinkError) {
+        self.commands = commands
         let s = try NetlinkSocket(netlinkProtocol: NETLINK_GENERIC)
         let id = genl_ctrl_resolve_grp(s.handle, family, group)
         guard id >= 0 else { return nil }
@@ -178,6 +193,8 @@ final class GenericNetlinkListener {
         nl_socket_disable_seq_check(s.handle)
         try check(nl_socket_add_membership(s.handle, id), "cannot join \(family)/\(group)")
         try check(nl_socket_set_nonblocking(s.handle), "cannot make the \(family) event socket non-blocking")
+        // 256 KiB of kernel buffer between two samples; an overrun is reported as lost events.
+        _ = nl_socket_set_buffer_size(s.handle, 256 * 1024, 0)
         socket = s
     }
 
@@ -185,13 +202,17 @@ final class GenericNetlinkListener {
         var messages: [GenericNetlinkMessage] = []
         var dropped = 0
         let limit: Int
-        init(limit: Int) { self.limit = limit }
+        let commands: Set<UInt8>
+        init(limit: Int, commands: Set<UInt8>) {
+            self.limit = limit
+            self.commands = commands
+        }
     }
 
     /// Messages received since the last drain, at most `limit` (the rest are read and counted as dropped).
     /// A receive-buffer overrun (the kernel dropped events) is reported as `lost`.
     func drain(limit: Int) -> (messages: [GenericNetlinkMessage], dropped: Int, lost: Bool) {
-        let box = Box(limit: limit)
+        let box = Box(limit: limit, commands: commands)
         let unmanaged = Unmanaged.passRetained(box)
         defer { unmanaged.release() }
         let callback: nl_recvmsg_msg_cb_t = { message, argument in
@@ -200,11 +221,9 @@ final class GenericNetlinkListener {
             var length: UInt32 = 0
             guard let start = cnl_msg_bytes(message, &length), length >= 16 else { return Int32(NL_SKIP.rawValue) }
             let bytes = Array(UnsafeBufferPointer(start: start, count: Int(length)))
-            if box.messages.count >= box.limit {
-                box.dropped += 1
-            } else if let m = (try? NetlinkMessage.split(bytes).first).flatMap(GenericNetlinkMessage.init) {
-                box.messages.append(m)
-            }
+            guard let m = (try? NetlinkMessage.split(bytes).first).flatMap(GenericNetlinkMessage.init),
+                  box.commands.contains(m.command) else { return Int32(NL_OK.rawValue) }
+            if box.messages.count >= box.limit { box.dropped += 1 } else { box.messages.append(m) }
             return Int32(NL_OK.rawValue)
         }
         guard nl_socket_modify_cb(socket.handle, NL_CB_VALID, NL_CB_CUSTOM, callback, unmanaged.toOpaque()) >= 0 else {

@@ -98,7 +98,9 @@ public final class Nl80211EventMonitor {
 
     /// Nil when nl80211 or its `mlme` group is missing.
     public static func open() throws(NetlinkError) -> Nl80211EventMonitor? {
-        guard let l = try GenericNetlinkListener(family: "nl80211", group: "mlme") else { return nil }
+        let commands: Set<UInt8> = [NL80211_CMD_NEW_STATION, NL80211_CMD_DEL_STATION, NL80211_CMD_CONNECT, NL80211_CMD_DISCONNECT]
+            .reduce(into: []) { $0.insert(UInt8($1.rawValue)) }
+        guard let l = try GenericNetlinkListener(family: "nl80211", group: "mlme", commands: commands) else { return nil }
         return Nl80211EventMonitor(listener: l)
     }
 

@@ -58,13 +58,15 @@ TSHARK_OPTIONS = [
 FIELDS = [
     "frame.number", "frame.len", "frame.cap_len", "frame.time_epoch", "frame.encap_type", "frame.protocols",
     "ip.version", "ip.proto", "ipv6.nxt", "ip.flags.mf", "ip.frag_offset",
+    "ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "tcp.srcport", "tcp.dstport",
     "tcp.stream", "tcp.flags", "tcp.len", "tcp.seq", "tcp.ack", "tcp.seq_raw", "tcp.ack_raw",
     "tcp.window_size_value", "tcp.hdr_len",
     "tcp.analysis.initial_rtt",
     "tcp.analysis.retransmission", "tcp.analysis.fast_retransmission",
     "tcp.analysis.spurious_retransmission", "tcp.analysis.out_of_order",
     "tcp.analysis.zero_window", "tcp.analysis.lost_segment",
-    "tcp.analysis.duplicate_ack", "tcp.analysis.keep_alive",
+    "tcp.analysis.duplicate_ack", "tcp.analysis.keep_alive", "tcp.analysis.zero_window_probe",
+    "tcp.analysis.ack_lost_segment", "tcp.analysis.reused_ports",
     "udp.srcport", "icmp.type", "icmpv6.type",
 ]
 FIELD_OPTIONS = ["-T", "fields", "-E", "header=n", "-E", "separator=/t", "-E", "occurrence=f", "-E", "quote=n"]
