@@ -23,5 +23,15 @@ phase "running tests"
 swift test --skip-build 2>&1 | tee var/test.log
 status=${PIPESTATUS[0]}
 
+lab_status=0
+if [ "${SKIP_WIFI_LAB:-0}" = 1 ]; then
+    echo "SKIP_WIFI_LAB=1: the Wi-Fi lab is skipped (CI always runs it)"
+else
+    phase "the Wi-Fi lab: real nl80211 from mac80211_hwsim in a QEMU guest (issue 12 acceptance 1 and 4)"
+    ./scripts/wifi-lab/acceptance.sh 2>&1 | tee var/wifi-lab.log
+    lab_status=${PIPESTATUS[0]}
+fi
+
+[ "$status" -eq 0 ] && status=$lab_status
 phase "done (exit $status)"
 exit "$status"

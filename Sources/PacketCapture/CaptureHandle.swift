@@ -29,8 +29,10 @@ public struct CaptureError: Error, Sendable, CustomStringConvertible {
 
 /// One packet's metadata as libpcap delivers it.
 public struct PacketMeta: Sendable {
-    /// Capture timestamp in microseconds since the Unix epoch.
-    public var timestampMicroseconds: Int64
+    /// Capture timestamp in nanoseconds since the Unix epoch (files are read at nanosecond precision;
+    /// microsecond files and live captures have whole microseconds).
+    public var timestampNanoseconds: Int64
+    public var timestampMicroseconds: Int64 { timestampNanoseconds / 1000 }
     /// Length on the wire.
     public var originalLength: Int
     /// Bytes captured (at most the snaplen).
@@ -51,7 +53,7 @@ public final class CaptureHandle {
     /// Opens a pcap or pcapng file.
     public static func openFile(_ path: String) throws(CaptureError) -> CaptureHandle {
         var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
-        guard let p = pcap_open_offline_with_tstamp_precision(path, UInt32(PCAP_TSTAMP_PRECISION_MICRO), &errbuf) else {
+        guard let p = pcap_open_offline_with_tstamp_precision(path, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errbuf) else {
             throw CaptureError(.open, "\(path): \(String(cString: errbuf))", offset: 0)
         }
         return CaptureHandle(handle: p, source: path, isLive: false)
@@ -133,7 +135,8 @@ public final class CaptureHandle {
             guard let header, let data else { return .timeout }
             frames += 1
             let h = header.pointee
-            let meta = PacketMeta(timestampMicroseconds: Int64(h.ts.tv_sec) * 1_000_000 + Int64(h.ts.tv_usec),
+            let fraction = Int64(h.ts.tv_usec) * (isLive ? 1000 : 1)  // tv_usec holds nanoseconds for NANO files
+            let meta = PacketMeta(timestampNanoseconds: Int64(h.ts.tv_sec) &* 1_000_000_000 &+ fraction,
                                   originalLength: Int(h.len), capturedLength: Int(h.caplen), frameNumber: frames)
             var view = HeaderView(base: UnsafeRawPointer(data), capturedLength: Int(h.caplen))
             body(meta, &view)

@@ -54,7 +54,8 @@ public struct TCPHeader: Sendable {
     public var windowScale: UInt8?
     public var timestampValue: UInt32?
     public var timestampEcho: UInt32?
-    /// Payload bytes by the IP length fields; never read.
+    /// Payload bytes by the IP length fields (never read); -1 when the IP length is shorter than the
+    /// TCP header, so no segment length is known.
     public var payloadLength: Int
 
     public var syn: Bool { flags & 0x02 != 0 }
@@ -78,6 +79,9 @@ public struct PacketHeaders: Sendable {
     public var tcp: TCPHeader?
     /// A non-first IP fragment carries no transport header.
     public var isFragment = false
+    /// The first fragment of a fragmented datagram: its TCP header is read, but it is not analysed
+    /// (tshark with IP reassembly off does the same).
+    public var isFirstFragment = false
 
     public init() {}
 }
@@ -184,10 +188,13 @@ public enum PacketParser {
         h.source = IPAddress(v4: fixed.u32(12))
         h.destination = IPAddress(v4: fixed.u32(16))
         let totalLength = Int(fixed.u16(2))
-        // A capture of segmentation-offloaded packets shows total length 0: fall back to the frame.
-        let ipLength = totalLength >= headerLength ? totalLength : originalLength - start
+        // Segmentation offload shows total length 0, and a total length beyond the frame cannot be
+        // trusted: both fall back to the frame's original length (as Wireshark does).
+        let frameRemaining = originalLength - start
+        let ipLength = totalLength == 0 || totalLength > frameRemaining ? frameRemaining : totalLength
         let fragment = fixed.u16(6)
         h.isFragment = fragment & 0x1FFF != 0
+        h.isFirstFragment = !h.isFragment && fragment & 0x2000 != 0
         return parseTransport(&view, protocol: fixed.u8(9), payload: ipLength - headerLength, into: h)
     }
 
@@ -201,7 +208,8 @@ public enum PacketParser {
         h.source = IPAddress(high: half(8), low: half(16))
         h.destination = IPAddress(high: half(24), low: half(32))
         let payloadLength = Int(fixed.u16(4))
-        var remaining = payloadLength > 0 ? payloadLength : originalLength - start - 40
+        // Payload length 0 without a jumbogram option leaves no readable transport length.
+        var remaining = payloadLength
         var next = fixed.u8(6)
         // Extension headers: hop-by-hop, routing, fragment, destination options, AH.
         while [0, 43, 44, 60, 51].contains(next) {
@@ -209,6 +217,7 @@ public enum PacketParser {
             var length = 8
             if next == 44 {
                 h.isFragment = ext.u16(2) & 0xFFF8 != 0
+                h.isFirstFragment = !h.isFragment && ext.u16(2) & 1 != 0
             } else if next == 51 {
                 length = (Int(ext.u8(1)) + 2) * 4
             } else {
@@ -238,8 +247,10 @@ public enum PacketParser {
             guard let fixed = view.take(20) else { return .failure(.truncatedHeader) }
             let headerLength = Int(fixed.u8(12) >> 4) * 4
             guard headerLength >= 20 else { return .failure(.malformedHeader) }
+            // A transport length shorter than the header leaves the segment length unknown (-1): the
+            // header counts, the segment is not analysed.
             var tcp = TCPHeader(sequence: fixed.u32(4), acknowledgement: fixed.u32(8), flags: fixed.u8(13), window: fixed.u16(14),
-                                payloadLength: Swift.max(0, payload - headerLength))
+                                payloadLength: payload >= headerLength ? payload - headerLength : -1)
             h.sourcePort = fixed.u16(0)
             h.destinationPort = fixed.u16(2)
             if headerLength > 20 {

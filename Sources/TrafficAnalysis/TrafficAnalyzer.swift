@@ -90,8 +90,11 @@ public struct TrafficInterval: Sendable {
 public struct StreamRecord: Sendable {
     public var firstFrame: Int
     public var synFrame: Int?
-    public var handshakeMicroseconds: Int64?
+    /// Wireshark's `tcp.analysis.initial_rtt`, nanoseconds.
+    public var handshakeNanoseconds: Int64?
     public var packets: Int
+    /// Rounded half up to microseconds, as the golden file records it.
+    public var handshakeMicroseconds: Int64? { handshakeNanoseconds.map { ($0 + 500) / 1000 } }
 }
 
 /// File-wide totals, for `analyze`.
@@ -131,33 +134,35 @@ public final class TrafficAnalyzer {
     /// A retransmission this soon after two duplicate ACKs is a fast retransmission (Wireshark: 20 ms).
     public static let fastRetransmitMicroseconds: Int64 = 20_000
 
+    /// Per-direction TCP state, as Wireshark 4.0's `tcp_analyze_seq_flow_info_t` keeps it (0 means
+    /// "unknown" for nextSeq, maxSeqToBeAcked and lastAck, as there): the counting rules are Wireshark's
+    /// so the figures can be checked against tshark (scripts/pcap-oracle/README.md has them in full).
     struct Direction {
-        var haveNext = false
+        var baseSeq: UInt32?
         var nextSeq: UInt32 = 0
-        var lastAdvanceTime: Int64 = 0
+        var nextSeqTime: Int64 = 0
+        var maxSeqToBeAcked: UInt32 = 0
         var lastAck: UInt32 = 0
-        var haveAck = false
         var lastAckTime: Int64 = 0
-        var dupAcks = 0
-        var window: UInt16 = 0
+        var dupAcks: UInt32 = 0
+        var window: UInt32 = 0xFFFF_FFFF
+        var lastFlags: UInt16 = 0
+        // RTT probes (not Wireshark's): TSval first seen on a data segment, and SEQ/ACK ends.
         var timestamps = PendingRing()
         var sequenceEnds = PendingRing()
         var sawTimestamps = false
-        var fin = false
-        var rst = false
     }
 
     struct Flow {
         var key: FlowKey
         var lastSeen: Int64
         var isTCP: Bool
-        // TCP
-        var initiatorIsA: Bool?
-        var synTime: Int64?
-        var synAckTime: Int64?
-        var synAckSeq: UInt32 = 0
-        var synSeq: UInt32 = 0
-        var handshakeDone = false
+        // Handshake (per conversation, either direction, as Wireshark): the latest pure SYN, the first
+        // SYN/ACK after it, and the first ACK without SYN after it.
+        var lastSyn: Int64 = 0
+        var synFromA = false
+        var synAckAfterSyn: Int64 = 0
+        var firstRTT: Int64 = 0
         var dirs = (Direction(), Direction())
         var stream: Int32 = -1
         /// MAC of the LAN endpoint, when known.
@@ -208,7 +213,7 @@ public final class TrafficAnalyzer {
 
     public func process(_ meta: PacketMeta, _ h: PacketHeaders) {
         countFrame(meta)
-        let t = meta.timestampMicroseconds
+        let t = meta.timestampNanoseconds
         if h.isIPv6 { totals.ipv6 += 1 } else { totals.ipv4 += 1 }
         switch h.transport {
         case .tcp: if h.tcp != nil || h.isFragment { totals.tcp += 1 } else { totals.other += 1 }
@@ -237,13 +242,18 @@ public final class TrafficAnalyzer {
         }
 
         guard !h.isFragment else { return }
+        if let tcp = h.tcp, tcp.payloadLength < 0 { return }  // no readable segment length: counted, not a stream
         let (key, forward) = FlowKey.of(h)
-        let slot = lookupOrCreate(key, t: t, isTCP: h.tcp != nil, meta: meta, tcp: h.tcp, forward: forward)
+        let slot = lookupOrCreate(key, t: t, isTCP: h.tcp != nil, meta: meta, tcp: h.isFirstFragment ? nil : h.tcp, forward: forward)
         guard var flow = flows[Int(slot)] else { return }
         flow.lastSeen = t
         if flow.client == nil, let client { flow.client = client }
         if let tcp = h.tcp {
-            analyseTCP(&flow, tcp, forward: forward, t: t, direction: direction, frame: meta.frameNumber)
+            if flow.stream >= 0 { streams[Int(flow.stream)].packets += 1 }
+            // The first fragment of a datagram belongs to its stream but is not analysed.
+            if !h.isFirstFragment {
+                analyseTCP(&flow, tcp, forward: forward, t: t, direction: direction, frame: meta.frameNumber)
+            }
         }
         flows[Int(slot)] = flow
     }
@@ -252,15 +262,15 @@ public final class TrafficAnalyzer {
 
     private func lookupOrCreate(_ key: FlowKey, t: Int64, isTCP: Bool, meta: PacketMeta, tcp: TCPHeader?, forward: Bool) -> Int32 {
         if let slot = index[key], var flow = flows[Int(slot)] {
-            // A new SYN on a conversation that closed (FIN/RST) starts a new stream, as tshark counts them.
-            if let tcp, tcp.syn, !tcp.ack, (flow.dirs.0.fin || flow.dirs.0.rst || flow.dirs.1.fin || flow.dirs.1.rst),
-               flow.synTime == nil || tcp.sequence != flow.synSeq {
+            // A pure SYN whose sequence number differs from its direction's known base starts a new stream
+            // (ports reused), as Wireshark splits conversations.
+            if let tcp, tcp.syn, !tcp.ack, let base = (forward ? flow.dirs.0 : flow.dirs.1).baseSeq, base != tcp.sequence {
                 flow = newFlow(key, t: t, isTCP: true, frame: meta.frameNumber)
                 flows[Int(slot)] = flow
                 return slot
             }
-            let idle = Int64(flow.isTCP ? limits.idleSecondsTCP : limits.idleSecondsDatagram) * 1_000_000
-            if t - flow.lastSeen <= idle { return slot }
+            let idle = Int64(flow.isTCP ? limits.idleSecondsTCP : limits.idleSecondsDatagram) &* 1_000_000_000
+            if t &- flow.lastSeen <= idle { return slot }
             flows[Int(slot)] = newFlow(key, t: t, isTCP: isTCP, frame: meta.frameNumber)
             return slot
         }
@@ -285,7 +295,7 @@ public final class TrafficAnalyzer {
             totals.tcpStreams += 1
             if streams.count < limits.maxStreamRecords {
                 flow.stream = Int32(streams.count)
-                streams.append(StreamRecord(firstFrame: frame, synFrame: nil, handshakeMicroseconds: nil, packets: 0))
+                streams.append(StreamRecord(firstFrame: frame, synFrame: nil, handshakeNanoseconds: nil, packets: 0))
             } else if limits.maxStreamRecords > 0 {
                 streamsNotRecorded += 1
             }
@@ -301,8 +311,8 @@ public final class TrafficAnalyzer {
             let i = hand
             hand = (hand + 1) % flows.count
             guard let f = flows[i] else { return Int32(i) }
-            let idle = Int64(f.isTCP ? limits.idleSecondsTCP : limits.idleSecondsDatagram) * 1_000_000
-            if now - f.lastSeen > idle { oldest = (i, f.lastSeen); break }
+            let idle = Int64(f.isTCP ? limits.idleSecondsTCP : limits.idleSecondsDatagram) &* 1_000_000_000
+            if now &- f.lastSeen > idle { oldest = (i, f.lastSeen); break }
             if oldest == nil || f.lastSeen < oldest!.seen { oldest = (i, f.lastSeen) }
         }
         let victim = oldest!.slot
@@ -314,96 +324,149 @@ public final class TrafficAnalyzer {
 
     // MARK: TCP
 
-    private func analyseTCP(_ flow: inout Flow, _ tcp: TCPHeader, forward: Bool, t: Int64, direction: TrafficDirection, frame: Int) {
-        if flow.stream >= 0 { streams[Int(flow.stream)].packets += 1 }
-        let fromA = forward
-        // Handshake: first SYN, first SYN/ACK, then the initiator's ACK of the SYN/ACK.
-        if tcp.syn && !tcp.ack {
-            if flow.synTime == nil {
-                flow.synTime = t
-                flow.synSeq = tcp.sequence
-                flow.initiatorIsA = fromA
-                if flow.stream >= 0 { streams[Int(flow.stream)].synFrame = frame }
-            }
-        } else if tcp.syn && tcp.ack {
-            if flow.synAckTime == nil, flow.synTime != nil, flow.initiatorIsA == !fromA, tcp.acknowledgement == flow.synSeq &+ 1 {
-                flow.synAckTime = t
-                flow.synAckSeq = tcp.sequence
-            }
-        } else if tcp.ack, !flow.handshakeDone, let syn = flow.synTime, let synAck = flow.synAckTime,
-                  flow.initiatorIsA == fromA, tcp.acknowledgement == flow.synAckSeq &+ 1 {
-            flow.handshakeDone = true
-            if flow.stream >= 0 { streams[Int(flow.stream)].handshakeMicroseconds = t - syn }
-            // SYN → SYN/ACK is the leg towards the responder; SYN/ACK → ACK the leg towards the initiator.
-            let initiatorLAN = fromA ? flow.aIsLAN : flow.bIsLAN
-            let responderLAN = fromA ? flow.bIsLAN : flow.aIsLAN
-            addRTT(RTTSample(leg: responderLAN ? .lan : .wan, method: .handshake, microseconds: synAck - syn, client: flow.client))
-            addRTT(RTTSample(leg: initiatorLAN ? .lan : .wan, method: .handshake, microseconds: t - synAck, client: flow.client))
-        }
+    private static let fin: UInt8 = 0x01, syn: UInt8 = 0x02, rst: UInt8 = 0x04, ackFlag: UInt8 = 0x10
+    // Wireshark's TCP_A_* bits, for the per-direction "last segment flags".
+    private static let aKeepAlive: UInt16 = 0x0008, aZeroWindowProbe: UInt16 = 0x0040
 
+    private func analyseTCP(_ flow: inout Flow, _ tcp: TCPHeader, forward fromA: Bool, t: Int64, direction: TrafficDirection, frame: Int) {
         var fwd = fromA ? flow.dirs.0 : flow.dirs.1
         var rev = fromA ? flow.dirs.1 : flow.dirs.0
-        let segment = UInt32(tcp.payloadLength) &+ (tcp.syn ? 1 : 0) &+ (tcp.fin ? 1 : 0)
-        let echoerLAN = fromA ? flow.aIsLAN : flow.bIsLAN
+        let flags = tcp.flags
+        let seq = tcp.sequence, ack = tcp.acknowledgement
+        let seglen = UInt32(tcp.payloadLength)
+        let window = UInt32(tcp.window)
+        let synFinRst = flags & (Self.syn | Self.fin | Self.rst)
 
-        if tcp.window == 0 && tcp.flags & 0x07 == 0 {
-            totals.zeroWindow += 1
-            interval.zeroWindow[direction, default: 0] += 1
+        // Base sequence numbers (for the reused-ports rule).
+        if fwd.baseSeq == nil { fwd.baseSeq = flags & Self.syn != 0 ? seq : seq &- 1 }
+        if rev.baseSeq == nil, flags & Self.ackFlag != 0 { rev.baseSeq = ack &- 1 }
+
+        var ta: UInt16 = 0
+        var zeroWindowProbe = false
+        var keepAlive = false
+        if seglen == 1 && seq == fwd.nextSeq && rev.window == 0 {
+            zeroWindowProbe = true
+            ta |= Self.aZeroWindowProbe
+        } else {
+            if window == 0 && synFinRst == 0 {
+                totals.zeroWindow += 1
+                interval.zeroWindow[direction, default: 0] += 1
+            }
+            if seglen <= 1 && seq == fwd.nextSeq &- 1 && synFinRst == 0 {
+                keepAlive = true
+                ta |= Self.aKeepAlive
+            }
+            let same = seglen == 0 && seq == fwd.nextSeq && ack == fwd.lastAck && synFinRst == 0
+            var skipDup = false
+            if same && window != 0 && window == fwd.window && rev.lastFlags & Self.aKeepAlive != 0 { skipDup = true }
+            else if same && window == 0 && window == fwd.window && rev.lastFlags & Self.aZeroWindowProbe != 0 { skipDup = true }
+            if !skipDup && same && window != 0 && window == fwd.window {
+                fwd.dupAcks = fwd.dupAcks == 0xFFFF_FFFF ? 1 : fwd.dupAcks &+ 1
+            }
         }
-        let keepAlive = tcp.payloadLength <= 1 && tcp.flags & 0x07 == 0 && fwd.haveNext && tcp.sequence == fwd.nextSeq &- 1
+        if ack != fwd.lastAck { fwd.dupAcks = 0 }
+        // An ACK of data never seen: Wireshark marks the reverse duplicate-ACK count as -1 (unsigned).
+        if rev.maxSeqToBeAcked != 0 && seqGT(ack, rev.maxSeqToBeAcked) && flags & Self.ackFlag != 0 {
+            if seqLT(rev.maxSeqToBeAcked, rev.nextSeq) { rev.maxSeqToBeAcked = rev.nextSeq } else { rev.dupAcks = 0xFFFF_FFFF }
+        }
+
         var retransmitted = false
-        if segment > 0, fwd.haveNext, seqLT(tcp.sequence, fwd.nextSeq), !keepAlive {
-            retransmitted = true
-            if rev.dupAcks >= 2, rev.haveAck, rev.lastAck == tcp.sequence, t - rev.lastAckTime < Self.fastRetransmitMicroseconds {
-                totals.fastRetransmissions += 1
-                totals.retransmissions += 1
-                interval.fastRetransmissions[direction, default: 0] += 1
-                interval.retransmissions[direction, default: 0] += 1
-            } else if t - fwd.lastAdvanceTime < Self.outOfOrderMicroseconds {
-                totals.outOfOrder += 1
-                interval.outOfOrder[direction, default: 0] += 1
-            } else {
-                totals.retransmissions += 1
-                interval.retransmissions[direction, default: 0] += 1
-            }
-            // Karn: samples of data that was sent again are ambiguous.
-            fwd.sequenceEnds.invalidate(after: tcp.sequence)
-        }
-        if segment > 0 {
-            let end = tcp.sequence &+ segment
-            if !fwd.haveNext || seqGT(end, fwd.nextSeq) {
-                fwd.nextSeq = end
-                fwd.haveNext = true
-                fwd.lastAdvanceTime = t
-                if !retransmitted, tcp.timestampValue == nil, !fwd.sawTimestamps { _ = fwd.sequenceEnds.insert(end, at: t) }
+        if seglen > 0 || flags & (Self.syn | Self.fin) != 0 {
+            var notAdvanced = fwd.nextSeq != 0 && seqLT(seq, fwd.nextSeq)
+            if !keepAlive {
+                if seglen > 1 && fwd.nextSeq &- 1 == seq { notAdvanced = false }
+                if seglen > 0 && rev.lastAck != 0 && !seqGT(seq &+ seglen, rev.lastAck) {
+                    countRetransmission(direction, fast: false)  // spurious: every byte was already ACKed
+                    retransmitted = true
+                } else if notAdvanced && rev.dupAcks >= 2 && rev.lastAck == seq && UInt64(bitPattern: t &- rev.lastAckTime) < 20_000_000 {
+                    countRetransmission(direction, fast: true)
+                    retransmitted = true
+                } else {
+                    let threshold: UInt64 = flow.firstRTT == 0 ? 3_000_000 : UInt64(bitPattern: flow.firstRTT)
+                    let synFin: UInt32 = flags & (Self.syn | Self.fin) != 0 ? 1 : 0
+                    if notAdvanced && UInt64(bitPattern: t &- fwd.nextSeqTime) < threshold && fwd.nextSeq != seq &+ seglen &+ synFin {
+                        totals.outOfOrder += 1
+                        interval.outOfOrder[direction, default: 0] += 1
+                        retransmitted = true
+                    } else if notAdvanced {
+                        countRetransmission(direction, fast: false)
+                        retransmitted = true
+                    }
+                }
             }
         }
-        // Continuous RTT from timestamps (pping): time a TSval once, on a segment that carries data (or
-        // SYN/FIN) — pure ACKs are never timed — and close it when the other side echoes it.
+        var nextSeq = seq &+ seglen
+        if (seglen > 0 || flags & (Self.syn | Self.fin) != 0) && flags & (Self.syn | Self.fin) != 0 { nextSeq = nextSeq &+ 1 }
+        if !zeroWindowProbe {
+            if seqGT(nextSeq, fwd.nextSeq) || fwd.nextSeq == 0 {
+                fwd.nextSeq = nextSeq
+                fwd.nextSeqTime = t
+                // SEQ/ACK RTT probe (Karn: never for data sent twice), for flows without timestamps.
+                if seglen > 0, !retransmitted, !fwd.sawTimestamps, tcp.timestampValue == nil { _ = fwd.sequenceEnds.insert(nextSeq, at: t) }
+            }
+            if seq == fwd.maxSeqToBeAcked || fwd.maxSeqToBeAcked == 0 { fwd.maxSeqToBeAcked = fwd.nextSeq }
+        }
+        if retransmitted { fwd.sequenceEnds.invalidate(after: seq) }
+        fwd.window = window
+        fwd.lastAck = ack
+        fwd.lastAckTime = t
+        fwd.lastFlags = ta
+
+        // Continuous RTT (pping): a TSval is timed once, on a segment that carries data or SYN/FIN (pure
+        // ACKs are never timed); the other side's first echo of it closes the sample. The leg is the
+        // echoing side's.
+        let echoerLAN = fromA ? flow.aIsLAN : flow.bIsLAN
         if let tsval = tcp.timestampValue {
             fwd.sawTimestamps = true
-            if segment > 0, !retransmitted, !fwd.timestamps.contains(tsval) { _ = fwd.timestamps.insert(tsval, at: t) }
+            if seglen > 0 || flags & (Self.syn | Self.fin) != 0, !retransmitted, !fwd.timestamps.contains(tsval) {
+                _ = fwd.timestamps.insert(tsval, at: t)
+            }
         }
-        if tcp.ack {
+        if flags & Self.ackFlag != 0 {
             if let tsecr = tcp.timestampEcho, tsecr != 0, let sent = rev.timestamps.take(exactly: tsecr) {
-                addRTT(RTTSample(leg: echoerLAN ? .lan : .wan, method: .timestamps, microseconds: t - sent, client: flow.client))
-            } else if tcp.timestampEcho == nil, !rev.sawTimestamps, let sent = rev.sequenceEnds.takeAcknowledged(by: tcp.acknowledgement) {
-                addRTT(RTTSample(leg: echoerLAN ? .lan : .wan, method: .seqack, microseconds: t - sent, client: flow.client))
+                addRTT(RTTSample(leg: echoerLAN ? .lan : .wan, method: .timestamps, microseconds: (t - sent) / 1000, client: flow.client))
+            } else if tcp.timestampEcho == nil, !rev.sawTimestamps, let sent = rev.sequenceEnds.takeAcknowledged(by: ack) {
+                addRTT(RTTSample(leg: echoerLAN ? .lan : .wan, method: .seqack, microseconds: (t - sent) / 1000, client: flow.client))
             }
-            // Duplicate ACKs (for fast retransmission): same ACK, no data, window unchanged.
-            if fwd.haveAck, tcp.acknowledgement == fwd.lastAck, tcp.payloadLength == 0, tcp.flags & 0x07 == 0, tcp.window == fwd.window {
-                fwd.dupAcks += 1
-            } else if !fwd.haveAck || tcp.acknowledgement != fwd.lastAck {
-                fwd.dupAcks = 0
-            }
-            fwd.lastAck = tcp.acknowledgement
-            fwd.haveAck = true
-            fwd.lastAckTime = t
         }
-        fwd.window = tcp.window
-        if tcp.fin { fwd.fin = true }
-        if tcp.rst { fwd.rst = true }
         if fromA { flow.dirs.0 = fwd; flow.dirs.1 = rev } else { flow.dirs.1 = fwd; flow.dirs.0 = rev }
+
+        // Handshake RTT (Wireshark's tcp.analysis.initial_rtt): the latest pure SYN to the first frame
+        // with ACK and without SYN after it, in either direction. The SYN/ACK in between splits it into
+        // the leg towards the responder and the leg towards the initiator.
+        if flags & Self.syn != 0 && flags & Self.ackFlag == 0 {
+            if t != 0 {
+                flow.lastSyn = t
+                flow.synFromA = fromA
+                flow.synAckAfterSyn = 0
+                if flow.stream >= 0, streams[Int(flow.stream)].synFrame == nil { streams[Int(flow.stream)].synFrame = frame }
+            }
+        } else if flags & Self.syn != 0 {
+            if flow.lastSyn != 0, flow.synAckAfterSyn == 0 { flow.synAckAfterSyn = t }
+        } else if flags & Self.ackFlag != 0, flow.lastSyn != 0, flow.firstRTT == 0 {
+            let rtt = t - flow.lastSyn
+            if rtt != 0 {
+                flow.firstRTT = rtt
+                if flow.stream >= 0 { streams[Int(flow.stream)].handshakeNanoseconds = rtt }
+                if flow.synAckAfterSyn != 0 {
+                    let initiatorLAN = flow.synFromA ? flow.aIsLAN : flow.bIsLAN
+                    let responderLAN = flow.synFromA ? flow.bIsLAN : flow.aIsLAN
+                    addRTT(RTTSample(leg: responderLAN ? .lan : .wan, method: .handshake,
+                                     microseconds: (flow.synAckAfterSyn - flow.lastSyn) / 1000, client: flow.client))
+                    addRTT(RTTSample(leg: initiatorLAN ? .lan : .wan, method: .handshake,
+                                     microseconds: (t - flow.synAckAfterSyn) / 1000, client: flow.client))
+                }
+            }
+        }
+    }
+
+    private func countRetransmission(_ direction: TrafficDirection, fast: Bool) {
+        totals.retransmissions += 1
+        interval.retransmissions[direction, default: 0] += 1
+        if fast {
+            totals.fastRetransmissions += 1
+            interval.fastRetransmissions[direction, default: 0] += 1
+        }
     }
 
     private func addRTT(_ s: RTTSample) {

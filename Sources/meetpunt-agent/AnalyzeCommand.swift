@@ -115,7 +115,12 @@ struct AnalyzeCommand: ParsableCommand {
                 let outcome = try capture.next { meta, view in
                     let t = meta.timestampMicroseconds
                     if nextTick == nil { nextTick = t + tick }
-                    while let n = nextTick, t >= n { flush(at: n); nextTick = n + tick }
+                    // One flush per elapsed interval, but a clock jump in the file (malformed captures
+                    // hold timestamps decades apart) costs one flush, not one per skipped interval.
+                    if let n = nextTick, t >= n {
+                        flush(at: n)
+                        nextTick = t - n >= tick ? n + ((t - n) / tick + 1) * tick : n + tick
+                    }
                     lastTime = t
                     guard supported else { analyzer.skip(meta, reason: .unsupportedLinkType); return }
                     switch PacketParser.parse(linkType: linkType, view: &view, originalLength: meta.originalLength) {

@@ -36,5 +36,16 @@ exec 9>"$CACHE/.lock"
 flock -w 7200 9 || { note "another generate.sh holds $CACHE/.lock"; exit 1; }
 
 python3 "$HERE/oracle.py" --pcaps "$CORPUS" --cache "$CACHE" --status "$STATUS" "$@"
+
+# The README's rules, replayed on the cached header fields, must reproduce every flag tshark printed.
+replay_rc=0
+replay_out=$(python3 "$HERE/replay.py" --pcaps "$CORPUS" --cache "$CACHE") || replay_rc=$?
+echo "$replay_out"
+note "replay of the README rules: $(echo "$replay_out" | tail -1)"
+
 t1=$(date +%s.%N)
-note "generate.sh wall time $(printf '%.1f' "$(echo "$t1 - $t0" | bc 2>/dev/null || python3 -c "print($t1-$t0)")") s"
+note "generate.sh wall time $(python3 -c "print(f'{$t1 - $t0:.1f}')") s"
+if [ "$replay_rc" -ne 0 ]; then
+    note "WARNING: replay.py disagrees with this tshark; README.md's rules need a look before the golden file is used"
+    exit 3
+fi

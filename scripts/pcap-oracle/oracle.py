@@ -75,7 +75,7 @@ for _f in FIELDS:
 COL = {name: i for i, name in enumerate(FIELDS)}
 
 TSHARK_ARGV = ["tshark", "-r", "FILE"] + TSHARK_OPTIONS + FIELD_OPTIONS
-CAPINFOS_ARGV = ["capinfos", "-E", "-c", "-M", "FILE"]
+CAPINFOS_ARGV = ["capinfos", "-E", "-c", "FILE"]
 ANALYSIS_FLAGS = [  # golden key -> tshark field; each counted at most once per frame
     ("retransmission", "tcp.analysis.retransmission"),
     ("fast_retransmission", "tcp.analysis.fast_retransmission"),
@@ -130,6 +130,15 @@ def tshark_versions():
     except (OSError, subprocess.SubprocessError):
         pass
     return first.strip(), upstream, package or upstream
+
+
+def package_version():
+    """The installed tshark package version without starting tshark (dpkg only)."""
+    try:
+        return subprocess.run(["dpkg-query", "-W", "-f=${Version}", "tshark"], capture_output=True, text=True,
+                              timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
 
 
 def sha256_file(path):
@@ -222,14 +231,48 @@ def encap_names(cache_dir):
     return names
 
 
-def first_error_line(err_path):
+def error_text(err_path, abs_path, rel):
+    """tshark's stderr in one line, without the root warning, with the corpus path made relative."""
     try:
         with open(err_path, errors="replace") as f:
             lines = [l.strip() for l in f if l.strip()]
     except OSError:
         return ""
-    lines = [l for l in lines if not l.startswith("Running as user")]
-    return lines[0] if lines else ""
+    lines = [l.replace(abs_path, rel) for l in lines if not l.startswith("Running as user")]
+    lines = [re.sub(r"^\*\* \(tshark:\d+\) [0-9:.]+ ", "", l) for l in lines]   # pid and clock of a warning
+    return " ".join(lines)[:300]
+
+
+def header_linktypes(path, max_blocks=100000):
+    """LINKTYPE_* number from a pcap file header, or the list of them from a pcapng file's interface
+    description blocks (one per interface, in order); None for other formats or a damaged header."""
+    import struct
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 24:
+        return None
+    magic = data[:4]
+    if magic in (bytes.fromhex("a1b2c3d4"), bytes.fromhex("a1b23c4d"), bytes.fromhex("a1b2cd34")):
+        return struct.unpack(">I", data[20:24])[0] & 0x0FFFFFFF
+    if magic in (bytes.fromhex("d4c3b2a1"), bytes.fromhex("4d3cb2a1"), bytes.fromhex("34cdb2a1")):
+        return struct.unpack("<I", data[20:24])[0] & 0x0FFFFFFF
+    if magic != bytes.fromhex("0a0d0d0a"):
+        return None
+    out, off, endian = [], 0, "<"
+    for _ in range(max_blocks):
+        if off + 12 > len(data):
+            break
+        btype = struct.unpack(endian + "I", data[off:off + 4])[0]
+        if data[off:off + 4] == bytes.fromhex("0a0d0d0a"):
+            endian = "<" if data[off + 8:off + 12] == bytes.fromhex("4d3c2b1a") else ">"
+            btype = 0x0A0D0D0A
+        blen = struct.unpack(endian + "I", data[off + 4:off + 8])[0]
+        if btype == 1 and off + 10 <= len(data):
+            out.append(struct.unpack(endian + "H", data[off + 8:off + 10])[0])
+        if blen < 12 or blen % 4:
+            break
+        off += blen
+    return out
 
 
 def secs_to_ns(text):
@@ -250,19 +293,23 @@ def first_transport(protocols):
 
 
 def derived_initial_rtt(frames):
-    """The initial-RTT rule of packet-tcp.c (4.0) replayed on one stream's frames, for the self-check.
-    ts_mru_syn = time of the latest pure SYN; the first frame with ACK set and SYN clear after one
-    fixes ts_first_rtt = its time - ts_mru_syn (never changed afterwards)."""
-    mru_syn = None
+    """The initial-RTT rule of dissect_tcp() (packet-tcp.c, 4.0) replayed on one stream's frames.
+    ts_mru_syn = time of the latest pure SYN (SYN set, ACK clear); the first later frame with ACK set and
+    SYN clear (any direction, any other flags, any length) sets ts_first_rtt = its time - ts_mru_syn.
+    Both are nstime_t where 0 means "unset": a SYN at time 0.000000 does not count, and an RTT of exactly 0
+    stays unset (the next such ACK sets it again). Frames with a TCP header length < 20 leave dissect_tcp
+    before this code. Returns ns or None."""
+    mru_syn = 0
+    first_rtt = 0
     for f in frames:
         flags = f["flags"]
-        if flags is None:
+        if flags is None or f["hlen"] < 20:
             continue
-        if flags & 0x02 and not flags & 0x10:
+        if flags & 0x12 == 0x02:
             mru_syn = f["t_ns"]
-        if flags & 0x12 == 0x10 and mru_syn is not None:
-            return f["t_ns"] - mru_syn
-    return None
+        if flags & 0x12 == 0x10 and mru_syn != 0 and first_rtt == 0:
+            first_rtt = f["t_ns"] - mru_syn
+    return first_rtt or None
 
 
 def summarize(tsv_path, names):
@@ -324,7 +371,8 @@ def summarize(tsv_path, names):
                 rec["_rtt_values"].add(ns)
                 if rec["_rtt_ns"] is None:
                     rec["_rtt_ns"] = ns
-            stream_frames[idx].append({"flags": flags, "t_ns": secs_to_ns(p[COL["frame.time_epoch"]] or "0")})
+            stream_frames[idx].append({"flags": flags, "t_ns": secs_to_ns(p[COL["frame.time_epoch"]] or "0"),
+                                       "hlen": int(p[COL["tcp.hdr_len"]] or 0)})
     if len(encaps) == 1:
         enc = next(iter(encaps))
         s["encapsulation"] = names.get(int(enc), enc) if enc.lstrip("-").isdigit() else enc
@@ -333,7 +381,7 @@ def summarize(tsv_path, names):
         s["encapsulations"] = {names.get(int(k), k) if k.lstrip("-").isdigit() else k: v
                                for k, v in sorted(encaps.items())}
     s["tcp_streams"] = len(streams)
-    checks = {"rtt_rule_agrees": 0, "rtt_rule_differs": [], "rtt_inconsistent": []}
+    checks = {"rtt_rule_agrees": 0, "rtt_rule_differs": [], "rtt_inconsistent": [], "rtt_hidden": []}
     out_streams = []
     for idx in sorted(streams, key=lambda i: streams[i]["first_frame"]):
         rec = streams[idx]
@@ -346,6 +394,11 @@ def summarize(tsv_path, names):
         derived = derived_initial_rtt(stream_frames[idx])
         if derived == rec["_rtt_ns"]:
             checks["rtt_rule_agrees"] += 1
+        elif rec["_rtt_ns"] is None:
+            # tshark computed it but printed it on no frame (it prints tcp.analysis.initial_rtt only on
+            # frames that carry a SEQ/ACK analysis record): keep tshark's null, record the hidden value
+            rec["initial_rtt_hidden_us"] = rtt_us(derived)
+            checks["rtt_hidden"].append({"stream": idx, "rule_ns": derived})
         else:
             checks["rtt_rule_differs"].append({"stream": idx, "tshark_ns": rec["_rtt_ns"], "rule_ns": derived})
         del rec["_rtt_ns"], rec["_rtt_values"]
@@ -369,17 +422,16 @@ def parse_capinfos(out_path):
     if "File encapsulation" in info:
         res["encapsulation"] = info["File encapsulation"]
     if "Number of packets" in info:
-        try:
-            res["packets"] = int(info["Number of packets"])
-        except ValueError:
-            pass
+        digits = re.sub(r"[^0-9]", "", info["Number of packets"])
+        if digits and not re.search(r"[kMG]", info["Number of packets"]):
+            res["packets"] = int(digits)
     return res
 
 
 # ---------------------------------------------------------------------------------------------------
 # golden file writer: one line per file header value group, one line per stream (small, diffable)
 
-FILE_KEYS = ["sha256", "tshark_status", "tshark_message", "encapsulation", "encapsulations",
+FILE_KEYS = ["sha256", "file_bytes", "linktype", "tshark_status", "tshark_message", "encapsulation", "encapsulations",
              "capinfos_encapsulation", "capinfos_packets",
              "packets", "bytes", "captured_bytes", "ipv4", "ipv6", "tcp", "udp", "icmp", "other",
              "tcp_without_stream", "tcp_tunnelled_or_quoted", "tcp_streams",
@@ -454,20 +506,21 @@ def main():
         cmeta, cout, _cerr, _ = cached_run("capinfos", CAPINFOS_ARGV, path, sha, cache_dir, 30)
         meta, out, err, from_cache = cached_run("tshark", TSHARK_ARGV, path, sha, cache_dir, args.timeout)
         counts["cached" if from_cache else "ran"] += 1
-        tshark_secs += meta["seconds"]
+        if not from_cache:
+            tshark_secs += meta["seconds"]
         summary, checks = summarize(out, names)
-        entry = {"sha256": sha}
+        entry = {"sha256": sha, "file_bytes": os.path.getsize(path), "linktype": header_linktypes(path)}
         if meta["timeout"]:
             entry["tshark_status"] = "timeout"
             counts["timeout"] += 1
         elif meta["rc"] != 0:
-            msg = first_error_line(err)
+            msg = error_text(err, path, rel)
             entry["tshark_status"] = f"error: {msg or 'exit status %d' % meta['rc']}"
             counts["error"] += 1
         else:
             entry["tshark_status"] = "ok"
             counts["ok"] += 1
-            msg = first_error_line(err)
+            msg = error_text(err, path, rel)
             if msg:
                 entry["tshark_message"] = msg
         ci = parse_capinfos(cout)
@@ -481,7 +534,8 @@ def main():
             checks["unparsed_tshark_lines"] = True
         entry.update(summary)
         golden[rel] = entry
-        if checks["rtt_rule_differs"] or checks["rtt_inconsistent"] or checks.get("unparsed_tshark_lines"):
+        if (checks["rtt_rule_differs"] or checks["rtt_inconsistent"] or checks["rtt_hidden"]
+                or checks.get("unparsed_tshark_lines")):
             all_checks[rel] = checks
         all_checks.setdefault("_rtt_rule_agrees", 0)
         all_checks["_rtt_rule_agrees"] += checks["rtt_rule_agrees"]
@@ -507,8 +561,12 @@ def main():
             "analysis flags, tcp_streams and streams only from frames whose first transport is TCP; each flag "
             "at most once per frame; tcp.analysis.retransmission is also present on every fast and every "
             "spurious retransmission (see scripts/pcap-oracle/README.md)",
-            "streams are sorted by first_frame; initial_rtt_us = tcp.analysis.initial_rtt rounded to "
-            "integer microseconds (initial_rtt_ns added only when not a whole microsecond)",
+            "streams are sorted by first_frame; initial_rtt_us = tcp.analysis.initial_rtt as tshark printed it, "
+            "rounded to integer microseconds (initial_rtt_ns added only when not a whole microsecond); "
+            "initial_rtt_hidden_us: tshark computed an initial RTT for the stream but printed it on no frame",
+            "linktype: LINKTYPE_ number from the pcap file header (a list, one per interface, for pcapng); "
+            "encapsulation: wiretap's name for frame.encap_type ('Per packet' plus encapsulations when mixed)",
+            "capinfos_packets / capinfos_encapsulation appear only where capinfos disagrees with tshark",
             "IP defragmentation is off: the first fragment carries the transport header",
         ],
         "files": golden,
@@ -547,9 +605,10 @@ def main():
             json.dump(all_checks, f, indent=1)
     wall = time.monotonic() - t_start
     differs = sum(len(c["rtt_rule_differs"]) for k, c in all_checks.items() if not k.startswith("_"))
-    status(f"done in {wall:.1f}s wall ({counts['ran']} tshark runs, {tshark_secs:.1f}s inside tshark); "
+    hidden = sum(len(c["rtt_hidden"]) for k, c in all_checks.items() if not k.startswith("_"))
+    status(f"done in {wall:.1f}s wall ({counts['ran']} tshark runs taking {tshark_secs:.1f}s, {counts['cached']} from the cache); "
            f"totals {json.dumps(totals)}; initial-RTT rule replay: {all_checks.get('_rtt_rule_agrees', 0)} "
-           f"streams agree, {differs} differ; golden {written} "
+           f"streams agree, {hidden} computed but never printed by tshark (initial_rtt_hidden_us), {differs} differ; golden {written} "
            f"({os.path.getsize(written) if written else 0} bytes)")
     if missing:
         status(f"manifest rows without a file: {missing[:10]}")

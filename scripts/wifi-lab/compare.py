@@ -326,6 +326,8 @@ def rate_view(agent_rate, iw_rate):
     if agent_rate is None or iw_rate is None:
         return agent_rate
     v = {k: agent_rate.get(k) for k in RATE_KEYS}
+    if "legacy" not in agent_rate and "phy" in agent_rate:   # the agent says which PHY; iw shows "legacy" as no MCS
+        v["legacy"] = agent_rate["phy"] == "legacy"
     if iw_rate.get("mcs") is not None and iw_rate.get("nss") is None and v.get("nss") in (None, iw_rate["mcs"] // 8 + 1):
         v["nss"] = None
     if iw_rate.get("legacy") and v.get("width_mhz") is None:
@@ -373,7 +375,9 @@ def compare_station(rep, scope, agent_sta, b, c, gap_ms):
         cmp_range(rep, scope, k, agent_sta.get(k), g(b, k), g(c, k))
     for k in STATION_BETWEEN:
         if k == "expected_throughput_kbps":   # follows the tx rate: may move like it
-            cmp_exact(rep, scope, k, agent_sta.get(k), g(b, k), g(c, k))
+            # iw prints the kernel's kbit/s scaled by 1000/1024 ("Mbps"); the agent keeps the kernel's value.
+            av = agent_sta.get(k)
+            cmp_exact(rep, scope, k, None if av is None else av * 1000 // 1024, g(b, k), g(c, k))
         else:
             cmp_between(rep, scope, k, agent_sta.get(k), g(b, k), g(c, k))
     for k in ("chain_signal_dbm", "chain_signal_avg_dbm"):
@@ -502,13 +506,14 @@ def compare_bracket(rep, ctx_dir, ctx, pseudo):
         nb = parse_scan(read(os.path.join(ctx_dir, f"before-{name}-scan-dump.txt")) or "")
         nc = parse_scan(read(os.path.join(ctx_dir, f"after-{name}-scan-dump.txt")) or "")
         nscope = f"{scope} neighbours"
-        own = ib.get("addr")
+        # The router's own BSSes are not neighbours: every wireless interface of this namespace is skipped.
+        own_set = {row.get("mac") for row in identities(os.path.dirname(os.path.dirname(ctx_dir))) if row.get("ns") == ctx} | {ib.get("addr")}
         an = {e.get("frequency_mhz"): e for e in ai.get("neighbours") or []}
 
         def per_freq(entries, drop_assoc):
             d = {}
             for e in entries:
-                if e["bssid"] == own or (drop_assoc and e["associated"]):
+                if e["bssid"] in own_set or (drop_assoc and e["associated"]):
                     continue
                 d.setdefault(e["freq"], []).append(e)
             return d
@@ -541,7 +546,17 @@ def compare_bracket(rep, ctx_dir, ctx, pseudo):
                 cmp_between(rep, nscope, f"{fq}.{raw}.signal_dbm", bss.get("signal_dbm"), sig(eb or ec), sig(ec or eb))
                 ssid_raw = pseudo.get(bss.get("ssid"), (None,))[0] if bss.get("ssid") else None
                 cmp_exact(rep, nscope, f"{fq}.{raw}.ssid (via pseudonym)", ssid_raw, (eb or ec)["ssid"], (ec or eb)["ssid"])
-        rep.rows.append((nscope, "(neighbour counting)", "note", label, "", "", "own BSSID never counted"))
+        rep.rows.append((nscope, "(neighbour counting)", "note", label, "", "", "the router's own BSSIDs (this namespace's interfaces) never counted"))
+
+
+def identities(results):
+    """identities.tsv of the run: ns, ifname, phy, mac, type, ssid, role per interface."""
+    text = read(os.path.join(results, "identities.tsv")) or ""
+    lines = [l.split("\t") for l in text.splitlines() if l.strip()]
+    if not lines:
+        return []
+    head = lines[0]
+    return [dict(zip(head, l)) for l in lines[1:]]
 
 
 def run(results, verbose):

@@ -526,6 +526,9 @@ EOF
                 t=$(date +%s%3N)
                 iw dev wlan0 station dump > "$R/iw-timeline/$t-wlan0-station-dump.txt" 2>&1
                 iw dev wlan1 station dump > "$R/iw-timeline/$t-wlan1-station-dump.txt" 2>&1
+                # The agent's memory with the Wi-Fi sampler on real radios (peak and anonymous, kB).
+                p=$(pgrep -n -f "$AGENT run" 2>/dev/null || true)
+                [ -n "$p" ] && echo "$t $(grep -E '^(VmHWM|VmRSS|RssAnon):' /proc/$p/status 2>/dev/null | tr -s ' \t' ' ' | tr '\n' ' ')" >> "$R/agent-memory.txt"
                 sleep 2
             done
         ) &
