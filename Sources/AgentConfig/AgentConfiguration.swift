@@ -71,6 +71,34 @@ public struct AgentConfiguration: Sendable, Equatable {
         }
     }
 
+    public struct Capture: Sendable, Equatable {
+        public var enabled: Bool
+        /// Interfaces captured on (exact names): typically the LAN bridge.
+        public var interfaces: [String]
+        /// A BPF filter expression, empty for none.
+        public var filter: String
+        /// 0: the header maximum computed by the agent. Larger values are refused at start.
+        public var snaplen: Int
+        public var immediate: Bool
+        public var bufferKiB: Int
+        public var maxFlows: Int
+        public var flowIdleSeconds: Int
+        public var maxClients: Int
+
+        public init(enabled: Bool = false, interfaces: [String] = ["br-lan"], filter: String = "", snaplen: Int = 0, immediate: Bool = false,
+                    bufferKiB: Int = 2048, maxFlows: Int = 16_384, flowIdleSeconds: Int = 300, maxClients: Int = 16) {
+            self.enabled = enabled
+            self.interfaces = interfaces
+            self.filter = filter
+            self.snaplen = snaplen
+            self.immediate = immediate
+            self.bufferKiB = bufferKiB
+            self.maxFlows = maxFlows
+            self.flowIdleSeconds = flowIdleSeconds
+            self.maxClients = maxClients
+        }
+    }
+
     public struct Health: Sendable, Equatable {
         public var enabled: Bool
         /// Root of the /proc and /sys trees read (tests point it elsewhere).
@@ -101,6 +129,7 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var lanClients: LANClients
     public var wifi: WiFi
     public var health: Health
+    public var capture: Capture
     public var privacy: Privacy
     public var logLevel: String
 
@@ -181,6 +210,18 @@ public struct AgentConfiguration: Sendable, Equatable {
         let health = Health(enabled: try h.bool("enabled", default: true))
         try h.finish()
 
+        var cp = try top.mapping("capture")
+        let capture = Capture(enabled: try cp.bool("enabled", default: false),
+                              interfaces: try cp.stringList("interfaces", default: ["br-lan"]),
+                              filter: try cp.string("filter", default: ""),
+                              snaplen: try cp.int("snaplen", default: 0, range: 0...65_535),
+                              immediate: try cp.bool("immediate", default: false),
+                              bufferKiB: try cp.int("buffer_kib", default: 2048, range: 64...65_536),
+                              maxFlows: try cp.int("max_flows", default: 16_384, range: 64...1_048_576),
+                              flowIdleSeconds: try cp.int("flow_idle_seconds", default: 300, range: 10...86_400),
+                              maxClients: try cp.int("max_clients", default: 16, range: 1...256))
+        try cp.finish()
+
         var p = try top.mapping("privacy")
         let privacy = Privacy(keyEpochDays: try p.int("key_epoch_days", default: 30, range: 1...366),
                               reportOUI: try p.bool("report_oui", default: true),
@@ -194,7 +235,7 @@ public struct AgentConfiguration: Sendable, Equatable {
         try top.finish()
         return AgentConfiguration(deviceID: deviceID, collector: collector, stateDirectory: stateDirectory,
                                   sampleIntervalSeconds: interval, reportWindowSeconds: window, maxSeriesPerWindow: maxSeries,
-                                  maxQueuedReports: maxQueued, link: link, lanClients: lan, wifi: wifi, health: health, privacy: privacy,
+                                  maxQueuedReports: maxQueued, link: link, lanClients: lan, wifi: wifi, health: health, capture: capture, privacy: privacy,
                                   logLevel: level)
     }
 

@@ -30,6 +30,12 @@ struct AnalyzeCommand: ParsableCommand {
     @Option(help: "Report window for the per-window table, seconds of capture time.")
     var windowSeconds: Int = 60
 
+    @Option(help: "Conversations tracked at once (the live agent's capture.max_flows); past it the least recently seen is evicted.")
+    var maxFlows: Int = 16_384
+
+    @Flag(help: "Do not keep the per-TCP-stream list (first frame, handshake RTT): memory then stays flat whatever the number of flows.")
+    var noStreams = false
+
     struct StreamOutput: Codable {
         var firstFrame: Int
         var synFrame: Int?
@@ -93,7 +99,9 @@ struct AnalyzeCommand: ParsableCommand {
             printError("meetpunt-agent analyze: cannot read \(error)")
             throw ExitCode(1)
         }
-        let analyzer = TrafficAnalyzer(limits: TrafficLimits(maxFlows: 1 << 20, maxStreamRecords: 1 << 21))
+        // No idle timeout within a file (tshark has none): a conversation ends by eviction only.
+        let analyzer = TrafficAnalyzer(limits: TrafficLimits(maxFlows: max(64, maxFlows), idleSecondsTCP: 86_400 * 365,
+                                                             idleSecondsDatagram: 86_400 * 365, maxStreamRecords: noStreams ? 0 : 1 << 21))
         let linkType = capture.linkType
         let supported = PacketParser.supportedLinkTypes.contains(linkType)
         var windows = WindowedAggregation(windowMicroseconds: Int64(max(1, windowSeconds)) * 1_000_000, maxSeries: 4900)

@@ -63,6 +63,15 @@ struct Run: AsyncParsableCommand {
             samplers.append(try WifiSampler(config: config.wifi, pseudonymiser: pseudonymiser, logger: logger))
         }
         if config.health.enabled { samplers.append(HealthSampler(config: config.health)) }
+        if config.capture.enabled {
+            do {
+                samplers.append(try CaptureSampler(config: config.capture, pseudonymiser: pseudonymiser, logger: logger))
+            } catch {
+                // One clear line and a non-zero exit: a capture that cannot start must not look alive.
+                logger.critical("capture cannot start; fix capture.* in the configuration", metadata: ["error": "\(error)"])
+                throw ExitCode(2)
+            }
+        }
         let queue = MemoryReportQueue(capacity: config.maxQueuedReports)
         let assembler = ReportAssembler(deviceID: config.deviceID, agentVersion: MeetpuntAgent.version,
                                         outgoingGuard: OutgoingGuard(guardSSIDs: ssids))

@@ -1,0 +1,125 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import AgentConfig
+import Logging
+import PacketCapture
+import Pseudonymisation
+import Synchronization
+import TrafficAnalysis
+
+/// Live, header-only packet analysis: one capture thread per interface (never the cooperative pool)
+/// reads packets with libpcap at the header snaplen and feeds a bounded ``TrafficAnalyzer``; each
+/// sampling round takes the interval's figures. Capture threads stop when the sampler is released.
+public final class CaptureSampler: Sampler, @unchecked Sendable {  // state behind `state`; threads joined in deinit
+    public let name = "capture"
+    private let config: AgentConfiguration.Capture
+    private let pseudonymiser: Pseudonymiser
+    private let logger: Logger?
+    private let state: Mutex<State>
+    private let stopping = Atomic<Bool>(false)
+    private var threads: [pthread_t] = []
+    private var handles: [CaptureHandle] = []
+
+    struct State {
+        var analyzer: TrafficAnalyzer
+        var kernelDrops: [String: UInt64] = [:]
+        var reportedDrops: UInt64 = 0
+        var failures: [String] = []
+    }
+
+    /// The snaplen actually set on each handle, for tests and `sample --once`.
+    public var snaplens: [String: Int] { Dictionary(uniqueKeysWithValues: handles.map { ($0.source, $0.snaplen) }) }
+
+    /// Opens every configured interface (a snaplen above the header maximum, an unknown interface or a
+    /// bad filter stops the agent at start with the reason) and starts the capture threads.
+    public init(config: AgentConfiguration.Capture, pseudonymiser: Pseudonymiser, logger: Logger?) throws {
+        self.config = config
+        self.pseudonymiser = pseudonymiser
+        self.logger = logger
+        let limits = TrafficLimits(maxFlows: config.maxFlows, idleSecondsTCP: config.flowIdleSeconds,
+                                   idleSecondsDatagram: min(60, config.flowIdleSeconds))
+        state = Mutex(State(analyzer: TrafficAnalyzer(limits: limits)))
+        let snaplen = config.snaplen == 0 ? HeaderLimits.maximumBytes : config.snaplen
+        for interface in config.interfaces {
+            handles.append(try CaptureHandle.openLive(interface: interface, snaplen: snaplen, immediate: config.immediate,
+                                                      bufferBytes: config.bufferKiB * 1024,
+                                                      filter: config.filter.isEmpty ? nil : config.filter))
+        }
+        for handle in handles { try start(handle) }
+        logger?.info("capture: started", metadata: ["interfaces": "\(config.interfaces.joined(separator: ","))",
+                                                    "snaplen": "\(snaplen)", "max_flows": "\(config.maxFlows)"])
+    }
+
+    deinit { stop() }
+
+    /// Stops and joins the capture threads.
+    public func stop() {
+        guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        for h in handles { h.breakLoop() }
+        for t in threads { pthread_join(t, nil) }
+        threads = []
+    }
+
+    private final class Context {
+        let sampler: CaptureSampler
+        let handle: CaptureHandle
+        init(_ s: CaptureSampler, _ h: CaptureHandle) { sampler = s; handle = h }
+    }
+
+    private func start(_ handle: CaptureHandle) throws {
+        let context = Unmanaged.passRetained(Context(self, handle)).toOpaque()
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { raw in
+            let ctx = Unmanaged<Context>.fromOpaque(raw!).takeRetainedValue()
+            ctx.sampler.loop(ctx.handle)
+            return nil
+        }, context)
+        guard rc == 0 else {
+            Unmanaged<Context>.fromOpaque(context).release()
+            throw AgentError("capture: cannot start a capture thread for \(handle.source): error \(rc)")
+        }
+        threads.append(thread)
+    }
+
+    /// The capture thread: read with a 200 ms timeout so a stop request is seen, parse headers outside the
+    /// lock, analyse inside it.
+    private func loop(_ handle: CaptureHandle) {
+        let linkType = handle.linkType
+        let supported = PacketParser.supportedLinkTypes.contains(linkType)
+        while !stopping.load(ordering: .acquiring) {
+            do {
+                let outcome = try handle.next { meta, view in
+                    let parsed: Result<PacketHeaders, SkipReason> = supported
+                        ? PacketParser.parse(linkType: linkType, view: &view, originalLength: meta.originalLength)
+                        : .failure(.unsupportedLinkType)
+                    state.withLock { s in
+                        switch parsed {
+                        case .success(let h): s.analyzer.process(meta, h)
+                        case .failure(let reason): s.analyzer.skip(meta, reason: reason)
+                        }
+                    }
+                }
+                if outcome == .end { break }
+            } catch {
+                state.withLock { $0.failures.append("\(handle.source): \(error)") }
+                break
+            }
+        }
+    }
+
+    public func sample(_ context: SampleContext, into batch: inout SampleBatch) throws {
+        var drops: UInt64 = 0
+        for h in handles { if let d = h.kernelDrops() { drops += UInt64(d.dropped) } }
+        let (interval, newDrops, failures) = state.withLock { s -> (TrafficInterval, UInt64, [String]) in
+            let delta = drops >= s.reportedDrops ? drops - s.reportedDrops : drops
+            s.reportedDrops = drops
+            let f = s.failures
+            s.failures = []
+            return (s.analyzer.takeInterval(), delta, f)
+        }
+        for f in failures { logger?.error("capture stopped", metadata: ["error": "\(f)"]) }
+        TrafficSamples.add(interval, pseudonymiser: pseudonymiser, epoch: context.epoch, maxClients: config.maxClients,
+                           captureDrops: newDrops, into: &batch)
+    }
+}
