@@ -19,7 +19,7 @@ xzbytes=$(xz -6 -T1 -c "$work/agent" | wc -c)
 heavy=$(nm "$release/meetpunt-agent" 2>/dev/null | grep -cE 'NIOCore|NIOPosix|Hummingbird|GRDB|PostgresNIO|FoundationInternationalization|CCryptoBoringSSL|Yams' || true)
 echo "dynamic libraries: $(ldd "$work/agent" | awk '{print $1}' | tr '\n' ' ')"
 
-phase "peak RSS while sampling (link + LAN clients, 1 s interval, 20 s)"
+phase "peak RSS while sampling (every sampler on: link, LAN clients, Wi-Fi (idle here: no radios), health, capture on lo with traffic; 1 s interval, 20 s)"
 cat > "$work/collector.yaml" <<YAML
 listen: {host: 127.0.0.1, port: 0}
 storage: {sqlite_path: $work/c.sqlite}
@@ -38,9 +38,14 @@ state_dir: $work/state
 sampling: {interval_seconds: 1, window_seconds: 5}
 link: {interfaces: ["*"], include_loopback: true}
 lan_clients: {interfaces: ["*"]}
+wifi: {enabled: true}
+health: {enabled: true}
+capture: {enabled: true, interfaces: ["lo"]}
 YAML
 "$work/agent" run --config "$work/agent.yaml" --duration 20 2> "$work/agent.log" &
 agent=$!
+# Traffic for the capture sampler: the agent's own uploads plus a steady ping on loopback.
+( timeout 20 ping -q -i 0.05 127.0.0.1 > /dev/null 2>&1 || true ) &
 peak=0; anon=0
 while kill -0 $agent 2>/dev/null; do
     hwm=$(awk '/VmHWM/ {print $2}' /proc/$agent/status 2>/dev/null || echo 0)
