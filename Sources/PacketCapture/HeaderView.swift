@@ -57,8 +57,9 @@ public struct HeaderBytes {
 
 /// The largest header stack Meetpunt parses, which is the snaplen it captures with.
 public enum HeaderLimits {
-    /// Link: Linux cooked v2 (20) is the longest link header handled; Ethernet 14 + QinQ 8 + PPPoE 8 = 30.
-    public static let linkBytes = 30
+    /// Link: Ethernet 14 + two VLAN tags 8 + PPPoE 8 = 30 on a home router's ports; PBB (18), LLC/SNAP (8)
+    /// and up to four MPLS labels (16) on the transit captures `analyze` reads: 64 in all.
+    public static let linkBytes = 64
     /// IPv6 40 + extension headers (hop-by-hop, routing, fragment, destination) up to 72 bytes in all;
     /// IPv4 is at most 60.
     public static let networkBytes = 112

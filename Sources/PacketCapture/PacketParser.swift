@@ -98,12 +98,13 @@ public enum SkipReason: String, Error, Sendable, CaseIterable {
 /// Parses link, network and transport headers through a ``HeaderView``; stops at the transport header.
 public enum PacketParser {
     /// Link types Meetpunt understands (libpcap DLT values).
-    public static let supportedLinkTypes: Set<Int32> = [0, 1, 12, 14, 101, 108, 113, 228, 229, 276]
+    public static let supportedLinkTypes: Set<Int32> = [0, 1, 10, 12, 14, 101, 108, 113, 228, 229, 276]
 
     public static func linkTypeName(_ dlt: Int32) -> String {
         switch dlt {
         case 0: "NULL"
         case 1: "EN10MB"
+        case 10: "FDDI"
         case 12, 14, 101: "RAW"
         case 108: "LOOP"
         case 113: "LINUX_SLL"
@@ -117,22 +118,60 @@ public enum PacketParser {
     public static func parse(linkType: Int32, view: inout HeaderView, originalLength: Int) -> Result<PacketHeaders, SkipReason> {
         var h = PacketHeaders()
         let etherType: UInt16
+        // What the link layer says the packet is: a PPPoE or 802.3 length can end it before the frame
+        // does (Ethernet padding), and the IP length is then checked against that, as Wireshark does.
+        var reportedLength = originalLength
         switch linkType {
-        case 1:
+        case 1, 10:
+            if linkType == 10 {
+                // FDDI: frame control, destination, source; then 802.2 LLC/SNAP.
+                guard let fddi = view.take(13) else { return .failure(.truncatedHeader) }
+                h.destinationMAC = mac(fddi, 1)
+                h.sourceMAC = mac(fddi, 7)
+                guard let type = snapType(&view) else { return .failure(.notIP) }
+                etherType = type
+                break
+            }
             guard let eth = view.take(14) else { return .failure(.truncatedHeader) }
             h.destinationMAC = mac(eth, 0)
             h.sourceMAC = mac(eth, 6)
             var type = eth.u16(12)
-            // 802.1Q / 802.1ad / QinQ: at most two tags.
-            var tags = 0
-            while type == 0x8100 || type == 0x88A8 || type == 0x9100 {
-                guard tags < 2 else { return .failure(.headersTooLong) }
-                guard let tag = view.take(4) else { return .failure(.truncatedHeader) }
-                type = tag.u16(2)
-                tags += 1
+            var layers = 0
+            // 802.1Q / 802.1ad / QinQ tags, 802.1ah PBB, 802.3 + LLC/SNAP, MPLS: walked to the IP header,
+            // a bounded number of layers deep.
+            walk: while true {
+                layers += 1
+                guard layers <= 6 else { return .failure(.headersTooLong) }
+                if type == 0x8100 || type == 0x88A8 || type == 0x9100 {
+                    guard let tag = view.take(4) else { return .failure(.truncatedHeader) }
+                    type = tag.u16(2)
+                } else if type == 0x88E7 {  // PBB I-tag, then the customer's Ethernet header
+                    guard view.take(4) != nil, let inner = view.take(14) else { return .failure(.truncatedHeader) }
+                    h.destinationMAC = mac(inner, 0)
+                    h.sourceMAC = mac(inner, 6)
+                    type = inner.u16(12)
+                } else if type < 0x0600 {  // an 802.3 length: LLC/SNAP carries the EtherType
+                    reportedLength = Swift.min(reportedLength, view.offset + Int(type))
+                    guard let snap = snapType(&view) else { return .failure(.notIP) }
+                    type = snap
+                } else if type == 0x8847 || type == 0x8848 {  // MPLS: labels to the bottom of the stack
+                    var bottom = false
+                    var labels = 0
+                    while !bottom {
+                        labels += 1
+                        guard labels <= 4 else { return .failure(.headersTooLong) }
+                        guard let label = view.take(4) else { return .failure(.truncatedHeader) }
+                        bottom = label.u8(2) & 1 != 0
+                    }
+                    guard let version = view.peekVersion() else { return .failure(.truncatedHeader) }
+                    type = version == 4 ? 0x0800 : version == 6 ? 0x86DD : 0
+                } else {
+                    break walk
+                }
             }
             if type == 0x8864 {  // PPPoE session: 6 bytes, then the PPP protocol
                 guard let pppoe = view.take(8) else { return .failure(.truncatedHeader) }
+                reportedLength = Swift.min(reportedLength, view.offset + Int(pppoe.u16(4)) - 2)
                 switch pppoe.u16(6) {
                 case 0x0021: type = 0x0800
                 case 0x0057: type = 0x86DD
@@ -165,10 +204,16 @@ public enum PacketParser {
             return .failure(.unsupportedLinkType)
         }
         switch etherType {
-        case 0x0800: return parseIPv4(&view, into: h, originalLength: originalLength)
-        case 0x86DD: return parseIPv6(&view, into: h, originalLength: originalLength)
+        case 0x0800: return parseIPv4(&view, into: h, originalLength: reportedLength)
+        case 0x86DD: return parseIPv6(&view, into: h, originalLength: reportedLength)
         default: return .failure(.notIP)
         }
+    }
+
+    /// 802.2 LLC with a SNAP header (AA AA 03, OUI, type): the EtherType, or nil for other LLC.
+    static func snapType(_ view: inout HeaderView) -> UInt16? {
+        guard let llc = view.take(8), llc.u8(0) == 0xAA, llc.u8(1) == 0xAA, llc.u8(2) == 0x03 else { return nil }
+        return llc.u16(6)
     }
 
     @inline(__always) static func mac(_ b: HeaderBytes, _ at: Int) -> UInt64 {

@@ -180,6 +180,10 @@ public final class TrafficAnalyzer {
     public private(set) var totals = TrafficTotals()
     public private(set) var streams: [StreamRecord] = []
     public private(set) var streamsNotRecorded = 0
+    /// Called with the frame number and the name of each TCP flag raised (retransmission, fast_retransmission,
+    /// out_of_order, zero_window): `analyze --trace-tcp` compares them frame by frame with tshark.
+    public var tcpTrace: ((Int, String) -> Void)?
+    private var currentFrame = 0
 
     public init(limits: TrafficLimits = TrafficLimits()) {
         self.limits = limits
@@ -205,9 +209,13 @@ public final class TrafficAnalyzer {
         interval.skipped[reason, default: 0] += 1
     }
 
+    /// Link types whose records carry a pseudo-header that is not part of the frame on the wire
+    /// (SunATM: 4 bytes), so the byte total is the frame's as Wireshark counts it.
+    public var pseudoHeaderBytes = 0
+
     private func countFrame(_ meta: PacketMeta) {
         totals.packets += 1
-        totals.bytes += meta.originalLength
+        totals.bytes += Swift.max(0, meta.originalLength - pseudoHeaderBytes)
         totals.capturedBytes += meta.capturedLength
     }
 
@@ -329,6 +337,7 @@ public final class TrafficAnalyzer {
     private static let aKeepAlive: UInt16 = 0x0008, aZeroWindowProbe: UInt16 = 0x0040
 
     private func analyseTCP(_ flow: inout Flow, _ tcp: TCPHeader, forward fromA: Bool, t: Int64, direction: TrafficDirection, frame: Int) {
+        currentFrame = frame
         var fwd = fromA ? flow.dirs.0 : flow.dirs.1
         var rev = fromA ? flow.dirs.1 : flow.dirs.0
         let flags = tcp.flags
@@ -349,6 +358,7 @@ public final class TrafficAnalyzer {
             ta |= Self.aZeroWindowProbe
         } else {
             if window == 0 && synFinRst == 0 {
+                tcpTrace?(frame, "zero_window")
                 totals.zeroWindow += 1
                 interval.zeroWindow[direction, default: 0] += 1
             }
@@ -385,6 +395,7 @@ public final class TrafficAnalyzer {
                     let threshold: UInt64 = flow.firstRTT == 0 ? 3_000_000 : UInt64(bitPattern: flow.firstRTT)
                     let synFin: UInt32 = flags & (Self.syn | Self.fin) != 0 ? 1 : 0
                     if notAdvanced && UInt64(bitPattern: t &- fwd.nextSeqTime) < threshold && fwd.nextSeq != seq &+ seglen &+ synFin {
+                        tcpTrace?(frame, "out_of_order")
                         totals.outOfOrder += 1
                         interval.outOfOrder[direction, default: 0] += 1
                         retransmitted = true
@@ -461,6 +472,7 @@ public final class TrafficAnalyzer {
     }
 
     private func countRetransmission(_ direction: TrafficDirection, fast: Bool) {
+        tcpTrace?(currentFrame, fast ? "fast_retransmission" : "retransmission")
         totals.retransmissions += 1
         interval.retransmissions[direction, default: 0] += 1
         if fast {

@@ -33,6 +33,9 @@ struct AnalyzeCommand: ParsableCommand {
     @Option(help: "Conversations tracked at once (the live agent's capture.max_flows); past it the least recently seen is evicted.")
     var maxFlows: Int = 16_384
 
+    @Flag(help: .hidden)
+    var traceTcp = false
+
     @Flag(help: "Do not keep the per-TCP-stream list (first frame, handshake RTT): memory then stays flat whatever the number of flows.")
     var noStreams = false
 
@@ -102,7 +105,9 @@ struct AnalyzeCommand: ParsableCommand {
         // No idle timeout within a file (tshark has none): a conversation ends by eviction only.
         let analyzer = TrafficAnalyzer(limits: TrafficLimits(maxFlows: max(64, maxFlows), idleSecondsTCP: 86_400 * 365,
                                                              idleSecondsDatagram: 86_400 * 365, maxStreamRecords: noStreams ? 0 : 1 << 21))
+        if traceTcp { analyzer.tcpTrace = { frame, flag in printError("frame \(frame) \(flag)") } }
         let linkType = capture.linkType
+        if linkType == 123 { analyzer.pseudoHeaderBytes = 4 }  // DLT_SUNATM
         let supported = PacketParser.supportedLinkTypes.contains(linkType)
         var windows = WindowedAggregation(windowMicroseconds: Int64(max(1, windowSeconds)) * 1_000_000, maxSeries: 4900)
         var failure: CaptureError?

@@ -6,6 +6,7 @@
 #   topology.sh show PREFIX
 #
 # PREFIX: 1-12 characters [a-z0-9] (interface names are PREFIX + up to 3 characters, at most 15).
+# NETLAB_SCHED=auto|fifo|nice|normal: the relays' CPU scheduling (default auto: SCHED_FIFO, see delay-relay.py).
 #
 #  ns ${P}c (client)        ns ${P}x (relays)                         ns ${P}r (router)            ns ${P}s (server)
 #  ${P}c0 192.168.77.2 ── ${P}c1 ═[relay LAN]═ ${P}l1 ── ${P}lan 192.168.77.1
@@ -25,7 +26,7 @@ note() { echo "$(date +%H:%M:%S) netlab: $*" >> "$STATUS_FILE" 2>/dev/null || tr
 die() { echo "topology.sh: $*" >&2; note "FAIL: $*"; exit 1; }
 
 usage() {
-    sed -n '2,9p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -129,21 +130,21 @@ cmd_up() {
     in_ns "${P}s" ip link set "${P}s0" up
     in_ns "${P}s" ip route add default via 203.0.113.1
 
-    local jl=() jw=()
+    local jl=() jw=() sched=${NETLAB_SCHED:-auto}
     [ "$lan_jit" != 0 ] && jl=(--jitter-ms "$lan_jit" --seed 1)
     [ "$wan_jit" != 0 ] && jw=(--jitter-ms "$wan_jit" --seed 2)
     # 'ip netns exec' execs the command, so $! is the relay's own pid.
-    ip netns exec "${P}x" python3 -u "$HERE/delay-relay.py" "${P}c1" "${P}l1" "$lan_ms" "${jl[@]}" \
+    ip netns exec "${P}x" python3 -u "$HERE/delay-relay.py" "${P}c1" "${P}l1" "$lan_ms" --sched "$sched" "${jl[@]}" \
         < /dev/null > "$run/relay-lan.log" 2>&1 &
     echo $! > "$run/relay-lan.pid"
-    ip netns exec "${P}x" python3 -u "$HERE/delay-relay.py" "${P}w1" "${P}s1" "$wan_ms" "${jw[@]}" \
+    ip netns exec "${P}x" python3 -u "$HERE/delay-relay.py" "${P}w1" "${P}s1" "$wan_ms" --sched "$sched" "${jw[@]}" \
         < /dev/null > "$run/relay-wan.log" 2>&1 &
     echo $! > "$run/relay-wan.pid"
 
     for i in $(seq 1 100); do
         if in_ns "${P}c" ping -c1 -W1 -q 203.0.113.2 >/dev/null 2>&1; then
             note "up $P (LAN ${lan_ms} ms, WAN ${wan_ms} ms each way) after $i ping(s)"
-            echo "netlab $P up: client ${P}c 192.168.77.2, router ${P}r (${P}lan 192.168.77.1, ${P}wan 203.0.113.1), server ${P}s 203.0.113.2; LAN +${lan_ms} ms, WAN +${wan_ms} ms each way"
+            echo "netlab $P up: client ${P}c 192.168.77.2, router ${P}r (${P}lan 192.168.77.1, ${P}wan 203.0.113.1), server ${P}s 203.0.113.2; LAN +${lan_ms} ms, WAN +${wan_ms} ms each way (jitter ${lan_jit}/${wan_jit} ms)"
             return 0
         fi
         for f in "$run/relay-lan.pid" "$run/relay-wan.pid"; do

@@ -19,6 +19,7 @@ import os
 import sys
 from decimal import Decimal
 
+sys.dont_write_bytecode = True   # no __pycache__ in the repository
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import oracle  # noqa: E402
 
