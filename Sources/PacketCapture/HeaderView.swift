@@ -27,6 +27,14 @@ public struct HeaderView: ~Copyable {
         return base.load(fromByteOffset: offset, as: UInt8.self) >> 4
     }
 
+    /// Steps over `count` bytes of link metadata without reading them (NFLOG's attributes before its
+    /// packet). Bounded like `take`; false when they were not captured.
+    public mutating func skip(_ count: Int) -> Bool {
+        guard count >= 0, count <= end - offset else { return false }
+        offset += count
+        return true
+    }
+
     /// Claims the next `count` bytes as one header structure; nil (claiming nothing) when they were not
     /// captured, which the parser reports as a truncated header.
     public mutating func take(_ count: Int) -> HeaderBytes? {

@@ -79,6 +79,8 @@ public struct PacketHeaders: Sendable {
     public var tcp: TCPHeader?
     /// A non-first IP fragment carries no transport header.
     public var isFragment = false
+    /// The headers are a tunnel's inner ones (IP-in-IP, GRE); tunnels are walked once.
+    public var insideTunnel = false
     /// The first fragment of a fragmented datagram: its TCP header is read, but it is not analysed
     /// (tshark with IP reassembly off does the same).
     public var isFirstFragment = false
@@ -98,7 +100,7 @@ public enum SkipReason: String, Error, Sendable, CaseIterable {
 /// Parses link, network and transport headers through a ``HeaderView``; stops at the transport header.
 public enum PacketParser {
     /// Link types Meetpunt understands (libpcap DLT values).
-    public static let supportedLinkTypes: Set<Int32> = [0, 1, 10, 12, 14, 101, 108, 113, 228, 229, 276]
+    public static let supportedLinkTypes: Set<Int32> = [0, 1, 10, 12, 14, 101, 108, 113, 228, 229, 239, 276]
 
     public static func linkTypeName(_ dlt: Int32) -> String {
         switch dlt {
@@ -110,6 +112,7 @@ public enum PacketParser {
         case 113: "LINUX_SLL"
         case 228: "IPV4"
         case 229: "IPV6"
+        case 239: "NFLOG"
         case 276: "LINUX_SLL2"
         default: "DLT_\(dlt)"
         }
@@ -197,6 +200,21 @@ public enum PacketParser {
             case 10, 24, 28, 30: etherType = 0x86DD
             default: return .failure(.notIP)
             }
+        case 239:
+            // NFLOG: a 4-byte header, then type-length-value attributes (host byte order, 4-byte aligned)
+            // up to the packet attribute (NFULA_PAYLOAD = 9). Attributes before it are stepped over unread.
+            guard let nflog = view.take(4) else { return .failure(.truncatedHeader) }
+            let family = nflog.u8(0)
+            var found = false
+            for _ in 0..<16 {
+                guard let tlv = view.take(4) else { return .failure(.truncatedHeader) }
+                let length = Int(tlv.u16le(0)), type = tlv.u16le(2)
+                guard length >= 4 else { return .failure(.malformedHeader) }
+                if type == 9 { found = true; break }
+                guard view.skip((length + 3) & ~3 - 4) else { return .failure(.headersTooLong) }
+            }
+            guard found else { return .failure(.headersTooLong) }
+            etherType = family == 2 ? 0x0800 : family == 10 ? 0x86DD : 0
         case 12, 14, 101, 228, 229:
             guard let first = view.peekVersion() else { return .failure(.truncatedHeader) }
             etherType = first == 4 ? 0x0800 : first == 6 ? 0x86DD : 0
@@ -280,6 +298,49 @@ public enum PacketParser {
 
     static func parseTransport(_ view: inout HeaderView, protocol p: UInt8, payload: Int, into h: PacketHeaders) -> Result<PacketHeaders, SkipReason> {
         var h = h
+        // Tunnels are walked to the inner headers once (IP-in-IP, 6in4, GRE with IP, Ethernet or ERSPAN II
+        // inside), as Wireshark shows the inner TCP; the inner headers count against the same budget.
+        if !h.isFragment, !h.insideTunnel, p == 4 || p == 41 || p == 47 {
+            h.insideTunnel = true
+            var inner = p == 4 ? UInt16(0x0800) : p == 41 ? 0x86DD : 0
+            var innerLength = payload
+            if p == 47 {
+                guard let gre = view.take(4) else { return .failure(.truncatedHeader) }
+                let flags = gre.u16(0)
+                guard flags & 0x0007 == 0 else { return .success(h) }  // GRE version 0 only
+                var extra = 0
+                if flags & 0x8000 != 0 { extra += 4 }
+                if flags & 0x2000 != 0 { extra += 4 }
+                if flags & 0x1000 != 0 { extra += 4 }
+                guard view.take(extra) != nil else { return .failure(.truncatedHeader) }
+                innerLength -= 4 + extra
+                switch gre.u16(2) {
+                case 0x0800, 0x86DD: inner = gre.u16(2)
+                case 0x88BE, 0x6558:  // ERSPAN II (8-byte header) or transparent Ethernet bridging
+                    if gre.u16(2) == 0x88BE {
+                        guard view.take(8) != nil else { return .failure(.truncatedHeader) }
+                        innerLength -= 8
+                    }
+                    guard let eth = view.take(14) else { return .failure(.truncatedHeader) }
+                    innerLength -= 14
+                    var type = eth.u16(12)
+                    if type == 0x8100 {
+                        guard let tag = view.take(4) else { return .failure(.truncatedHeader) }
+                        type = tag.u16(2)
+                        innerLength -= 4
+                    }
+                    inner = type
+                default:
+                    return .success(h)  // other GRE payloads: counted as a tunnel packet, not analysed
+                }
+            }
+            let start = view.offset
+            switch inner {
+            case 0x0800: return parseIPv4(&view, into: h, originalLength: start + innerLength)
+            case 0x86DD: return parseIPv6(&view, into: h, originalLength: start + innerLength)
+            default: return .success(h)
+            }
+        }
         switch p {
         case 6: h.transport = .tcp
         case 17: h.transport = .udp

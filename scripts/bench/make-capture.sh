@@ -17,7 +17,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${BENCH_CACHE:-/var/cache/meetpunt/bench}
 STATUS=${BENCH_STATUS:-/tmp/bench-status.txt}
-PACKETS=${PACKETS:-2200000}
+PACKETS=${PACKETS:-2100000}
 SHORT_CONNS=${SHORT_CONNS:-12000}
 UDP_DATAGRAMS=${UDP_DATAGRAMS:-60000}
 PINGS=${PINGS:-30000}
@@ -57,20 +57,20 @@ cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     sleep 0.3
     for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    ip netns del "$A" 2>/dev/null || true
-    ip netns del "$B" 2>/dev/null || true
+    timeout 20 ip netns del "$A" 2>/dev/null || true
+    timeout 20 ip netns del "$B" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
 
-ip netns del "$A" 2>/dev/null || true
-ip netns del "$B" 2>/dev/null || true
-ip netns add "$A"; ip netns add "$B"
-ip link add mpbench0 netns "$A" type veth peer name mpbench1 netns "$B"
-ip -n "$A" link set lo up; ip -n "$B" link set lo up
-ip -n "$A" addr add 10.213.0.1/24 dev mpbench0; ip -n "$B" addr add 10.213.0.2/24 dev mpbench1
-ip -n "$A" addr add fd00:213::1/64 dev mpbench0 nodad; ip -n "$B" addr add fd00:213::2/64 dev mpbench1 nodad
-ip -n "$A" link set mpbench0 up; ip -n "$B" link set mpbench1 up
+timeout 20 ip netns del "$A" 2>/dev/null || true
+timeout 20 ip netns del "$B" 2>/dev/null || true
+timeout 20 ip netns add "$A"; timeout 20 ip netns add "$B"
+timeout 20 ip link add mpbench0 netns "$A" type veth peer name mpbench1 netns "$B"
+timeout 20 ip -n "$A" link set lo up; timeout 20 ip -n "$B" link set lo up
+timeout 20 ip -n "$A" addr add 10.213.0.1/24 dev mpbench0; timeout 20 ip -n "$B" addr add 10.213.0.2/24 dev mpbench1
+timeout 20 ip -n "$A" addr add fd00:213::1/64 dev mpbench0 nodad; timeout 20 ip -n "$B" addr add fd00:213::2/64 dev mpbench1 nodad
+timeout 20 ip -n "$A" link set mpbench0 up; timeout 20 ip -n "$B" link set mpbench1 up
 for ns_if in "$A mpbench0" "$B mpbench1"; do
     set -- $ns_if
     timeout 10 ip netns exec "$1" ethtool -K "$2" tso off gso off gro off

@@ -262,12 +262,12 @@ def ratio(inp, label, an, other, goal, ok):
         a, o = f(an), (f(other) if other else None)
         if a is None or o is None:
             bad = other if other and other[2] != "ok" else an
-            return (f"n/a ({bad[2]})" if bad[2] != "ok" else "n/a (too short)"), "–"
+            return (f"n/a ({bad[1].split()[0]} {bad[2]})" if bad[2] != "ok" else "n/a (too short)"), "–"
         return f"{a / o:.2f}×", ("met" if ok(a / o) else "missed")
     w, wm = one(pps)
     c, cm = one(cpps)
     ratio_md.append(f"| {inp} | {label} | {w} | {wm} | {c} | {cm} | {goal} |")
-    ratio_txt.append(f"  {inp}: {label:<44} wall {w:<22} {wm:<7} CPU {c:<10} {cm:<7} goal {goal}")
+    ratio_txt.append(f"  {inp}: {label:<56} {goal:<14} wall {w:>7} {wm:<7} CPU {c:>7} {cm}")
 
 for inp in ("A", "B"):
     an = find(inp, "meetpunt-agent analyze")
