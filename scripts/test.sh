@@ -32,6 +32,12 @@ else
     lab_status=${PIPESTATUS[0]}
 fi
 
+phase "packet analysis against tshark over ../shared/pcaps (issue 13 acceptance 1; golden figures committed)"
+swift build -c release --static-swift-stdlib --product meetpunt-agent 2>&1 | tail -1
+./scripts/pcap-oracle/run-agent.sh "$(swift build -c release --show-bin-path)/meetpunt-agent" var/pcap-accuracy 2>&1 | tee var/pcap-accuracy.log
+oracle_status=${PIPESTATUS[0]}
+
 [ "$status" -eq 0 ] && status=$lab_status
+[ "$status" -eq 0 ] && status=$oracle_status
 phase "done (exit $status)"
 exit "$status"

@@ -108,7 +108,6 @@ struct AnalyzeCommand: ParsableCommand {
         if traceTcp { analyzer.tcpTrace = { frame, flag in printError("frame \(frame) \(flag)") } }
         let linkType = capture.linkType
         if linkType == 123 { analyzer.pseudoHeaderBytes = 4 }  // DLT_SUNATM
-        let supported = PacketParser.supportedLinkTypes.contains(linkType)
         var windows = WindowedAggregation(windowMicroseconds: Int64(max(1, windowSeconds)) * 1_000_000, maxSeries: 4900)
         var failure: CaptureError?
         var lastTime: Int64 = 0
@@ -123,28 +122,44 @@ struct AnalyzeCommand: ParsableCommand {
                                maxClients: 16, captureDrops: nil, into: &batch)
             closed += windows.add(batch, at: t)
         }
+        func handle(_ meta: PacketMeta, _ packetLinkType: Int32, _ view: inout HeaderView) {
+            let t = meta.timestampMicroseconds
+            if nextTick == nil { nextTick = t + tick }
+            // One flush per elapsed interval, but a clock jump in the file (malformed captures hold
+            // timestamps decades apart) costs one flush, not one per skipped interval.
+            if let n = nextTick, t >= n {
+                flush(at: n)
+                nextTick = t - n >= tick ? n + ((t - n) / tick + 1) * tick : n + tick
+            }
+            lastTime = t
+            guard PacketParser.supportedLinkTypes.contains(packetLinkType) else { analyzer.skip(meta, reason: .unsupportedLinkType); return }
+            switch PacketParser.parse(linkType: packetLinkType, view: &view, originalLength: meta.originalLength) {
+            case .success(let h): analyzer.process(meta, h)
+            case .failure(let reason): analyzer.skip(meta, reason: reason)
+            }
+        }
         do {
             while true {
-                let outcome = try capture.next { meta, view in
-                    let t = meta.timestampMicroseconds
-                    if nextTick == nil { nextTick = t + tick }
-                    // One flush per elapsed interval, but a clock jump in the file (malformed captures
-                    // hold timestamps decades apart) costs one flush, not one per skipped interval.
-                    if let n = nextTick, t >= n {
-                        flush(at: n)
-                        nextTick = t - n >= tick ? n + ((t - n) / tick + 1) * tick : n + tick
-                    }
-                    lastTime = t
-                    guard supported else { analyzer.skip(meta, reason: .unsupportedLinkType); return }
-                    switch PacketParser.parse(linkType: linkType, view: &view, originalLength: meta.originalLength) {
-                    case .success(let h): analyzer.process(meta, h)
-                    case .failure(let reason): analyzer.skip(meta, reason: reason)
-                    }
-                }
+                let outcome = try capture.next { meta, view in handle(meta, linkType, &view) }
                 if outcome == .end { break }
             }
         } catch {
             failure = error
+        }
+        // libpcap 1.10 refuses pcapng files whose interfaces differ in snapshot length or link type; read
+        // those with the small pcapng reader instead (nothing was analysed yet).
+        if let f = failure, analyzer.totals.packets == 0, PcapngFile.isPcapng(file),
+           f.message.contains("snapshot length") || f.message.contains("link-layer type") {
+            failure = nil
+            do {
+                let fallback = try PcapngFile(path: file)
+                while true {
+                    let outcome = try fallback.next { meta, packetLinkType, view in handle(meta, packetLinkType, &view) }
+                    if outcome == .end { break }
+                }
+            } catch {
+                failure = error
+            }
         }
         flush(at: lastTime)
         closed += windows.finish()

@@ -16,8 +16,9 @@
 # up: creates the namespaces and veth pairs, turns offloads off on every veth, starts the two relays
 #     (pid files and logs in /run/netlab-PREFIX/), waits until the client pings the server. A lab with
 #     the same PREFIX that is already there is removed first.
-# down: stops the relays (their counters land in /run/netlab-PREFIX/relay-*.log, printed by down) and
-#     deletes the namespaces, which deletes every veth; idempotent, never fails for what is not there.
+# down: stops the relays (SIGTERM; down prints their counters) and deletes the namespaces, which
+#     deletes every veth, and /run/netlab-PREFIX/ (kept with its logs when NETLAB_KEEP_LOGS=1);
+#     idempotent, never fails for what is not there.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -82,7 +83,8 @@ cmd_down() {
     for dev in "${P}c0" "${P}c1" "${P}l1" "${P}lan" "${P}wan" "${P}w1" "${P}s1" "${P}s0"; do
         ip link del "$dev" 2>/dev/null || true
     done
-    [ -d "$run" ] && { rm -f "$run"/*.pid; }
+    # The relays' logs are kept only on request (their counters were printed just above).
+    if [ "${NETLAB_KEEP_LOGS:-0}" = 1 ]; then rm -f "$run"/*.pid; else rm -rf "$run"; fi
     note "down $P"
     return 0
 }

@@ -41,7 +41,7 @@ def pace(sent, rate, t0):
 def server(args):
     marker = args.marker
     deadline = time.monotonic() + args.seconds + 20
-    counts = {"short_connections": 0, "bulk_connections": 0, "bulk_bytes_sent": 0, "bulk_bytes_received": 0,
+    counts = {"short_connections": 0, "bulk_connections": 0, "bulk_marker_ok": None, "bulk_bytes_sent": 0, "bulk_bytes_received": 0,
               "udp_datagrams": 0, "errors": 0}
     lock = threading.Lock()
 
@@ -58,18 +58,20 @@ def server(args):
         return s
 
     def read_line(c, limit=4096):
+        """The first line, and what was read past it (the start of a bulk upload)."""
         buf = b""
         while b"\n" not in buf and len(buf) < limit:
             d = c.recv(limit - len(buf))
             if not d:
                 break
             buf += d
-        return buf.split(b"\n", 1)[0].decode("ascii", "replace")
+        line, _, rest = buf.partition(b"\n")
+        return line.decode("ascii", "replace"), rest
 
     def short_conn(c):
         try:
             c.settimeout(10)
-            line = read_line(c)
+            line, _ = read_line(c)
             c.sendall(f"OK {marker} {line.split()[-1] if line.split() else '-'}\n".encode("ascii"))
             add("short_connections")
         except OSError:
@@ -81,7 +83,8 @@ def server(args):
         # Request line: "BULK down|up RATE SECONDS"
         try:
             c.settimeout(10)
-            parts = read_line(c).split()
+            line, rest = read_line(c)
+            parts = line.split()
             direction, rate, secs = parts[1], float(parts[2]), min(float(parts[3]), args.seconds + 5)
             add("bulk_connections")
             t0 = time.monotonic()
@@ -98,14 +101,25 @@ def server(args):
                 while c.recv(65536):
                     pass
             else:
-                got = 0
+                m = marker.encode("ascii")
+                got, ok, tail = 0, True, b""
                 c.settimeout(secs + 10)
+                d = rest
                 while time.monotonic() < deadline:
+                    if d:
+                        # The stream is the marker repeated: check it stays in phase across reads.
+                        got += len(d)
+                        data = tail + d
+                        whole = len(data) - len(data) % len(m)
+                        if data[:whole] != m * (whole // len(m)):
+                            ok = False
+                        tail = data[whole:]
                     d = c.recv(262144)
                     if not d:
                         break
-                    got += len(d)
                 add("bulk_bytes_received", got)
+                with lock:
+                    counts["bulk_marker_ok"] = ok and got > 0
         except (OSError, ValueError, IndexError):
             add("errors")
         finally:
