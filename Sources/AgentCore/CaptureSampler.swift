@@ -47,8 +47,10 @@ public final class CaptureSampler: Sampler, @unchecked Sendable {  // state behi
                                                       filter: config.filter.isEmpty ? nil : config.filter))
         }
         for handle in handles { try start(handle) }
+        // The snaplen libpcap actually set on each handle: the header maximum, never more.
         logger?.info("capture: started", metadata: ["interfaces": "\(config.interfaces.joined(separator: ","))",
-                                                    "snaplen": "\(snaplen)", "max_flows": "\(config.maxFlows)"])
+                                                    "snaplen": "\(handles.map { String($0.snaplen) }.joined(separator: ","))",
+                                                    "max_flows": "\(config.maxFlows)"])
     }
 
     deinit { stop() }
