@@ -86,7 +86,7 @@ public struct AgentConfiguration: Sendable, Equatable {
         public var maxClients: Int
 
         public init(enabled: Bool = false, interfaces: [String] = ["br-lan"], filter: String = "", snaplen: Int = 0, immediate: Bool = false,
-                    bufferKiB: Int = 2048, maxFlows: Int = 16_384, flowIdleSeconds: Int = 300, maxClients: Int = 16) {
+                    bufferKiB: Int = 2048, maxFlows: Int = 4096, flowIdleSeconds: Int = 300, maxClients: Int = 16) {
             self.enabled = enabled
             self.interfaces = interfaces
             self.filter = filter
@@ -217,7 +217,7 @@ public struct AgentConfiguration: Sendable, Equatable {
                               snaplen: try cp.int("snaplen", default: 0, range: 0...65_535),
                               immediate: try cp.bool("immediate", default: false),
                               bufferKiB: try cp.int("buffer_kib", default: 2048, range: 64...65_536),
-                              maxFlows: try cp.int("max_flows", default: 16_384, range: 64...1_048_576),
+                              maxFlows: try cp.int("max_flows", default: 4096, range: 64...1_048_576),
                               flowIdleSeconds: try cp.int("flow_idle_seconds", default: 300, range: 10...86_400),
                               maxClients: try cp.int("max_clients", default: 16, range: 1...256))
         try cp.finish()

@@ -7,10 +7,10 @@ import TrafficAnalysis
 public enum TrafficSamples {
     public static func add(_ interval: TrafficInterval, pseudonymiser: Pseudonymiser, epoch: KeyEpoch, maxClients: Int,
                            captureDrops: UInt64?, into batch: inout SampleBatch) {
-        for (key, packets) in interval.packets.sorted(by: { "\($0.key)" < "\($1.key)" }) {
-            let labels = ["direction": key.direction.rawValue, "transport": "\(key.transport)", "ip": key.ipv6 ? "6" : "4"]
-            batch.add("traffic.packets", labels, Double(packets))
-            batch.add("traffic.bytes", labels, Double(interval.bytes[key] ?? 0))
+        for c in interval.classes {
+            let labels = ["direction": c.key.direction.rawValue, "transport": "\(c.key.transport)", "ip": c.key.ipv6 ? "6" : "4"]
+            batch.add("traffic.packets", labels, Double(c.packets))
+            batch.add("traffic.bytes", labels, Double(c.bytes))
         }
         batch.add("traffic.flows_active", [:], Double(interval.activeFlows))
         batch.add("traffic.flows_new", [:], Double(interval.newFlows))

@@ -128,7 +128,6 @@ public final class CaptureHandle {
     public func next(_ body: (PacketMeta, inout HeaderView) -> Void) throws(CaptureError) -> ReadOutcome {
         var header: UnsafeMutablePointer<pcap_pkthdr>?
         var data: UnsafePointer<UInt8>?
-        let offset = isLive ? nil : Int(cpcap_file_offset(handle))
         let rc = pcap_next_ex(handle, &header, &data)
         switch rc {
         case 1:
@@ -146,6 +145,8 @@ public final class CaptureHandle {
         case PCAP_ERROR_BREAK:
             return .end
         default:
+            // Where reading stopped (asked only on failure: an ftell per packet costs a system call).
+            let offset = isLive ? nil : Int(cpcap_file_offset(handle))
             let text = String(cString: pcap_geterr(handle))
             throw CaptureError(.read, "\(source): \(text) after \(frames) packet(s)", offset: offset.flatMap { $0 >= 0 ? $0 : nil })
         }

@@ -26,9 +26,11 @@ struct FlowKey: Hashable {
 /// A small fixed-capacity ring of (key, time) pairs: outstanding TCP timestamps or sequence ends waiting
 /// for their echo or acknowledgement. When full, the oldest entry is overwritten and counted.
 struct PendingRing {
-    static let capacity = 8
-    private(set) var keys: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0, 0, 0, 0, 0)
-    private var times: (Int64, Int64, Int64, Int64, Int64, Int64, Int64, Int64) = (0, 0, 0, 0, 0, 0, 0, 0)
+    /// Four outstanding probes per direction: enough for continuous RTT (one sample per round trip is
+    /// plenty), small enough that a full flow table stays a few megabytes.
+    static let capacity = 4
+    private(set) var keys: (UInt32, UInt32, UInt32, UInt32) = (0, 0, 0, 0)
+    private var times: (Int64, Int64, Int64, Int64) = (0, 0, 0, 0)
     private var used: UInt8 = 0  // bit i: slot i holds an entry
     private var nextSlot = 0
 

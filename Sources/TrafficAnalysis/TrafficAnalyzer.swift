@@ -69,8 +69,30 @@ public struct TrafficInterval: Sendable {
         public var ipv6: Bool
     }
 
-    public var packets: [ClassKey: UInt64] = [:]
-    public var bytes: [ClassKey: UInt64] = [:]
+    /// Packets and bytes per class, in fixed slots (4 directions × 4 transports × 2 IP versions): one
+    /// array index per packet instead of two hash lookups.
+    var classPackets = [UInt64](repeating: 0, count: 32)
+    var classBytes = [UInt64](repeating: 0, count: 32)
+
+    static func slot(_ d: TrafficDirection, _ t: TransportProtocol, _ v6: Bool) -> Int {
+        let di: Int = switch d { case .upstream: 0; case .downstream: 1; case .lan: 2; case .wan: 3 }
+        let ti: Int = switch t { case .tcp: 0; case .udp: 1; case .icmp: 2; case .other: 3 }
+        return di * 8 + ti * 2 + (v6 ? 1 : 0)
+    }
+
+    /// The classes that saw packets this interval, with their packet and byte counts.
+    public var classes: [(key: ClassKey, packets: UInt64, bytes: UInt64)] {
+        var out: [(ClassKey, UInt64, UInt64)] = []
+        for d in TrafficDirection.allCases {
+            for t in [TransportProtocol.tcp, .udp, .icmp, .other] {
+                for v6 in [false, true] {
+                    let i = Self.slot(d, t, v6)
+                    if classPackets[i] > 0 { out.append((ClassKey(direction: d, transport: t, ipv6: v6), classPackets[i], classBytes[i])) }
+                }
+            }
+        }
+        return out
+    }
     public var rtt: [RTTSample] = []
     /// RTT samples beyond the per-interval cap (kept by reservoir-free truncation; counted).
     public var rttDropped = 0
@@ -172,7 +194,12 @@ public final class TrafficAnalyzer {
     }
 
     private var flows: [Flow?]
+    /// Slots never used yet start here (the table is allocated whole; slots are handed out in order).
+    private var fresh = 0
     private var index: [FlowKey: Int32] = [:]
+
+    /// Memory of one flow-table slot, for sizing `capture.max_flows` (the dictionary entry adds about 60 bytes).
+    public static var bytesPerFlow: Int { MemoryLayout<Flow?>.stride }
     private var freeSlots: [Int32] = []
     /// CLOCK hand for eviction.
     private var hand = 0
@@ -187,9 +214,10 @@ public final class TrafficAnalyzer {
 
     public init(limits: TrafficLimits = TrafficLimits()) {
         self.limits = limits
-        flows = []
-        flows.reserveCapacity(Swift.min(limits.maxFlows, 1 << 16))
-        index.reserveCapacity(Swift.min(limits.maxFlows, 1 << 16))
+        // The whole table is allocated and touched at start, so memory does not depend on how many flows
+        // arrive: a SYN flood of a million flows costs what ten thousand do (see `bytesPerFlow`).
+        flows = Array(repeating: nil, count: limits.maxFlows)
+        index.reserveCapacity(limits.maxFlows)
     }
 
     public var activeFlows: Int { index.count }
@@ -232,17 +260,21 @@ public final class TrafficAnalyzer {
 
         let srcLAN = h.source.isPrivate, dstLAN = h.destination.isPrivate || h.destination.isMulticastOrBroadcast
         let direction: TrafficDirection = srcLAN ? (dstLAN ? .lan : .upstream) : (dstLAN ? .downstream : .wan)
-        let classKey = TrafficInterval.ClassKey(direction: direction, transport: h.transport, ipv6: h.isIPv6)
-        interval.packets[classKey, default: 0] += 1
-        interval.bytes[classKey, default: 0] += UInt64(meta.originalLength)
+        let classSlot = TrafficInterval.slot(direction, h.transport, h.isIPv6)
+        interval.classPackets[classSlot] &+= 1
+        interval.classBytes[classSlot] &+= UInt64(meta.originalLength)
 
         // The client is the LAN endpoint's MAC: the sender going up or within the LAN, the receiver coming down.
         let client: UInt64? = direction == .downstream ? h.destinationMAC : (direction == .wan ? nil : h.sourceMAC)
         if let client {
-            if interval.clients[client] != nil || interval.clients.count < Self.maxClientsPerInterval {
-                var c = interval.clients[client] ?? ClientTraffic()
-                c.packets += 1
-                if direction == .downstream { c.downstreamBytes += UInt64(meta.originalLength) } else { c.upstreamBytes += UInt64(meta.originalLength) }
+            if let i = interval.clients.index(forKey: client) {
+                interval.clients.values[i].packets &+= 1
+                if direction == .downstream { interval.clients.values[i].downstreamBytes &+= UInt64(meta.originalLength) }
+                else { interval.clients.values[i].upstreamBytes &+= UInt64(meta.originalLength) }
+            } else if interval.clients.count < Self.maxClientsPerInterval {
+                var c = ClientTraffic()
+                c.packets = 1
+                if direction == .downstream { c.downstreamBytes = UInt64(meta.originalLength) } else { c.upstreamBytes = UInt64(meta.originalLength) }
                 interval.clients[client] = c
             } else {
                 interval.clientsDropped += 1
@@ -253,17 +285,19 @@ public final class TrafficAnalyzer {
         if let tcp = h.tcp, tcp.payloadLength < 0 { return }  // no readable segment length: counted, not a stream
         let (key, forward) = FlowKey.of(h)
         let slot = lookupOrCreate(key, t: t, isTCP: h.tcp != nil, meta: meta, tcp: h.isFirstFragment ? nil : h.tcp, forward: forward)
-        guard var flow = flows[Int(slot)] else { return }
-        flow.lastSeen = t
-        if flow.client == nil, let client { flow.client = client }
+        let i = Int(slot)
+        guard flows[i] != nil else { return }
+        // Mutated in place: a flow is a few hundred bytes, copied twice per packet it would dominate.
+        flows[i]!.lastSeen = t
+        if flows[i]!.client == nil, let client { flows[i]!.client = client }
         if let tcp = h.tcp {
-            if flow.stream >= 0 { streams[Int(flow.stream)].packets += 1 }
+            let stream = flows[i]!.stream
+            if stream >= 0 { streams[Int(stream)].packets += 1 }
             // The first fragment of a datagram belongs to its stream but is not analysed.
             if !h.isFirstFragment {
-                analyseTCP(&flow, tcp, forward: forward, t: t, direction: direction, frame: meta.frameNumber)
+                analyseTCP(&flows[i]!, tcp, forward: forward, t: t, direction: direction, frame: meta.frameNumber)
             }
         }
-        flows[Int(slot)] = flow
     }
 
     // MARK: Flow table
@@ -285,9 +319,9 @@ public final class TrafficAnalyzer {
         let slot: Int32
         if let free = freeSlots.popLast() {
             slot = free
-        } else if flows.count < limits.maxFlows {
-            slot = Int32(flows.count)
-            flows.append(nil)
+        } else if fresh < limits.maxFlows {
+            slot = Int32(fresh)
+            fresh += 1
         } else {
             slot = evictOne(now: t)
         }
@@ -315,9 +349,9 @@ public final class TrafficAnalyzer {
     /// recently seen of the flows looked at goes. Either way the eviction is counted.
     private func evictOne(now: Int64) -> Int32 {
         var oldest: (slot: Int, seen: Int64)?
-        for _ in 0..<Swift.min(64, flows.count) {
+        for _ in 0..<Swift.min(64, fresh) {
             let i = hand
-            hand = (hand + 1) % flows.count
+            hand = (hand + 1) % fresh
             guard let f = flows[i] else { return Int32(i) }
             let idle = Int64(f.isTCP ? limits.idleSecondsTCP : limits.idleSecondsDatagram) &* 1_000_000_000
             if now &- f.lastSeen > idle { oldest = (i, f.lastSeen); break }
