@@ -9,9 +9,10 @@ import Synchronization
 import TrafficAnalysis
 
 /// Live, header-only packet analysis: one capture thread per interface (never the cooperative pool)
-/// reads packets with libpcap at the header snaplen and feeds a bounded ``TrafficAnalyzer``; each
-/// sampling round takes the interval's figures. Capture threads stop when the sampler is released.
-public final class CaptureSampler: Sampler, @unchecked Sendable {  // state behind `state`; threads joined in deinit
+/// reads packets with libpcap at the header snaplen and feeds a bounded ``TrafficAnalyzer``. A pushing
+/// sense: the first capture thread pushes each interval's figures into the agent's ``SamplePath`` on
+/// its own clock (the 200 ms read timeout keeps it ticking without traffic); `stop` pushes the last one.
+public final class CaptureSampler: PushingSense, @unchecked Sendable {  // mutable state behind `state`/`target`; threads joined in stop
     public let name = "capture"
     private let config: AgentConfiguration.Capture
     private let pseudonymiser: Pseudonymiser
@@ -20,6 +21,14 @@ public final class CaptureSampler: Sampler, @unchecked Sendable {  // state behi
     private let stopping = Atomic<Bool>(false)
     private var threads: [pthread_t] = []
     private var handles: [CaptureHandle] = []
+    private let target = Mutex<Target?>(nil)
+
+    struct Target {
+        var path: SamplePath
+        var intervalNanoseconds: UInt64
+        var epochLengthSeconds: Int64
+        var nextTick: UInt64
+    }
 
     struct State {
         var analyzer: TrafficAnalyzer
@@ -46,7 +55,6 @@ public final class CaptureSampler: Sampler, @unchecked Sendable {  // state behi
                                                       bufferBytes: config.bufferKiB * 1024,
                                                       filter: config.filter.isEmpty ? nil : config.filter))
         }
-        for handle in handles { try start(handle) }
         // The snaplen libpcap actually set on each handle: the header maximum, never more.
         logger?.info("capture: started", metadata: ["interfaces": "\(config.interfaces.joined(separator: ","))",
                                                     "snaplen": "\(handles.map { String($0.snaplen) }.joined(separator: ","))",
@@ -55,26 +63,37 @@ public final class CaptureSampler: Sampler, @unchecked Sendable {  // state behi
 
     deinit { stop() }
 
-    /// Stops and joins the capture threads.
+    public func start(pushingInto path: SamplePath, interval: Duration, epochLengthSeconds: Int64) {
+        let ns = UInt64(interval.components.seconds) * 1_000_000_000 + UInt64(interval.components.attoseconds / 1_000_000_000)
+        target.withLock { $0 = Target(path: path, intervalNanoseconds: ns, epochLengthSeconds: epochLengthSeconds,
+                                      nextTick: SampleTime.now().monotonicNanoseconds + ns) }
+        for (i, handle) in handles.enumerated() {
+            do { try startThread(handle, ticker: i == 0) } catch { logger?.error("capture: \(error)") }
+        }
+    }
+
+    /// Stops and joins the capture threads, then pushes the last interval.
     public func stop() {
         guard !stopping.exchange(true, ordering: .acquiringAndReleasing) else { return }
         for h in handles { h.breakLoop() }
         for t in threads { pthread_join(t, nil) }
         threads = []
+        pushInterval(final: true)
     }
 
     private final class Context {
         let sampler: CaptureSampler
         let handle: CaptureHandle
-        init(_ s: CaptureSampler, _ h: CaptureHandle) { sampler = s; handle = h }
+        let ticker: Bool
+        init(_ s: CaptureSampler, _ h: CaptureHandle, _ t: Bool) { sampler = s; handle = h; ticker = t }
     }
 
-    private func start(_ handle: CaptureHandle) throws {
-        let context = Unmanaged.passRetained(Context(self, handle)).toOpaque()
+    private func startThread(_ handle: CaptureHandle, ticker: Bool) throws {
+        let context = Unmanaged.passRetained(Context(self, handle, ticker)).toOpaque()
         var thread = pthread_t()
         let rc = pthread_create(&thread, nil, { raw in
             let ctx = Unmanaged<Context>.fromOpaque(raw!).takeRetainedValue()
-            ctx.sampler.loop(ctx.handle)
+            ctx.sampler.loop(ctx.handle, ticker: ctx.ticker)
             return nil
         }, context)
         guard rc == 0 else {
@@ -86,7 +105,7 @@ public final class CaptureSampler: Sampler, @unchecked Sendable {  // state behi
 
     /// The capture thread: read with a 200 ms timeout so a stop request is seen, parse headers outside the
     /// lock, analyse inside it.
-    private func loop(_ handle: CaptureHandle) {
+    private func loop(_ handle: CaptureHandle, ticker: Bool) {
         let linkType = handle.linkType
         let supported = PacketParser.supportedLinkTypes.contains(linkType)
         while !stopping.load(ordering: .acquiring) {
@@ -107,10 +126,28 @@ public final class CaptureSampler: Sampler, @unchecked Sendable {  // state behi
                 state.withLock { $0.failures.append("\(handle.source): \(error)") }
                 break
             }
+            if ticker { pushInterval(final: false) }
         }
     }
 
-    public func sample(_ context: SampleContext, into batch: inout SampleBatch) throws {
+    /// Pushes the interval's figures when its time has come (or at stop).
+    private func pushInterval(final: Bool) {
+        let now = SampleTime.now()
+        let due: Target? = target.withLock { t in
+            guard var current = t, final || now.monotonicNanoseconds >= current.nextTick else { return nil }
+            while current.nextTick <= now.monotonicNanoseconds { current.nextTick += current.intervalNanoseconds }
+            t = current
+            return current
+        }
+        guard let due else { return }
+        var batch = SampleBatch()
+        let epoch = KeyEpoch.containing(unixSeconds: now.wallMilliseconds / 1000, lengthSeconds: due.epochLengthSeconds)
+        sample(SampleContext(time: now, epoch: epoch), into: &batch)
+        due.path.push(TimedBatch(time: now, epoch: epoch, batch: batch))
+    }
+
+    /// The interval's figures as samples (and the interval starts anew).
+    func sample(_ context: SampleContext, into batch: inout SampleBatch) {
         var drops: UInt64 = 0
         for h in handles { if let d = h.kernelDrops() { drops += UInt64(d.dropped) } }
         let (interval, newDrops, failures) = state.withLock { s -> (TrafficInterval, UInt64, [String]) in

@@ -9,6 +9,7 @@ import TelemetryModel
 /// aligned to the first window's start.
 public struct WindowedAggregation: Sendable {
     public struct Window: Sendable {
+        public var epoch: UInt32?
         public var startMicroseconds: Int64
         public var endMicroseconds: Int64
         public var series: [Series]
@@ -20,6 +21,9 @@ public struct WindowedAggregation: Sendable {
     private var origin: Int64?
     private var start: Int64 = 0
     private var lastSample: Int64 = 0
+    /// The key epoch of the open window's pseudonyms: a batch of another epoch closes it early, so one
+    /// report never mixes pseudonyms of two epochs.
+    public private(set) var epoch: UInt32?
 
     public init(windowMicroseconds: Int64, maxSeries: Int) {
         precondition(windowMicroseconds > 0)
@@ -29,14 +33,21 @@ public struct WindowedAggregation: Sendable {
 
     /// Adds a batch taken at `t` (microseconds); returns the windows that `t` closed. A sample older than
     /// the open window (a clock step backwards) is folded into the open window rather than reopening the past.
-    public mutating func add(_ batch: SampleBatch, at t: Int64) -> [Window] {
+    public mutating func add(_ batch: SampleBatch, at t: Int64, epoch batchEpoch: UInt32? = nil) -> [Window] {
         var closed: [Window] = []
         if origin == nil {
             origin = t
             start = t
+            epoch = batchEpoch
+        } else if let batchEpoch, let epoch, batchEpoch != epoch, t > start {
+            if !aggregator.isEmpty { closed.append(close(end: t)) }
+            start = t
+            origin = t
+            self.epoch = batchEpoch
         } else if t >= start + windowMicroseconds {
             if !aggregator.isEmpty { closed.append(close(end: start + windowMicroseconds)) }
             start += (t - start) / windowMicroseconds * windowMicroseconds
+            if let batchEpoch { epoch = batchEpoch }
         }
         lastSample = max(lastSample, t)
         for s in batch.samples { aggregator.add(s.descriptor, labels: s.labels, value: s.value) }
@@ -51,6 +62,6 @@ public struct WindowedAggregation: Sendable {
 
     private mutating func close(end: Int64) -> Window {
         let (series, dropped) = aggregator.drain()
-        return Window(startMicroseconds: start, endMicroseconds: end, series: series, droppedSeries: dropped)
+        return Window(epoch: epoch, startMicroseconds: start, endMicroseconds: end, series: series, droppedSeries: dropped)
     }
 }

@@ -240,6 +240,8 @@ public enum MetricCatalog {
               source: "agent: series dropped by the outgoing-data guard (a label looked like a MAC, IP or SSID)"),
         .init(name: "agent.dropped_reports", unit: "reports", kind: .counterDelta, dataClass: .link, labels: [:],
               source: "agent: reports dropped because the outgoing queue was full"),
+        .init(name: "agent.dropped_batches", unit: "batches", kind: .counterDelta, dataClass: .link, labels: [:],
+              source: "agent: sample batches dropped because the aggregation path was full (256 batches)"),
         .init(name: "agent.dropped_series", unit: "series", kind: .counterDelta, dataClass: .link, labels: [:],
               source: "agent: series dropped because a window reached sampling.max_series_per_window"),
     ]

@@ -63,9 +63,10 @@ struct Run: AsyncParsableCommand {
             samplers.append(try WifiSampler(config: config.wifi, pseudonymiser: pseudonymiser, logger: logger))
         }
         if config.health.enabled { samplers.append(HealthSampler(config: config.health)) }
+        var pushers: [any PushingSense] = []
         if config.capture.enabled {
             do {
-                samplers.append(try CaptureSampler(config: config.capture, pseudonymiser: pseudonymiser, logger: logger))
+                pushers.append(try CaptureSampler(config: config.capture, pseudonymiser: pseudonymiser, logger: logger))
             } catch {
                 // One clear line and a non-zero exit: a capture that cannot start must not look alive.
                 logger.critical("capture cannot start; fix capture.* in the configuration", metadata: ["error": "\(error)"])
@@ -75,7 +76,7 @@ struct Run: AsyncParsableCommand {
         let queue = MemoryReportQueue(capacity: config.maxQueuedReports)
         let assembler = ReportAssembler(deviceID: config.deviceID, agentVersion: MeetpuntAgent.version,
                                         outgoingGuard: OutgoingGuard(guardSSIDs: ssids))
-        let pipeline = AgentPipeline(configuration: config, samplers: SamplerSet(samplers), queue: queue, state: state,
+        let pipeline = AgentPipeline(configuration: config, samplers: SamplerSet(samplers), pushers: pushers, queue: queue, state: state,
                                      assembler: assembler, logger: logger)
         let shipper = Shipper(queue: queue, collectorURL: config.collector.url, token: token,
                               timeoutSeconds: config.collector.requestTimeoutSeconds, logger: logger)

@@ -1,0 +1,52 @@
+@testable import AgentCore
+import Foundation
+import Pseudonymisation
+import Testing
+import TelemetryModel
+
+/// The streaming core: windows driven by the samples' own timestamps (the same type for the live agent
+/// and `analyze`), and the one bounded path every sense pushes into.
+@Suite struct StreamingCoreTests {
+    static func batch(_ value: Double) -> SampleBatch {
+        var b = SampleBatch()
+        b.add("link.rx_bytes", ["interface": "eth0"], value)
+        return b
+    }
+
+    @Test func windowsCloseByTheSamplesTimestampsNotByAClock() {
+        var w = WindowedAggregation(windowMicroseconds: 10_000_000, maxSeries: 100)
+        var closed: [WindowedAggregation.Window] = []
+        // A file's timestamps: 1 s apart, then a 35 s gap (empty windows are not emitted), then a sample
+        // from before the open window (a clock step back) that is folded into it.
+        for t in 0..<12 { closed += w.add(Self.batch(1), at: 1_000_000_000 + Int64(t) * 1_000_000, epoch: 7) }
+        #expect(closed.count == 1)
+        #expect(closed[0].startMicroseconds == 1_000_000_000 && closed[0].endMicroseconds == 1_010_000_000)
+        #expect(closed[0].series.first?.sum == 10)
+        closed = w.add(Self.batch(5), at: 1_046_000_000, epoch: 7)
+        #expect(closed.count == 1 && closed[0].series.first?.sum == 2, "the window of samples 10 and 11")
+        #expect(w.add(Self.batch(3), at: 1_041_000_000, epoch: 7).isEmpty, "a step back is folded, never a negative window")
+        let last = w.finish()
+        #expect(last.count == 1 && last[0].series.first?.sum == 8)
+        #expect(last[0].startMicroseconds == 1_040_000_000, "windows stay aligned to the first one")
+    }
+
+    @Test func aKeyEpochChangeClosesTheWindowSoNoReportMixesEpochs() {
+        var w = WindowedAggregation(windowMicroseconds: 60_000_000, maxSeries: 100)
+        #expect(w.add(Self.batch(1), at: 0, epoch: 1).isEmpty)
+        let closed = w.add(Self.batch(1), at: 5_000_000, epoch: 2)
+        #expect(closed.count == 1 && closed[0].epoch == 1 && closed[0].endMicroseconds == 5_000_000)
+        #expect(w.finish().first?.epoch == 2)
+    }
+
+    @Test func aFullPathDropsAndCountsInsteadOfBlocking() async {
+        let path = SamplePath(capacity: 4)
+        let time = SampleTime(wallMilliseconds: 0, monotonicNanoseconds: 0)
+        for i in 0..<10 { path.push(TimedBatch(time: time, epoch: KeyEpoch(id: 1), batch: Self.batch(Double(i)))) }
+        #expect(path.takeDropped() == 6)
+        #expect(path.takeDropped() == 0, "the count is handed over once")
+        path.finish()
+        var received: [Double] = []
+        for await b in path.batches { received.append(b.batch.samples[0].value) }
+        #expect(received == [0, 1, 2, 3], "the oldest batches are kept, in order")
+    }
+}
