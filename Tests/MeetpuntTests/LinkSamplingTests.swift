@@ -148,12 +148,16 @@ struct LinkSamplingTests {
 
     @Test func samplerSocketsAreClosedWhenReleased() throws {
         let ns = try NetworkNamespace()
-        let fd = try ns.run { () -> Int32 in
+        // Tests run in parallel, so the descriptor number may be reused by another test at once: compare
+        // the socket's identity (its inode, from /proc/self/fd) rather than the number.
+        func identity(_ fd: Int32) -> String? { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)") }
+        let (fd, socket) = try ns.run { () -> (Int32, String?) in
             let reader = try LinkStatsReader()
-            return reader.fileDescriptor
+            return (reader.fileDescriptor, identity(reader.fileDescriptor))
         }
         #expect(fd >= 0)
-        #expect(fcntl(fd, F_GETFD) == -1, "the netlink socket's descriptor is closed after deinit")
+        #expect(socket?.hasPrefix("socket:") == true, "the reader held a socket: \(socket ?? "nothing")")
+        #expect(identity(fd) != socket, "the netlink socket is closed after deinit")
     }
 }
 
