@@ -45,12 +45,7 @@ struct LiveCaptureTests {
         let lab = try Lab()
         let dir = try TestSupport.tempDirectory()
         let marker = "CANARY" + String(UInt64.random(in: 1 << 40 ..< 1 << 60), radix: 36).uppercased()
-        let config = dir.appendingPathComponent("collector.yaml").path
-        try """
-            listen: {host: 127.0.0.1, port: 0}
-            storage: {sqlite_path: \(dir.path)/collector.sqlite}
-            retention_file: \(TestSupport.repositoryRoot.path)/collector/retention.yaml
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let config = try TestSupport.collectorConfig(in: dir)
         try TestSupport.sh("\(EndToEndTests.collector) device add cap-1 --config \(config) --token-file \(dir.path)/device.token")
         let operatorToken = try TestSupport.sh("\(EndToEndTests.collector) token add --role operator --name cap --config \(config) 2>/dev/null")
             .trimmingCharacters(in: .whitespacesAndNewlines)

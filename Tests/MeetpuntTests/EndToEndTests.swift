@@ -30,12 +30,7 @@ struct EndToEndTests {
 
     @Test func agentWindowsReachTheReadAPIWithTheKernelsCounts() async throws {
         let dir = try TestSupport.tempDirectory()
-        let config = dir.appendingPathComponent("collector.yaml").path
-        try """
-            listen: {host: 127.0.0.1, port: 0}
-            storage: {sqlite_path: collector.sqlite}
-            retention_file: \(TestSupport.repositoryRoot.path)/collector/retention.yaml
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let config = try TestSupport.collectorConfig(in: dir)
         try TestSupport.sh("\(Self.collector) device add e2e-1 --config \(config) --token-file \(dir.path)/device.token")
         let operatorToken = try TestSupport.sh("\(Self.collector) token add --role operator --name e2e-test --config \(config) 2>/dev/null")
             .trimmingCharacters(in: .whitespacesAndNewlines)
@@ -325,12 +320,7 @@ struct CapturingHandler: LogHandler {
 @Suite struct CollectorProcessTests {
     @Test func serveOnAPortInUseExitsWithOneClearLine() throws {
         let dir = try TestSupport.tempDirectory()
-        let config = dir.appendingPathComponent("collector.yaml").path
-        try """
-            listen: {host: 127.0.0.1, port: 0}
-            storage: {sqlite_path: collector.sqlite}
-            retention_file: \(TestSupport.repositoryRoot.path)/collector/retention.yaml
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let config = try TestSupport.collectorConfig(in: dir)
         let first = try ChildProcess(EndToEndTests.collector, ["serve", "--config", config])
         defer { first.stop() }
         let port = try #require(Int(try first.waitFor("listening on").split(separator: ":").last ?? ""))
@@ -352,12 +342,7 @@ struct CapturingHandler: LogHandler {
 @Suite struct SecretsInLogsTests {
     @Test func traceLogsHoldNeitherTokenNorDeviceSecret() throws {
         let dir = try TestSupport.tempDirectory()
-        let config = dir.appendingPathComponent("collector.yaml").path
-        try """
-            listen: {host: 127.0.0.1, port: 0}
-            storage: {sqlite_path: collector.sqlite}
-            retention_file: \(TestSupport.repositoryRoot.path)/collector/retention.yaml
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let config = try TestSupport.collectorConfig(in: dir)
         try TestSupport.sh("\(EndToEndTests.collector) device add secrets-1 --config \(config) --token-file \(dir.path)/device.token")
         let token = try String(contentsOfFile: "\(dir.path)/device.token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         let server = try ChildProcess(EndToEndTests.collector, ["serve", "--config", config])

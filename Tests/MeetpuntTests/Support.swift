@@ -44,6 +44,18 @@ enum TestSupport {
         return text
     }
 
+    /// Writes a collector configuration (loopback, a free port, SQLite in `dir`, the repository's
+    /// retention file) into `dir` and returns its path.
+    static func collectorConfig(in dir: URL) throws -> String {
+        let config = dir.appendingPathComponent("collector.yaml").path
+        try """
+            listen: {host: 127.0.0.1, port: 0}
+            storage: {sqlite_path: \(dir.path)/collector.sqlite}
+            retention_file: \(repositoryRoot.path)/collector/retention.yaml
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        return config
+    }
+
     static func uniqueSuffix() -> String { String(UInt32.random(in: 0..<0xFFFFFF), radix: 16) }
 
     static func tempDirectory() throws -> URL {
