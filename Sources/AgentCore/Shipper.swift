@@ -48,8 +48,15 @@ public struct Shipper: Service, CustomStringConvertible {
                 await queue.acknowledge(seq: report.seq)
                 backoff = .seconds(1)
             case .retry:
-                let pause = backoff
-                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
+                // Back off while draining too: a graceful shutdown cancels the sleep only to end it at the
+                // drain deadline, never to retry at once (that hammered a collector that was down with
+                // dozens of attempts a second during the last 10 s).
+                let pause = drainDeadline.map { min(backoff, max(.zero, $0 - ContinuousClock.now)) } ?? backoff
+                if drainDeadline == nil {
+                    try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
+                } else {
+                    try? await Task.sleep(for: pause)
+                }
                 backoff = min(backoff * 2, .seconds(60))
             }
         }

@@ -369,6 +369,10 @@ struct CapturingHandler: LogHandler {
         let logs = shipping.text + retrying.text + server.text
         #expect(shipping.text.contains("trace") || shipping.text.contains("debug"), "the run really logged at trace level")
         #expect(retrying.text.contains("will retry"), "the retry path was taken")
+        // Backoff holds while draining at shutdown: 3 s of running and at most 10 s of draining allow a
+        // handful of attempts (1, 2, 4, 8 s apart), not a storm.
+        let attempts = retrying.text.components(separatedBy: "will retry").count - 1
+        #expect(attempts <= 8, "\(attempts) upload attempts against a collector that is down")
         let secret = [UInt8](try Data(contentsOf: dir.appendingPathComponent("agent-state/device-secret")))
         try #require(secret.count == 32)
         let secretSpellings = [secret.map { String(format: "%02x", $0) }.joined(), secret.map { String(format: "%02X", $0) }.joined(),
