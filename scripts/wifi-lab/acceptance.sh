@@ -68,6 +68,17 @@ assert before and after, f"windows around the change: {len(before)} before, {len
 print(f"signal of {peer[:12]}… before the change: last {before[-1]['last']} dBm; first window after: min {after[0]['min']}, last {after[0]['last']} dBm")
 assert after[0]["min"] <= before[-1]["last"] - 5, "the tx-power drop does not show in the next window"
 print(f"{len(export['classes']['wifi']['windows'])} wifi windows stored; tx-power change visible in the next window: yes")
+# A client that dropped off for 3 s and came back: counted from nl80211 events and from dump differences.
+dc_ms = int(times["disconnect_ms"])
+wifi = export["classes"]["wifi"]["windows"]
+def total(metric, after=dc_ms - 10_000):
+    return sum(w["sum"] for w in wifi if w["metric"] == metric and w["labels"].get("interface") == "wlan0" and w["window_end_ms"] > after)
+dis = [w for w in wifi if w["metric"] == "wifi.radio.disassociations" and w["labels"].get("interface") == "wlan0" and w["window_end_ms"] > dc_ms]
+reasons = sorted({w["labels"]["reason"] for w in dis})
+print(f"disconnect at +{(dc_ms - int(times['agent_run_start_ms'])) / 1000:.1f} s: disassociations {sum(w['sum'] for w in dis):.0f} (reason codes {reasons}), "
+      f"associations {total('wifi.radio.associations'):.0f} (events); stations gone {total('wifi.radio.stations_gone'):.0f}, new {total('wifi.radio.stations_new'):.0f} (dump differences)")
+assert sum(w["sum"] for w in dis) >= 1, "the disassociation is not counted"
+assert total("wifi.radio.associations") >= 1, "the reassociation is not counted"
 PY
 
 phase "Wi-Fi lab: privacy scan (agent state, trace log, JSON, collector database and log)"

@@ -553,6 +553,22 @@ EOF
             echo "txpower_to_dbm=$(awk '/txpower/{print $2; exit}' "$R/txpower-after.txt")"
         } >> "$R/times.txt"
         ts "tx power of ns1/$tx_if set to 10 dBm"
+        # A client that drops off and comes back: the agent must count the disassociation and the
+        # association from nl80211 events (and the dump differences).
+        sleep 5
+        dc_if=${IF_OF[ns2]}
+        t_dc=$(date +%s%3N)
+        ip netns exec ns2 wpa_cli -p /run/wpa_supplicant-ns2 -i "$dc_if" disconnect > "$R/disconnect.txt" 2>&1
+        sleep 3
+        ip netns exec ns2 wpa_cli -p /run/wpa_supplicant-ns2 -i "$dc_if" reconnect >> "$R/disconnect.txt" 2>&1
+        wait_for 20 sh -c "ip netns exec ns2 wpa_cli -p /run/wpa_supplicant-ns2 -i $dc_if status | grep -q wpa_state=COMPLETED" ||
+            fail_note "ns2 did not reassociate after the disconnect"
+        {
+            echo "disconnect_ms=$t_dc"
+            echo "disconnect_mac=$(awk -F'\t' -v i="$dc_if" '$2==i{print $4}' "$OUT/identities.tsv")"
+            echo "reconnected_ms=$(date +%s%3N)"
+        } >> "$R/times.txt"
+        ts "ns2/$dc_if disconnected for 3 s and reassociated"
         wait "$APID"; arc=$?
         echo "agent_run_end_ms=$(date +%s%3N)" >> "$R/times.txt"
         echo "agent_run_rc=$arc" >> "$R/times.txt"
