@@ -49,7 +49,7 @@ public final class CaptureSampler: PushingSense, @unchecked Sendable {  // mutab
         let limits = TrafficLimits(maxFlows: config.maxFlows, idleSecondsTCP: config.flowIdleSeconds,
                                    idleSecondsDatagram: min(60, config.flowIdleSeconds))
         state = Mutex(State(analyzer: TrafficAnalyzer(limits: limits)))
-        let snaplen = config.snaplen == 0 ? HeaderLimits.maximumBytes : config.snaplen
+        let snaplen = config.snaplen == 0 ? HeaderLimits.liveCaptureBytes : config.snaplen
         for interface in config.interfaces {
             handles.append(try CaptureHandle.openLive(interface: interface, snaplen: snaplen, immediate: config.immediate,
                                                       bufferBytes: config.bufferKiB * 1024,

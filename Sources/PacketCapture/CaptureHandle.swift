@@ -59,12 +59,12 @@ public final class CaptureHandle {
         return CaptureHandle(handle: p, source: path, isLive: false)
     }
 
-    /// Opens a live capture with the header-only snaplen. `snaplen` above ``HeaderLimits/maximumBytes`` is
-    /// refused: a longer capture would put payload into the agent's memory.
-    public static func openLive(interface: String, snaplen: Int = HeaderLimits.maximumBytes, immediate: Bool, bufferBytes: Int,
+    /// Opens a live capture with the header-only snaplen. `snaplen` above ``HeaderLimits/liveCaptureBytes``
+    /// is refused: a longer capture would put payload into the agent's memory.
+    public static func openLive(interface: String, snaplen: Int = HeaderLimits.liveCaptureBytes, immediate: Bool, bufferBytes: Int,
                                 filter: String?) throws(CaptureError) -> CaptureHandle {
-        guard snaplen > 0, snaplen <= HeaderLimits.maximumBytes else {
-            throw CaptureError(.configuration, "capture snaplen \(snaplen) is above the header maximum \(HeaderLimits.maximumBytes) bytes: it would capture payload")
+        guard snaplen > 0, snaplen <= HeaderLimits.liveCaptureBytes else {
+            throw CaptureError(.configuration, "capture snaplen \(snaplen) is above the header maximum \(HeaderLimits.liveCaptureBytes) bytes: it would capture payload")
         }
         var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
         guard let p = pcap_create(interface, &errbuf) else {

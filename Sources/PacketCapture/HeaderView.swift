@@ -73,6 +73,10 @@ public enum HeaderLimits {
     public static let networkBytes = 112
     /// TCP with options: at most 60. (UDP and ICMP headers are 8.)
     public static let transportBytes = 60
-    /// The snaplen: every header above and not one payload byte more than the longest stack needs.
+    /// How far the parser may read in any packet (a file's transit encapsulations included).
     public static let maximumBytes = linkBytes + networkBytes + transportBytes
+    /// The live capture's snaplen: a router's own ports carry Ethernet with at most two VLAN tags and
+    /// PPPoE (30 bytes), so 30 + 112 + 60 = 202 bytes cover every header and not one payload byte more
+    /// than the longest such stack needs.
+    public static let liveCaptureBytes = 30 + networkBytes + transportBytes
 }

@@ -69,7 +69,8 @@ struct LiveCaptureTests {
         let tcpdump = try ChildProcess("/usr/sbin/ip", ["netns", "exec", lab.router, "tcpdump", "-i", lab.lanInterface, "-s", "0", "-U", "-w", pcap])
         let agent = try ChildProcess("/usr/sbin/ip", ["netns", "exec", lab.router, EndToEndTests.agent, "run", "--config", agentConfig, "--duration", "120"])
         let started = try agent.waitFor("capture: started")
-        #expect(started.contains("snaplen=\(HeaderLimits.maximumBytes)"), "the handle's snaplen is the header maximum: \(started)")
+        #expect(started.contains("snaplen=\(HeaderLimits.liveCaptureBytes)") && HeaderLimits.liveCaptureBytes == 202,
+                "the handle's snaplen is the header maximum: \(started)")
         try await Task.sleep(for: .seconds(1))
 
         let trafficLog = "/tmp/traffic-\(lab.prefix).log"
