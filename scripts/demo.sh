@@ -36,7 +36,8 @@ echo "collector on 127.0.0.1:$port, log in $demo/collector.log"
 # agent's own reports travel over lo). A router's config excludes lo (agent-config/agent.yaml).
 cat > "$demo/agent.yaml" <<YAML
 device_id: demo-host
-collector: {url: "http://127.0.0.1:$port", token_file: $PWD/$demo/agent.token}
+# insecure_demo: plain http on loopback, so the demo needs no certificate; the token travels in clear.
+collector: {url: "http://127.0.0.1:$port", token_file: $PWD/$demo/agent.token, insecure_demo: true}
 state_dir: $PWD/$demo/agent-state
 sampling: {interval_seconds: 2, window_seconds: 10}
 link: {interfaces: ["*"], include_loopback: true}
@@ -50,7 +51,7 @@ agent=$!
 trap 'kill -INT $agent 2>/dev/null || true' INT
 while kill -0 "$agent" 2>/dev/null; do wait "$agent" || true; done
 trap - INT
-echo "agent log in $demo/agent.log ($(grep -c 'report queued' "$demo/agent.log") reports queued, $(grep -c 'report not delivered' "$demo/agent.log" || true) retries)"
+echo "agent log in $demo/agent.log ($(grep -c 'report spooled' "$demo/agent.log") reports spooled, $(grep -c 'reports not delivered' "$demo/agent.log" || true) retries)"
 
 phase "summary of what the collector holds"
 "$bin/meetpunt-collector" summary --config "$demo/collector.yaml"

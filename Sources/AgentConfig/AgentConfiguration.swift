@@ -12,6 +12,69 @@ public struct AgentConfiguration: Sendable, Equatable {
         /// File holding the device's bearer token (mode 0600).
         public var tokenFile: String
         public var requestTimeoutSeconds: Int
+        /// PEM bundle of the CAs that may sign the collector's certificate (a private CA is the normal
+        /// case); nil trusts the system's bundle.
+        public var caFile: String?
+        /// `sha256//<base64>` of the collector's public key (libcurl's pinning syntax; several joined by `;`).
+        public var pinnedPublicKey: String?
+        /// Allows `http://`: the token then travels in clear. For the demo on one host only.
+        public var insecureDemo: Bool
+
+        public init(url: String, tokenFile: String, requestTimeoutSeconds: Int = 10, caFile: String? = nil,
+                    pinnedPublicKey: String? = nil, insecureDemo: Bool = false) {
+            self.url = url
+            self.tokenFile = tokenFile
+            self.requestTimeoutSeconds = requestTimeoutSeconds
+            self.caFile = caFile
+            self.pinnedPublicKey = pinnedPublicKey
+            self.insecureDemo = insecureDemo
+        }
+    }
+
+    /// The on-disk queue of reports not yet acknowledged (``DiskSpool``).
+    public struct Spool: Sendable, Equatable {
+        /// Bytes the spool may hold on disk; the oldest windows go first beyond it.
+        public var maxBytes: Int
+        /// Windows older than this are dropped unsent (counted and reported).
+        public var maxAgeHours: Int
+        /// `always`: a report counts as spooled only after fsync (one per window). `os`: the kernel writes
+        /// it back when it likes; a power cut can lose the last ~30 s of windows, a crash of the agent none.
+        public var fsync: FsyncPolicy
+        public init(maxBytes: Int = 8 << 20, maxAgeHours: Int = 168, fsync: FsyncPolicy = .always) {
+            self.maxBytes = maxBytes
+            self.maxAgeHours = maxAgeHours
+            self.fsync = fsync
+        }
+    }
+
+    public enum FsyncPolicy: String, Sendable, Equatable { case always, os }
+
+    public struct Shipping: Sendable, Equatable {
+        public var maxReportsPerRequest: Int
+        /// Uncompressed JSON bytes one request may carry (the collector's `max_decompressed_bytes` is 8 MiB).
+        public var maxRequestBytes: Int
+        public var backoffInitialMilliseconds: Int
+        public var backoffMaxSeconds: Int
+        public init(maxReportsPerRequest: Int = 32, maxRequestBytes: Int = 1 << 20, backoffInitialMilliseconds: Int = 1000, backoffMaxSeconds: Int = 300) {
+            self.maxReportsPerRequest = maxReportsPerRequest
+            self.maxRequestBytes = maxRequestBytes
+            self.backoffInitialMilliseconds = backoffInitialMilliseconds
+            self.backoffMaxSeconds = backoffMaxSeconds
+        }
+    }
+
+    public struct Clock: Sendable, Equatable {
+        /// Wall-clock readings before this (Unix ms) are implausible: a router without an RTC boots in
+        /// 1970 or in the past. Windows get wall-clock bounds only once the clock has passed it.
+        public var wallClockFloorMilliseconds: Int64
+        /// Finished windows held in memory while the wall clock is implausible; beyond it the oldest go.
+        public var maxUnanchoredWindows: Int
+        public init(wallClockFloorMilliseconds: Int64 = Self.defaultFloorMilliseconds, maxUnanchoredWindows: Int = 240) {
+            self.wallClockFloorMilliseconds = wallClockFloorMilliseconds
+            self.maxUnanchoredWindows = maxUnanchoredWindows
+        }
+        /// 2026-11-01T00:00:00Z, this release's date: no real clock reads earlier.
+        public static let defaultFloorMilliseconds: Int64 = 1_793_491_200_000
     }
 
     public struct Link: Sendable, Equatable {
@@ -124,7 +187,9 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var sampleIntervalSeconds: Int
     public var reportWindowSeconds: Int
     public var maxSeriesPerWindow: Int
-    public var maxQueuedReports: Int
+    public var spool: Spool
+    public var shipping: Shipping
+    public var clock: Clock
     public var link: Link
     public var lanClients: LANClients
     public var wifi: WiFi
@@ -161,7 +226,21 @@ public struct AgentConfiguration: Sendable, Equatable {
             throw ConfigError(file: file, line: c.line, key: "collector.url", message: "must start with http:// or https://, found \"\(url)\"")
         }
         let collector = Collector(url: url, tokenFile: try c.string("token_file"),
-                                  requestTimeoutSeconds: try c.int("request_timeout_seconds", default: 10, range: 1...300))
+                                  requestTimeoutSeconds: try c.int("request_timeout_seconds", default: 10, range: 1...300),
+                                  caFile: try c.optionalString("ca_file"), pinnedPublicKey: try c.optionalString("pinned_public_key"),
+                                  insecureDemo: try c.bool("insecure_demo", default: false))
+        if url.hasPrefix("http://"), !collector.insecureDemo {
+            throw ConfigError(file: file, line: c.lineOf("url"), key: "collector.url",
+                              message: "http:// would send the device token in clear; use https:// (with collector.ca_file for a private CA), or set collector.insecure_demo: true for a demo on one host")
+        }
+        if let pin = collector.pinnedPublicKey, !pin.split(separator: ";").allSatisfy({ $0.hasPrefix("sha256//") && $0.count > 10 }) {
+            throw ConfigError(file: file, line: c.lineOf("pinned_public_key"), key: "collector.pinned_public_key",
+                              message: "expected sha256//<base64 of the SHA-256 of the public key>, several joined by ';'")
+        }
+        if collector.pinnedPublicKey != nil || collector.caFile != nil, !url.hasPrefix("https://") {
+            throw ConfigError(file: file, line: c.lineOf("url"), key: "collector.url",
+                              message: "ca_file and pinned_public_key apply to https:// only")
+        }
         try c.finish()
 
         let stateDirectory = try top.string("state_dir", default: "/var/lib/meetpunt-agent")
@@ -176,9 +255,35 @@ public struct AgentConfiguration: Sendable, Equatable {
         }
         try s.finish()
 
-        var q = try top.mapping("queue")
-        let maxQueued = try q.int("max_reports", default: 60, range: 1...10_000)
-        try q.finish()
+        if top.keys.contains("queue") {
+            throw ConfigError(file: file, line: top.lineOf("queue"), key: "queue",
+                              message: "the in-memory queue was replaced by the on-disk spool in 0.3: use spool.max_bytes and spool.max_age_hours")
+        }
+        var sp = try top.mapping("spool")
+        let spool = Spool(maxBytes: try sp.int("max_bytes", default: 8 << 20, range: (256 << 10)...(1 << 30)),
+                          maxAgeHours: try sp.int("max_age_hours", default: 168, range: 1...(24 * 90)),
+                          fsync: FsyncPolicy(rawValue: try sp.string("fsync", default: "always", allowed: ["always", "os"]))!)
+        try sp.finish()
+
+        var sh = try top.mapping("shipping")
+        let shipping = Shipping(maxReportsPerRequest: try sh.int("max_reports_per_request", default: 32, range: 1...100),
+                                maxRequestBytes: try sh.int("max_request_bytes", default: 1 << 20, range: (64 << 10)...(8 << 20)),
+                                backoffInitialMilliseconds: try sh.int("backoff_initial_ms", default: 1000, range: 10...60_000),
+                                backoffMaxSeconds: try sh.int("backoff_max_seconds", default: 300, range: 1...3600))
+        try sh.finish()
+
+        var ck = try top.mapping("clock")
+        var floor = Clock.defaultFloorMilliseconds
+        if let text = try ck.optionalString("wall_clock_floor") {
+            guard let ms = parseDate(text) else {
+                throw ConfigError(file: file, line: ck.lineOf("wall_clock_floor"), key: "clock.wall_clock_floor",
+                                  message: "expected a date YYYY-MM-DD (UTC), found \"\(text)\"")
+            }
+            floor = ms
+        }
+        let clock = Clock(wallClockFloorMilliseconds: floor,
+                          maxUnanchoredWindows: try ck.int("max_unanchored_windows", default: 240, range: 1...10_000))
+        try ck.finish()
 
         var l = try top.mapping("link")
         let link = Link(enabled: try l.bool("enabled", default: true),
@@ -235,8 +340,23 @@ public struct AgentConfiguration: Sendable, Equatable {
         try top.finish()
         return AgentConfiguration(deviceID: deviceID, collector: collector, stateDirectory: stateDirectory,
                                   sampleIntervalSeconds: interval, reportWindowSeconds: window, maxSeriesPerWindow: maxSeries,
-                                  maxQueuedReports: maxQueued, link: link, lanClients: lan, wifi: wifi, health: health, capture: capture, privacy: privacy,
+                                  spool: spool, shipping: shipping, clock: clock, link: link, lanClients: lan, wifi: wifi, health: health, capture: capture, privacy: privacy,
                                   logLevel: level)
+    }
+
+    /// `YYYY-MM-DD` as Unix milliseconds at 00:00 UTC.
+    static func parseDate(_ text: String) -> Int64? {
+        let parts = text.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
+              let y = Int64(parts[0]), let m = Int64(parts[1]), let d = Int64(parts[2]),
+              (1970...9999).contains(y), (1...12).contains(m), (1...31).contains(d) else { return nil }
+        // Days from the civil date (Howard Hinnant's algorithm).
+        let yy = m <= 2 ? y - 1 : y
+        let era = yy / 400
+        let yoe = yy - era * 400
+        let doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return (era * 146_097 + doe - 719_468) * 86_400_000
     }
 
     private static func isAlnum(_ b: UInt8) -> Bool {

@@ -37,6 +37,9 @@ public struct MappingReader {
 
     static func join(_ path: String, _ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 
+    /// The keys present, in file order.
+    public var keys: [String] { pairs.map(\.key) }
+
     /// The line of `key`'s value, or of this mapping when the key is absent.
     public func lineOf(_ key: String) -> Int { pairs.first { $0.key == key }?.node.line ?? line }
 

@@ -41,17 +41,35 @@ public struct ReportAssembler: Sendable {
     }
 
     public func assemble(seq: UInt64, windowStartMs: Int64, windowEndMs: Int64, epoch: KeyEpoch, series: [Series],
-                         droppedSeries: Int, droppedReports: Int, droppedBatches: Int = 0, logger: Logger) -> Report {
+                         droppedSeries: Int, droppedBatches: Int = 0, spool: SpoolFigures = SpoolFigures(), logger: Logger) -> Report {
         let (kept, guardDropped) = outgoingGuard.filter(series, logger: logger)
         var all = kept
-        for (name, value) in [("agent.guard_dropped_series", guardDropped), ("agent.dropped_series", droppedSeries),
-                              ("agent.dropped_reports", droppedReports), ("agent.dropped_batches", droppedBatches)] {
+        var own: [(String, Double)] = [("agent.guard_dropped_series", Double(guardDropped)), ("agent.dropped_series", Double(droppedSeries)),
+                                       ("agent.dropped_reports", Double(spool.drops.droppedReports)), ("agent.dropped_batches", Double(droppedBatches)),
+                                       ("agent.unspooled_reports", Double(spool.drops.unspooledReports)),
+                                       ("agent.spool.reports", Double(spool.reports)), ("agent.spool.bytes", Double(spool.bytes))]
+        if let first = spool.drops.firstDroppedStartMs, let last = spool.drops.lastDroppedEndMs {
+            own.append(("agent.dropped_span_start_ms", Double(first)))
+            own.append(("agent.dropped_span_end_ms", Double(last)))
+        }
+        for (name, v) in own {
             let d = MetricCatalog.descriptor(named: name)!
-            let v = Double(value)
             all.append(Series(metric: name, unit: d.unit, labels: [:], count: 1, min: v, max: v, mean: v, last: v, sum: v, sketch: nil))
         }
         return Report(device: deviceID, seq: seq, windowStartMs: windowStartMs, windowEndMs: windowEndMs,
                       keyEpoch: epoch.id, agentVersion: agentVersion, series: all)
+    }
+
+    /// The spool's state as the agent reports it about itself.
+    public struct SpoolFigures: Sendable {
+        public var drops = DiskSpool.Drops()
+        public var reports = 0
+        public var bytes = 0
+        public init(drops: DiskSpool.Drops = DiskSpool.Drops(), reports: Int = 0, bytes: Int = 0) {
+            self.drops = drops
+            self.reports = reports
+            self.bytes = bytes
+        }
     }
 
     public static func encode(_ report: Report) throws -> [UInt8] {
@@ -64,54 +82,61 @@ public struct ReportAssembler: Sendable {
 /// The agent's streaming core. Every sense is a producer that pushes timestamped batches into one
 /// bounded ``SamplePath``: the polled samplers (netlink, /proc) through a small adapter that samples
 /// them every interval on a dedicated thread, the capture threads on their own. One consumer folds the
-/// batches into report windows with ``WindowedAggregation``, driven by the batches' own timestamps (the
-/// same type `analyze` drives with packet timestamps), and queues each finished window. On graceful
-/// shutdown the producers take a last sample, the path drains, and the partial window is queued.
+/// batches into report windows with ``WindowedAggregation``, driven by the batches' monotonic time (the
+/// same type `analyze` drives with packet timestamps), dates each finished window through a
+/// ``WallClockAnchor`` and appends it to the ``DiskSpool``, which assigns nothing but persists the
+/// sequence with the report. Windows that finish before the wall clock is plausible wait in memory
+/// (bounded) and are dated once it is: the monotonic clock did not stop, so their bounds are exact. A
+/// wall-clock step is reported as `agent.clock.step_seconds` in the window it fell in; windows never
+/// stretch or turn negative with it. On graceful shutdown the producers take a last sample, the path
+/// drains, and the partial window is spooled.
 public struct AgentPipeline: Service, CustomStringConvertible {
     let configuration: AgentConfiguration
     let samplers: SamplerSet
     let pushers: [any PushingSense]
-    let queue: any ReportQueue
-    let state: AgentState
+    let spool: DiskSpool
     let assembler: ReportAssembler
+    let clock: AgentClock
     let logger: Logger
     /// Batches the path holds before it drops: several windows' worth of every producer.
     static let pathCapacity = 256
 
-    public init(configuration: AgentConfiguration, samplers: SamplerSet, pushers: [any PushingSense] = [], queue: any ReportQueue,
-                state: AgentState, assembler: ReportAssembler, logger: Logger) {
+    public init(configuration: AgentConfiguration, samplers: SamplerSet, pushers: [any PushingSense] = [], spool: DiskSpool,
+                assembler: ReportAssembler, clock: AgentClock = .system, logger: Logger) {
         self.configuration = configuration
         self.samplers = samplers
         self.pushers = pushers
-        self.queue = queue
-        self.state = state
+        self.spool = spool
         self.assembler = assembler
+        self.clock = clock
         self.logger = logger
     }
 
     /// What service-lifecycle logs for this service: the sampler names, nothing from the configuration.
     public var description: String { "AgentPipeline(samplers: \((samplers.names + pushers.map(\.name)).joined(separator: ",")))" }
 
-    var epochLengthSeconds: Int64 { Int64(configuration.privacy.keyEpochDays) * 86_400 }
+    var epochs: EpochRule {
+        EpochRule(lengthSeconds: Int64(configuration.privacy.keyEpochDays) * 86_400, floorMilliseconds: configuration.clock.wallClockFloorMilliseconds)
+    }
 
     public func run() async throws {
         let interval = Duration.seconds(configuration.sampleIntervalSeconds)
         let path = SamplePath(capacity: Self.pathCapacity)
-        let startSeq = try state.lastSequence()
         logger.info("sampling", metadata: [
             "samplers": "\((samplers.names + pushers.map(\.name)).joined(separator: ","))", "interval.seconds": "\(configuration.sampleIntervalSeconds)",
-            "window.seconds": "\(configuration.reportWindowSeconds)", "report.next_seq": "\(startSeq + 1)",
+            "window.seconds": "\(configuration.reportWindowSeconds)", "report.next_seq": "\(spool.lastSeq + 1)",
         ])
-        for p in pushers { p.start(pushingInto: path, interval: interval, epochLengthSeconds: epochLengthSeconds) }
+        let epochs = self.epochs
+        for p in pushers { p.start(pushingInto: path, interval: interval, epochs: epochs) }
 
         await withTaskGroup(of: Void.self) { group in
             // Producer: the polled samplers, every interval, on a dedicated thread each round.
-            group.addTask { [samplers, logger, epochLengthSeconds, pushers] in
+            group.addTask { [samplers, logger, pushers, clock] in
                 var next = ContinuousClock.now
                 while true {
                     let shuttingDown = Task.isShuttingDownGracefully || Task.isCancelled
-                    let time = SampleTime.now()
-                    let epoch = KeyEpoch.containing(unixSeconds: time.wallMilliseconds / 1000, lengthSeconds: epochLengthSeconds)
+                    let time = clock.now()
+                    let epoch = epochs.epoch(at: time)
                     let context = SampleContext(time: time, epoch: epoch)
                     let (batch, failures) = await BlockingCall.run { samplers.sampleAll(context) }
                     for f in failures { logger.warning("sampler failed", metadata: ["sampler": "\(f.sampler)", "error": "\(f.error)"]) }
@@ -125,40 +150,112 @@ public struct AgentPipeline: Service, CustomStringConvertible {
                 await BlockingCall.run { for p in pushers { p.stop() } }
                 path.finish()
             }
-            // Consumer: windows by the batches' own time.
+            // Consumer: windows by the batches' own monotonic time, dated once the wall clock is plausible.
             group.addTask { [self] in
                 var windows = WindowedAggregation(windowMicroseconds: Int64(configuration.reportWindowSeconds) * 1_000_000,
                                                   maxSeries: configuration.maxSeriesPerWindow)
-                var seq = startSeq
+                var dating = WindowDating(anchor: WallClockAnchor(floorMilliseconds: configuration.clock.wallClockFloorMilliseconds),
+                                          maxPending: configuration.clock.maxUnanchoredWindows)
                 for await timed in path.batches {
-                    for w in windows.add(timed.batch, at: timed.time.wallMilliseconds * 1000, epoch: timed.epoch.id) {
-                        seq += 1
-                        await emit(seq: seq, window: w, droppedBatches: path.takeDropped())
+                    var batch = timed.batch
+                    // Windows this batch closes were sampled before its reading: they are dated with the
+                    // anchor as it stood; the step, if any, belongs to the window the batch opens or joins.
+                    var anchor = dating.anchor
+                    if let step = anchor.observe(timed.time) {
+                        logger.warning("wall clock stepped; windows stay on the monotonic clock", metadata: ["clock.step_ms": "\(step)"])
+                        batch.add("agent.clock.step_seconds", [:], Double(step) / 1000)
                     }
+                    for w in windows.add(batch, at: Int64(timed.time.monotonicNanoseconds / 1000), epoch: timed.epoch.id) {
+                        await spoolDated(dating.finished(w), droppedBatches: path.takeDropped())
+                    }
+                    dating.anchor = anchor
                 }
-                for w in windows.finish() {
-                    seq += 1
-                    await emit(seq: seq, window: w, droppedBatches: path.takeDropped())
+                for w in windows.finish() { await spoolDated(dating.finished(w), droppedBatches: path.takeDropped()) }
+                if dating.pendingCount > 0 {
+                    logger.error("stopping before the wall clock was plausible; windows without dates are lost", metadata: [
+                        "windows": "\(dating.pendingCount)", "clock.floor_ms": "\(configuration.clock.wallClockFloorMilliseconds)"])
                 }
             }
         }
     }
 
-    private func emit(seq: UInt64, window: WindowedAggregation.Window, droppedBatches: Int) async {
-        let start = window.startMicroseconds / 1000, end = max(window.endMicroseconds / 1000, start + 1)
-        let epoch = KeyEpoch(id: window.epoch ?? KeyEpoch.containing(unixSeconds: start / 1000, lengthSeconds: epochLengthSeconds).id)
-        let droppedReports = await queue.takeDroppedCount()
-        let report = assembler.assemble(seq: seq, windowStartMs: start, windowEndMs: end, epoch: epoch, series: window.series,
-                                        droppedSeries: window.droppedSeries, droppedReports: droppedReports,
-                                        droppedBatches: droppedBatches, logger: logger)
-        do {
-            try state.storeSequence(seq)
-            let body = try Gzip.compress(ReportAssembler.encode(report))
-            await queue.enqueue(EncodedReport(seq: seq, windowEndMilliseconds: end, gzipBody: body))
-            logger.info("report queued", metadata: ["report.seq": "\(seq)", "report.series": "\(report.series.count)",
-                                                    "report.gzip_bytes": "\(body.count)"])
-        } catch {
-            logger.error("report could not be queued", metadata: ["report.seq": "\(seq)", "error": "\(error)"])
+    private func spoolDated(_ dated: (ready: [WindowDating.Dated], dropped: Int), droppedBatches: Int) async {
+        if dated.dropped > 0 {
+            logger.warning("wall clock still implausible; oldest undated windows dropped", metadata: ["windows": "\(dated.dropped)"])
         }
+        for (i, d) in dated.ready.enumerated() {
+            await emit(d, droppedBatches: i == 0 ? droppedBatches : 0, undatedDropped: i == 0 ? dated.dropped : 0)
+        }
+    }
+
+    private func emit(_ dated: WindowDating.Dated, droppedBatches: Int, undatedDropped: Int) async {
+        let window = dated.window
+        let epoch = KeyEpoch(id: window.epoch ?? epochs.epoch(at: SampleTime(wallMilliseconds: dated.startMs, monotonicNanoseconds: 0)).id)
+        let spool = self.spool
+        var drops = spool.takeDrops()
+        drops.droppedReports += undatedDropped
+        let seq = spool.lastSeq + 1
+        let report = assembler.assemble(seq: seq, windowStartMs: dated.startMs, windowEndMs: dated.endMs, epoch: epoch, series: window.series,
+                                        droppedSeries: window.droppedSeries, droppedBatches: droppedBatches,
+                                        spool: .init(drops: drops, reports: spool.count, bytes: spool.bytesOnDisk), logger: logger)
+        let body: [UInt8]
+        do { body = try Gzip.compress(ReportAssembler.encode(report)) } catch {
+            spool.countUnspooled()
+            logger.error("report could not be encoded", metadata: ["report.seq": "\(seq)", "error": "\(error)"])
+            return
+        }
+        let now = clock.now().wallMilliseconds
+        let nowMs: Int64? = now >= configuration.clock.wallClockFloorMilliseconds ? now : nil
+        let result = await BlockingCall.run { () -> Result<Void, AgentError> in
+            Result { () throws(AgentError) in
+                try spool.append(seq: seq, windowStartMs: dated.startMs, windowEndMs: dated.endMs, gzipBody: body, nowMs: nowMs)
+            }
+        }
+        switch result {
+        case .success:
+            logger.info("report spooled", metadata: ["report.seq": "\(seq)", "report.series": "\(report.series.count)",
+                                                     "report.gzip_bytes": "\(body.count)", "report.window_end_ms": "\(dated.endMs)"])
+        case .failure(let e):
+            // The drops this report carried are handed to the next one.
+            spool.returnDrops(drops)
+            logger.error("report not spooled", metadata: ["report.seq": "\(seq)", "error": "\(e.message)"])
+        }
+    }
+}
+
+/// Windows on the monotonic clock waiting for, then given, wall-clock bounds. Pure.
+struct WindowDating {
+    struct Dated {
+        var window: WindowedAggregation.Window
+        var startMs: Int64
+        var endMs: Int64
+    }
+
+    var anchor: WallClockAnchor
+    let maxPending: Int
+    private var pending: [WindowedAggregation.Window] = []
+
+    init(anchor: WallClockAnchor, maxPending: Int) {
+        self.anchor = anchor
+        self.maxPending = maxPending
+    }
+
+    var pendingCount: Int { pending.count }
+
+    /// `window` and any that waited before it, dated in order once the anchor has a plausible reading;
+    /// otherwise it waits (the oldest dropped past `maxPending`, their number returned).
+    mutating func finished(_ window: WindowedAggregation.Window) -> (ready: [Dated], dropped: Int) {
+        pending.append(window)
+        guard anchor.offsetMilliseconds != nil else {
+            let over = max(0, pending.count - maxPending)
+            pending.removeFirst(over)
+            return ([], over)
+        }
+        let ready = pending.map { w in
+            let start = anchor.wallMilliseconds(monotonicMicroseconds: w.startMicroseconds)!
+            return Dated(window: w, startMs: start, endMs: max(anchor.wallMilliseconds(monotonicMicroseconds: w.endMicroseconds)!, start + 1))
+        }
+        pending.removeAll()
+        return (ready, 0)
     }
 }

@@ -3,7 +3,7 @@ import Glibc
 #endif
 import Pseudonymisation
 
-/// The agent's state directory: the device secret and the last report sequence number live here.
+/// The agent's state directory: the device secret, and the spool (which holds the report sequence) below it.
 public struct AgentState: Sendable {
     public let directory: String
 
@@ -30,25 +30,6 @@ public struct AgentState: Sendable {
         }
         return secret
     }
-    var sequencePath: String { directory + "/sequence" }
-
-    /// The last sequence number used, or 0 when there is no sequence file yet. A file that exists but cannot
-    /// be read or parsed is an error: restarting at 1 would make the collector drop reports as duplicates.
-    public func lastSequence() throws(AgentError) -> UInt64 {
-        if access(sequencePath, F_OK) != 0, errno == ENOENT { return 0 }
-        let text = try Self.read(sequencePath)
-        guard let n = UInt64(text.split(separator: "\n").first ?? "") else {
-            throw AgentError("sequence file \(sequencePath) does not hold a number; set it to the device's last_seq from `meetpunt-collector device list`")
-        }
-        return n
-    }
-
-    /// Records `seq` durably (write to a temporary file, fsync, rename) before the report is queued, so a
-    /// restart never reuses a number.
-    public func storeSequence(_ seq: UInt64) throws(AgentError) {
-        try Self.writeAtomically(sequencePath, Array("\(seq)\n".utf8), mode: 0o600)
-    }
-
     static func read(_ path: String) throws(AgentError) -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw AgentError("cannot open \(path): \(String(cString: strerror(errno)))") }
@@ -86,8 +67,35 @@ public struct AgentState: Sendable {
     }
 }
 
+/// The agent's error: a code callers can tell apart, a message naming what, where and what to do, and
+/// the `errno` behind it when there is one. Messages never carry a secret.
 public struct AgentError: Error, Sendable, CustomStringConvertible {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private enum Value: String { case state, spool, transport, refused, configuration }
+        private let value: Value
+        private init(_ v: Value) { value = v }
+        /// The state directory, device secret or token file.
+        public static let state = Code(.state)
+        /// The on-disk spool (disk full shows here with `errno` ENOSPC).
+        public static let spool = Code(.spool)
+        /// Reaching the collector: DNS, connect, TLS, timeout.
+        public static let transport = Code(.transport)
+        /// Something the agent refuses to do (a libcurl too old, an option libcurl rejects).
+        public static let refused = Code(.refused)
+        public static let configuration = Code(.configuration)
+        public var description: String { value.rawValue }
+    }
+
+    public let code: Code
     public let message: String
-    public init(_ message: String) { self.message = message }
+    public let errno: Int32?
+
+    public init(_ code: Code, _ message: String, errno: Int32? = nil) {
+        self.code = code
+        self.message = message
+        self.errno = errno
+    }
+
+    public init(_ message: String) { self.init(.state, message) }
     public var description: String { message }
 }

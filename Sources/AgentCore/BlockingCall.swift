@@ -36,6 +36,11 @@ public struct SampleTime: Sendable {
     public var wallMilliseconds: Int64
     public var monotonicNanoseconds: UInt64
 
+    public init(wallMilliseconds: Int64, monotonicNanoseconds: UInt64) {
+        self.wallMilliseconds = wallMilliseconds
+        self.monotonicNanoseconds = monotonicNanoseconds
+    }
+
     public static func now() -> SampleTime {
         var wall = timespec()
         var mono = timespec()

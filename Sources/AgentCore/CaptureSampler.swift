@@ -26,7 +26,7 @@ public final class CaptureSampler: PushingSense, @unchecked Sendable {  // mutab
     struct Target {
         var path: SamplePath
         var intervalNanoseconds: UInt64
-        var epochLengthSeconds: Int64
+        var epochs: EpochRule
         var nextTick: UInt64
     }
 
@@ -63,9 +63,9 @@ public final class CaptureSampler: PushingSense, @unchecked Sendable {  // mutab
 
     deinit { stop() }
 
-    public func start(pushingInto path: SamplePath, interval: Duration, epochLengthSeconds: Int64) {
+    public func start(pushingInto path: SamplePath, interval: Duration, epochs: EpochRule) {
         let ns = UInt64(interval.components.seconds) * 1_000_000_000 + UInt64(interval.components.attoseconds / 1_000_000_000)
-        target.withLock { $0 = Target(path: path, intervalNanoseconds: ns, epochLengthSeconds: epochLengthSeconds,
+        target.withLock { $0 = Target(path: path, intervalNanoseconds: ns, epochs: epochs,
                                       nextTick: SampleTime.now().monotonicNanoseconds + ns) }
         for (i, handle) in handles.enumerated() {
             do { try startThread(handle, ticker: i == 0) } catch { logger?.error("capture: \(error)") }
@@ -141,7 +141,7 @@ public final class CaptureSampler: PushingSense, @unchecked Sendable {  // mutab
         }
         guard let due else { return }
         var batch = SampleBatch()
-        let epoch = KeyEpoch.containing(unixSeconds: now.wallMilliseconds / 1000, lengthSeconds: due.epochLengthSeconds)
+        let epoch = due.epochs.epoch(at: now)
         sample(SampleContext(time: now, epoch: epoch), into: &batch)
         due.path.push(TimedBatch(time: now, epoch: epoch, batch: batch))
     }

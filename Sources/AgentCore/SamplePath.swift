@@ -48,9 +48,9 @@ public final class SamplePath: Sendable {
 /// A sense that pushes on its own schedule (a capture thread) instead of being polled.
 public protocol PushingSense: AnyObject, Sendable {
     var name: String { get }
-    /// Starts pushing one batch per `interval` into `path`, pseudonymising with the epoch of each batch's
-    /// time (epochs of `epochLengthSeconds`).
-    func start(pushingInto path: SamplePath, interval: Duration, epochLengthSeconds: Int64)
+    /// Starts pushing one batch per `interval` into `path`, pseudonymising with the epoch `epochs` gives
+    /// each batch's time.
+    func start(pushingInto path: SamplePath, interval: Duration, epochs: EpochRule)
     /// Stops pushing after one last batch; returns when its threads have ended.
     func stop()
 }

@@ -1,97 +1,184 @@
+import AgentConfig
+import FoundationEssentials
+import GzipCodec
 import Logging
 import ServiceLifecycle
+import TelemetryModel
 
-/// Sends queued reports to the collector, oldest first. Only a 2xx answer counts as delivered; anything
-/// else is retried with exponential backoff (1 s doubling to 60 s). A 4xx other than 401 (the device may
-/// not be registered yet), 408 and 429 means the collector will never accept that report: it is dropped
-/// with an error log, so one bad report cannot block the queue. On graceful shutdown it keeps sending for
-/// at most `drainTimeout` (a POST in flight can add up to the request timeout), then stops.
+/// Sends spooled reports to the collector, oldest first, several per request
+/// (`POST v1/report-batches`), and removes each from the spool only on the collector's acknowledgement
+/// for its `seq`.
+///
+/// - Acknowledgements are decoded (``BatchAcknowledgement``): `stored` and `duplicate` are delivered,
+///   `rejected` will never be accepted as sent and is dropped with its reason logged, `retry` and reports
+///   missing from the answer stay spooled.
+/// - Failures back off exponentially with full jitter (a pause drawn uniformly from zero to
+///   `initial × 2^attempt`, capped), so a fleet that lost its collector does not return in lockstep.
+///   429 and 503 wait at least their `Retry-After`.
+/// - 413, or a 400 for a batch of several, halves the batch; a single report the collector cannot take
+///   (413, 400) is dropped with an error log so it cannot block the spool.
+/// - On graceful shutdown it keeps sending for at most `drainTimeout`; what is left stays spooled for the
+///   next start.
 public struct Shipper: Service, CustomStringConvertible {
-    let queue: any ReportQueue
-    let url: String
-    let token: String
-    let timeoutSeconds: Int
+    let spool: DiskSpool
+    let transport: any ReportTransport
+    let shipping: AgentConfiguration.Shipping
     let drainTimeout: Duration
+    let wallClock: @Sendable () -> Int64?
+    let onConfigVersion: @Sendable (UInt64) async -> Void
     let logger: Logger
 
-    public init(queue: any ReportQueue, collectorURL: String, token: String, timeoutSeconds: Int,
-                drainTimeout: Duration = .seconds(10), logger: Logger) {
-        self.queue = queue
-        self.url = collectorURL.hasSuffix("/") ? collectorURL + "v1/reports" : collectorURL + "/v1/reports"
-        self.token = token
-        self.timeoutSeconds = timeoutSeconds
+    /// `wallClock` gives "now" in Unix ms once the wall clock is plausible (for the spool's age bound), nil
+    /// before. `onConfigVersion` receives the configuration version each acknowledgement carries.
+    public init(spool: DiskSpool, transport: any ReportTransport, shipping: AgentConfiguration.Shipping,
+                drainTimeout: Duration = .seconds(10), wallClock: @escaping @Sendable () -> Int64? = { nil },
+                onConfigVersion: @escaping @Sendable (UInt64) async -> Void = { _ in }, logger: Logger) {
+        self.spool = spool
+        self.transport = transport
+        self.shipping = shipping
         self.drainTimeout = drainTimeout
+        self.wallClock = wallClock
+        self.onConfigVersion = onConfigVersion
         self.logger = logger
     }
 
-    /// What service-lifecycle logs for this service at debug level: never the token.
-    public var description: String { "Shipper(url: \(url), token: <redacted>)" }
+    /// What service-lifecycle logs for this service: the transport's own description, which hides the token.
+    public var description: String { "Shipper(\(transport))" }
 
-    enum Outcome { case delivered, rejected, retry }
+    static let batchPath = "v1/report-batches"
+
+    /// What one request achieved.
+    enum Outcome: Equatable {
+        /// Some reports were acknowledged (the rest stay for the next request).
+        case progress
+        /// Nothing acknowledged; wait at least this long (Retry-After) or back off.
+        case retry(atLeast: Duration?)
+        /// Send fewer reports per request.
+        case shrink
+    }
 
     public func run() async throws {
-        var backoff = Duration.seconds(1)
+        var attempt = 0
+        var batchLimit = shipping.maxReportsPerRequest
         var drainDeadline: ContinuousClock.Instant?
         while !Task.isCancelled {
             if drainDeadline == nil, Task.isShuttingDownGracefully { drainDeadline = .now + drainTimeout }
             if let d = drainDeadline, ContinuousClock.now >= d {
-                let left = await queue.count
-                if left > 0 { logger.warning("stopping with undelivered reports", metadata: ["queue.reports": "\(left)"]) }
+                let left = spool.count
+                if left > 0 { logger.notice("stopping with reports still spooled; they are sent after the next start", metadata: ["spool.reports": "\(left)"]) }
                 return
             }
-            guard let report = await queue.peek(timeout: .milliseconds(500)) else {
+            let (spool, limit, maxBytes, now) = (self.spool, batchLimit, shipping.maxRequestBytes, wallClock())
+            let batch = await BlockingCall.run { spool.oldest(maxReports: limit, maxBytes: maxBytes, nowMs: now) }
+            guard !batch.isEmpty else {
                 if drainDeadline != nil { return }  // shutting down and nothing left
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(250)) }
                 continue
             }
-            switch await send(report) {
-            case .delivered, .rejected:
-                await queue.acknowledge(seq: report.seq)
-                backoff = .seconds(1)
-            case .retry:
-                // Back off while draining too: a graceful shutdown cancels the sleep only to end it at the
-                // drain deadline, never to retry at once (that hammered a collector that was down with
-                // dozens of attempts a second during the last 10 s).
-                let pause = drainDeadline.map { min(backoff, max(.zero, $0 - ContinuousClock.now)) } ?? backoff
-                if drainDeadline == nil {
-                    try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
+            switch await send(batch) {
+            case .progress:
+                attempt = 0
+                batchLimit = min(shipping.maxReportsPerRequest, batchLimit * 2)
+            case .shrink:
+                batchLimit = max(1, batch.count / 2)
+            case .retry(let atLeast):
+                let pause = max(atLeast ?? .zero, Self.backoff(attempt: attempt, initial: .milliseconds(shipping.backoffInitialMilliseconds),
+                                                                 cap: .seconds(shipping.backoffMaxSeconds)))
+                attempt += 1
+                // Back off while draining too: a graceful shutdown ends the pause only at the drain deadline.
+                if let d = drainDeadline {
+                    try? await Task.sleep(for: min(pause, max(.zero, d - ContinuousClock.now)))
                 } else {
-                    try? await Task.sleep(for: pause)
+                    try? await cancelWhenGracefulShutdown { try await Task.sleep(for: pause) }
                 }
-                backoff = min(backoff * 2, .seconds(60))
             }
         }
     }
 
-    func send(_ report: EncodedReport) async -> Outcome {
-        let poster = HTTPPoster(timeoutSeconds: timeoutSeconds)
-        let url = self.url
-        let headers = ["Content-Type: application/json", "Content-Encoding: gzip", "Authorization: Bearer \(token)", "Expect:"]
-        let body = report.gzipBody
-        let result = await BlockingCall.run { poster.post(url: url, body: body, headers: headers) }
-        switch result {
-        case .failure(let f):
-            logger.warning("report not delivered, will retry", metadata: ["report.seq": "\(report.seq)", "error": "\(f.message)"])
-            return .retry
+    /// Full jitter: uniform in [0, min(cap, initial × 2^attempt)].
+    static func backoff(attempt: Int, initial: Duration, cap: Duration) -> Duration {
+        let ceiling = min(cap, initial * (1 << min(attempt, 30)))
+        let ms = ceiling.components.seconds * 1000 + ceiling.components.attoseconds / 1_000_000_000_000_000
+        return .milliseconds(Int64.random(in: 0...max(1, ms)))
+    }
+
+    /// Sends one batch and applies the answer to the spool.
+    func send(_ batch: [DiskSpool.Stored]) async -> Outcome {
+        let first = batch.first!.seq, last = batch.last!.seq
+        let range: Logger.Metadata = ["report.first_seq": "\(first)", "report.last_seq": "\(last)", "batch.reports": "\(batch.count)"]
+        let body: [UInt8]
+        do { body = try Self.batchBody(batch) } catch {
+            // A record that does not inflate cannot be sent as JSON: drop it rather than block the spool.
+            logger.error("spooled report unreadable; dropping it", metadata: range.merging(["error": "\(error)"]) { a, _ in a })
+            let seqs = Set(batch.map(\.seq))
+            await BlockingCall.run { [spool] in spool.acknowledge(seqs) }
+            return .progress
+        }
+        switch await transport.post(path: Self.batchPath, gzipBody: body) {
+        case .failure(let e):
+            logger.warning("reports not delivered, will retry", metadata: range.merging(["error": "\(e.message)"]) { a, _ in a })
+            return .retry(atLeast: nil)
         case .success(let r) where (200..<300).contains(r.status):
-            if String(decoding: r.body, as: UTF8.self).contains("\"duplicate\":true") {
-                // Normal after a retry; a run of these means the sequence file was lost (docs/operations.md).
-                logger.warning("collector already had this report", metadata: ["report.seq": "\(report.seq)"])
-            } else {
-                logger.debug("report delivered", metadata: ["report.seq": "\(report.seq)", "http.status": "\(r.status)"])
+            let ack: BatchAcknowledgement
+            do { ack = try JSONDecoder().decode(BatchAcknowledgement.self, from: Data(r.body)) } catch {
+                logger.error("collector's acknowledgement could not be read, will retry", metadata: range.merging(["error": "\(error)"]) { a, _ in a })
+                return .retry(atLeast: nil)
             }
-            return .delivered
-        case .success(let r) where (400..<500).contains(r.status) && r.status != 408 && r.status != 429 && r.status != 401:
-            logger.error("collector rejected report; dropping it", metadata: [
-                "report.seq": "\(report.seq)", "http.status": "\(r.status)",
-                "collector.error": "\(String(decoding: r.body.prefix(512), as: UTF8.self))",
-            ])
-            return .rejected
+            let sent = Set(batch.map(\.seq))
+            var done: Set<UInt64> = []
+            var duplicates = 0
+            for result in ack.results where sent.contains(result.seq) {
+                switch result.status {
+                case .stored: done.insert(result.seq)
+                case .duplicate:
+                    duplicates += 1
+                    done.insert(result.seq)
+                case .rejected:
+                    done.insert(result.seq)
+                    logger.error("collector rejected report; dropping it", metadata: [
+                        "report.seq": "\(result.seq)", "collector.error": "\(result.error?.code ?? "?"): \(result.error?.message ?? "")",
+                    ])
+                default: break
+                }
+            }
+            if !done.isEmpty { await BlockingCall.run { [spool, done] in spool.acknowledge(done) } }
+            if duplicates > 0 {
+                // Normal after a lost answer; every report a duplicate, run after run, means the spool was lost.
+                logger.info("collector already had reports (sent again after a lost answer)", metadata: ["batch.duplicates": "\(duplicates)"])
+            }
+            logger.debug("reports delivered", metadata: range.merging(["batch.acknowledged": "\(done.count)"]) { a, _ in a })
+            if let v = ack.configVersion { await onConfigVersion(v) }
+            return done.isEmpty ? .retry(atLeast: nil) : .progress
+        case .success(let r) where r.status == 413 || r.status == 400:
+            if batch.count > 1 {
+                logger.notice("collector refused the batch; sending fewer reports per request", metadata: range.merging(["http.status": "\(r.status)"]) { a, _ in a })
+                return .shrink
+            }
+            logger.error("collector cannot take this report; dropping it", metadata: range.merging([
+                "http.status": "\(r.status)", "collector.error": "\(Self.errorText(r.body))",
+            ]) { a, _ in a })
+            await BlockingCall.run { [spool] in spool.acknowledge([first]) }
+            return .progress
         case .success(let r):
-            logger.warning("collector did not accept report, will retry", metadata: [
-                "report.seq": "\(report.seq)", "http.status": "\(r.status)",
-                "collector.error": "\(String(decoding: r.body.prefix(512), as: UTF8.self))",
-            ])
-            return .retry
+            let wait = (r.status == 429 || r.status == 503) ? r.retryAfterSeconds.map { Duration.seconds(min($0, 3600)) } : nil
+            logger.warning("collector did not accept reports, will retry", metadata: range.merging([
+                "http.status": "\(r.status)", "collector.error": "\(Self.errorText(r.body))",
+                "retry_after.seconds": "\(r.retryAfterSeconds.map(String.init) ?? "-")",
+            ]) { a, _ in a })
+            return .retry(atLeast: wait)
         }
     }
+
+    /// `{"reports":[…]}` gzip-compressed, from the spooled reports' own gzip bodies.
+    static func batchBody(_ batch: [DiskSpool.Stored]) throws(GzipError) -> [UInt8] {
+        var json: [UInt8] = Array(#"{"reports":["#.utf8)
+        for (i, r) in batch.enumerated() {
+            if i > 0 { json.append(UInt8(ascii: ",")) }
+            json += try Gzip.decompress(r.gzipBody, limit: 8 << 20)
+        }
+        json += Array("]}".utf8)
+        return try Gzip.compress(json)
+    }
+
+    static func errorText(_ body: [UInt8]) -> String { String(decoding: body.prefix(512), as: UTF8.self) }
 }

@@ -78,3 +78,11 @@ public struct GzipError: Error, Sendable, CustomStringConvertible {
     }
     public var description: String { message }
 }
+
+/// CRC-32 (the IEEE polynomial of gzip and zlib), for records that must detect torn or corrupt bytes.
+public enum CRC32 {
+    public static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+        guard let base = bytes.baseAddress, !bytes.isEmpty else { return crc }
+        return UInt32(truncatingIfNeeded: crc32(uLong(crc), base.assumingMemoryBound(to: Bytef.self), uInt(bytes.count)))
+    }
+}

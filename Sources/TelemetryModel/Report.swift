@@ -100,3 +100,66 @@ public struct ReportAcknowledgement: Codable, Sendable, Equatable {
         case storedSeries = "stored_series"
     }
 }
+
+/// The collector's answer to a batch (`POST /v1/report-batches`): one result per report it read, in the
+/// batch's order. The agent removes a report from its spool only on a result for its `seq`.
+public struct BatchAcknowledgement: Codable, Sendable, Equatable {
+    public var device: String
+    public var results: [Result]
+    /// The configuration version the collector wants this device to run (check-in); nil when it has none.
+    public var configVersion: UInt64?
+
+    public struct Result: Codable, Sendable, Equatable {
+        public var seq: UInt64
+        public var status: Status
+        /// Series stored from this report (0 unless `stored`).
+        public var storedSeries: Int
+        /// Why the report was rejected; present only for `rejected`.
+        public var error: Rejection?
+
+        public init(seq: UInt64, status: Status, storedSeries: Int = 0, error: Rejection? = nil) {
+            self.seq = seq
+            self.status = status
+            self.storedSeries = storedSeries
+            self.error = error
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case seq, status, error
+            case storedSeries = "stored_series"
+        }
+    }
+
+    /// What became of one report. `stored` and `duplicate` are delivered; `rejected` will never be
+    /// accepted as sent (the agent drops it and logs why); `retry` was not processed this time.
+    public struct Status: RawRepresentable, Codable, Sendable, Hashable {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public static let stored = Status(rawValue: "stored")
+        public static let duplicate = Status(rawValue: "duplicate")
+        public static let rejected = Status(rawValue: "rejected")
+        public static let retry = Status(rawValue: "retry")
+    }
+
+    public struct Rejection: Codable, Sendable, Equatable {
+        public var code: String
+        public var message: String
+        public var path: String?
+        public init(code: String, message: String, path: String? = nil) {
+            self.code = code
+            self.message = message
+            self.path = path
+        }
+    }
+
+    public init(device: String, results: [Result], configVersion: UInt64? = nil) {
+        self.device = device
+        self.results = results
+        self.configVersion = configVersion
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case device, results
+        case configVersion = "config_version"
+    }
+}

@@ -8,7 +8,7 @@ import ServiceLifecycle
 
 @main
 struct MeetpuntAgent: AsyncParsableCommand {
-    static let version = "0.1.0"
+    static let version = "0.3.0"
     static let configuration = CommandConfiguration(
         commandName: "meetpunt-agent",
         abstract: "Meetpunt's on-router telemetry agent: samples links, LAN clients, Wi-Fi and router health, pseudonymises identifiers, ships aggregates.",
@@ -73,13 +73,33 @@ struct Run: AsyncParsableCommand {
                 throw ExitCode(2)
             }
         }
-        let queue = MemoryReportQueue(capacity: config.maxQueuedReports)
+        let transport: CurlTransport
+        do {
+            transport = try CurlTransport(baseURL: config.collector.url, token: token, timeoutSeconds: config.collector.requestTimeoutSeconds,
+                                          caFile: config.collector.caFile, pinnedPublicKey: config.collector.pinnedPublicKey)
+        } catch {
+            logger.critical("cannot ship reports", metadata: ["error": "\(error.message)"])
+            throw ExitCode(2)
+        }
+        if config.collector.insecureDemo, config.collector.url.hasPrefix("http://") {
+            logger.warning("collector.insecure_demo: the device token travels in clear over http://; never outside a demo on one host")
+        }
+        let spool = try DiskSpool(stateDirectory: config.stateDirectory, configuration: config.spool)
+        let r = spool.recovery
+        logger.info("spool opened", metadata: ["spool.reports": "\(r.reports)", "spool.last_seq": "\(r.lastSeq)", "spool.bytes": "\(r.bytes)",
+                                               "spool.torn_records": "\(r.tornRecords)", "spool.corrupt_segments": "\(r.corruptSegments)"])
+        if r.corruptSegments > 0 {
+            logger.error("spool segments held unreadable records; the rest of each was skipped", metadata: ["spool.corrupt_segments": "\(r.corruptSegments)"])
+        }
         let assembler = ReportAssembler(deviceID: config.deviceID, agentVersion: MeetpuntAgent.version,
                                         outgoingGuard: OutgoingGuard(guardSSIDs: ssids))
-        let pipeline = AgentPipeline(configuration: config, samplers: SamplerSet(samplers), pushers: pushers, queue: queue, state: state,
+        let pipeline = AgentPipeline(configuration: config, samplers: SamplerSet(samplers), pushers: pushers, spool: spool,
                                      assembler: assembler, logger: logger)
-        let shipper = Shipper(queue: queue, collectorURL: config.collector.url, token: token,
-                              timeoutSeconds: config.collector.requestTimeoutSeconds, logger: logger)
+        let floor = config.clock.wallClockFloorMilliseconds
+        let shipper = Shipper(spool: spool, transport: transport, shipping: config.shipping, wallClock: {
+            let now = SampleTime.now().wallMilliseconds
+            return now >= floor ? now : nil
+        }, logger: logger)
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: shipper), .init(service: pipeline)]
         if let duration {
@@ -87,7 +107,8 @@ struct Run: AsyncParsableCommand {
         }
         var groupConfig = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         groupConfig.maximumGracefulShutdownDuration = .seconds(30)
-        logger.info("agent starting", metadata: ["device": "\(config.deviceID)", "collector": "\(config.collector.url)"])
+        logger.info("agent starting", metadata: ["device": "\(config.deviceID)", "collector": "\(config.collector.url)",
+                                                 "version": "\(MeetpuntAgent.version)", "http": "\(CurlTransport.libraryVersion)"])
         try await ServiceGroup(configuration: groupConfig).run()
         logger.info("agent stopped")
     }

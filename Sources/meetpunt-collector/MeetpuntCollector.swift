@@ -62,10 +62,13 @@ struct Serve: AsyncParsableCommand {
         }
         let purge = PurgeService(api: api, interval: .seconds(api.configuration.purgeIntervalSeconds))
         let host = api.configuration.host
-        let app = buildApplication(api: api, services: [purge]) { port in
-            FileHandle.standardOutput.write(Data("meetpunt-collector listening on \(host):\(port)\n".utf8))
+        if let tls = api.configuration.tls {
+            FileHandle.standardOutput.write(Data("meetpunt-collector serving HTTPS only, certificate \(tls.certificateChainFile)\n".utf8))
         }
         do {
+            let app = try buildApplication(api: api, services: [purge]) { port in
+                FileHandle.standardOutput.write(Data("meetpunt-collector listening on \(host):\(port)\n".utf8))
+            }
             try await app.runService()
         } catch {
             // One clear line and a non-zero exit: a collector that cannot serve must not look alive.

@@ -55,7 +55,7 @@ struct LiveCaptureTests {
         let agentConfig = dir.appendingPathComponent("agent.yaml").path
         try """
             device_id: cap-1
-            collector: {url: "http://127.0.0.1:\(port)", token_file: \(dir.path)/device.token}
+            collector: {url: "http://127.0.0.1:\(port)", token_file: \(dir.path)/device.token, insecure_demo: true}
             state_dir: \(dir.path)/agent-state
             sampling: {interval_seconds: 1, window_seconds: 4}
             link: {interfaces: ["\(lab.lanInterface)"]}
@@ -76,7 +76,7 @@ struct LiveCaptureTests {
         let trafficLog = "/tmp/traffic-\(lab.prefix).log"
         try Self.detached("BULK_RATE=2000000 SHORT_INTERVAL=0.3 \(Self.netlab)/traffic.sh \(lab.prefix) \(marker) 8 > \(trafficLog) 2>&1 < /dev/null")
         let traffic = (try? String(contentsOfFile: trafficLog, encoding: .utf8)) ?? ""
-        let queued = { agent.text.components(separatedBy: "report queued").count - 1 }
+        let queued = { agent.text.components(separatedBy: "report spooled").count - 1 }
         let target = queued() + 2
         let deadline = Date().addingTimeInterval(60)
         while queued() < target, Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }

@@ -46,7 +46,7 @@ final class CollectorFixture: @unchecked Sendable {
 
     func advance(days: Int) { clock.advance(by: Int64(days) * 86_400_000) }
 
-    func app() -> some ApplicationProtocol { buildApplication(api: api) }
+    func app() throws -> some ApplicationProtocol { try buildApplication(api: api) }
 
     /// Rows of `table` (for the device, when given), read straight from the SQLite file.
     func rows(_ table: String, device: String? = nil) throws -> Int {

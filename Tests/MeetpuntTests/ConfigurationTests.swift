@@ -7,7 +7,7 @@ import Testing
     static let minimal = """
         device_id: dev-1
         collector:
-          url: http://127.0.0.1:8080
+          url: https://collector.example.net
           token_file: /tmp/token
         """
 
@@ -24,6 +24,23 @@ import Testing
         let c = try AgentConfiguration.parse(Self.minimal, file: "agent.yaml")
         #expect(c.sampleIntervalSeconds == 10 && c.reportWindowSeconds == 60)
         #expect(c.privacy.keyEpochDays == 30 && c.privacy.reportOUI)
+        #expect(c.spool == .init(maxBytes: 8 << 20, maxAgeHours: 168, fsync: .always))
+        #expect(c.clock.wallClockFloorMilliseconds == AgentConfiguration.Clock.defaultFloorMilliseconds)
+        #expect(!c.collector.insecureDemo)
+    }
+
+    @Test func plainHTTPIsAllowedOnlyAsADemo() throws {
+        let http = "device_id: d\ncollector:\n  url: http://127.0.0.1:8080\n  token_file: /t\n"
+        #expect(throws: ConfigError.self) { try AgentConfiguration.parse(http, file: "a.yaml") }
+        let demo = try AgentConfiguration.parse(http.replacingOccurrences(of: "token_file: /t\n", with: "token_file: /t\n  insecure_demo: true\n"), file: "a.yaml")
+        #expect(demo.collector.insecureDemo)
+    }
+
+    @Test func wallClockFloorIsADate() throws {
+        let c = try AgentConfiguration.parse(Self.minimal + "\nclock:\n  wall_clock_floor: \"2020-01-01\"\n", file: "a.yaml")
+        #expect(c.clock.wallClockFloorMilliseconds == 1_577_836_800_000)
+        let c2 = try AgentConfiguration.parse(Self.minimal + "\nclock:\n  wall_clock_floor: \"2024-02-29\"\n", file: "a.yaml")
+        #expect(c2.clock.wallClockFloorMilliseconds == 1_709_164_800_000)
     }
 
     /// Each bad file fails with the file, the line and the key, and says what would be valid.
@@ -36,9 +53,15 @@ import Testing
         (minimal + "\nlink:\n  interfaces: eth0\n", 6, "link.interfaces", "expected a list"),
         (minimal + "\nlogging:\n  level: loud\n", 6, "logging.level", "use one of: trace, debug, info"),
         (minimal + "\nprivacy:\n  key_epoch_days: 400\n", 6, "privacy.key_epoch_days", "valid: 1...366"),
-        ("collector:\n  url: http://x\n  token_file: /t\n", 1, "device_id", "required key is missing"),
-        ("device_id: 00:1b:21:3a:4f:5e\ncollector:\n  url: http://x\n  token_file: /t\n", 1, "device_id", "never a serial number or MAC"),
+        ("collector:\n  url: https://x\n  token_file: /t\n", 1, "device_id", "required key is missing"),
+        ("device_id: 00:1b:21:3a:4f:5e\ncollector:\n  url: https://x\n  token_file: /t\n", 1, "device_id", "never a serial number or MAC"),
         (minimal + "\ncolector:\n  url: x\n", 5, "colector", "unknown key"),
+        ("device_id: d\ncollector:\n  url: http://10.0.0.1\n  token_file: /t\n", 3, "collector.url", "send the device token in clear"),
+        (minimal + "\n  pinned_public_key: abc\n", 5, "collector.pinned_public_key", "sha256//"),
+        (minimal + "\nqueue:\n  max_reports: 60\n", 6, "queue", "replaced by the on-disk spool"),
+        (minimal + "\nspool:\n  fsync: sometimes\n", 6, "spool.fsync", "use one of: always, os"),
+        (minimal + "\nspool:\n  max_bytes: 1000\n", 6, "spool.max_bytes", "out of range"),
+        (minimal + "\nclock:\n  wall_clock_floor: yesterday\n", 6, "clock.wall_clock_floor", "expected a date YYYY-MM-DD"),
     ])
     func badFilesNameTheLineAndKey(text: String, line: Int, key: String, message: String) {
         do {

@@ -1,4 +1,4 @@
-import AgentCore
+@testable import AgentCore
 import CollectorCore
 import Foundation
 import GzipCodec
@@ -41,7 +41,7 @@ struct EndToEndTests {
         let veth = try VethPair(prefix: "mpe\(TestSupport.uniqueSuffix().prefix(4))")
         try """
             device_id: e2e-1
-            collector: {url: "http://127.0.0.1:\(port)", token_file: \(dir.path)/device.token}
+            collector: {url: "http://127.0.0.1:\(port)", token_file: \(dir.path)/device.token, insecure_demo: true}
             state_dir: \(dir.path)/agent-state
             sampling: {interval_seconds: 1, window_seconds: 2}
             link: {interfaces: ["\(veth.a)", "\(veth.b)"]}
@@ -50,7 +50,7 @@ struct EndToEndTests {
 
         let txBefore = try TestSupport.sysfsCounter(veth.a, "tx_bytes")
         let rxPacketsBefore = try TestSupport.sysfsCounter(veth.b, "rx_packets")
-        // Stopped by SIGTERM once two more windows were queued after the last frames, not by a timer: under
+        // Stopped by SIGTERM once two more windows were spooled after the last frames, not by a timer: under
         // a loaded test run the frames must still fall inside the agent's life.
         let agent = try ChildProcess(Self.agent, ["run", "--config", dir.appendingPathComponent("agent.yaml").path, "--duration", "120"])
         _ = try agent.waitFor("sampling")
@@ -58,7 +58,7 @@ struct EndToEndTests {
         try RawFrames.send(interface: veth.a, count: 300, size: 500)
         try await Task.sleep(for: .seconds(2))
         try RawFrames.send(interface: veth.a, count: 200, size: 1000)
-        let queued = { agent.text.components(separatedBy: "report queued").count - 1 }
+        let queued = { agent.text.components(separatedBy: "report spooled").count - 1 }
         let target = queued() + 2
         let deadline = Date().addingTimeInterval(60)
         while queued() < target, Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
@@ -156,11 +156,11 @@ struct PrivacyEndToEndTests {
         // The real ingest, behind a route that keeps a copy of every body as it arrived.
         let recorder = Recorder()
         let router = Router()
-        router.post("/v1/reports") { request, _ in
+        router.post("/v1/report-batches") { request, _ in
             var body = try await request.body.collect(upTo: 1 << 20)
             let bytes = body.readBytes(length: body.readableBytes) ?? []
             recorder.add(bytes)
-            return try await api.ingest(Request(head: request.head, body: .init(buffer: ByteBuffer(bytes: bytes))))
+            return try await api.ingestBatch(Request(head: request.head, body: .init(buffer: ByteBuffer(bytes: bytes))))
         }
         let portBox = Recorder()
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
@@ -202,7 +202,7 @@ struct PrivacyEndToEndTests {
             let agentConfig = dir.appendingPathComponent("agent.yaml").path
             try """
                 device_id: priv-1
-                collector: {url: "http://127.0.0.1:\(port)", token_file: \(dir.path)/token}
+                collector: {url: "http://127.0.0.1:\(port)", token_file: \(dir.path)/token, insecure_demo: true}
                 state_dir: \(dir.path)/state
                 sampling: {interval_seconds: 1, window_seconds: 2}
                 link: {interfaces: ["mpl\(sfx)*", "\(Self.ssid)", "\(Self.macNamedInterface)"]}
@@ -239,18 +239,38 @@ struct PrivacyEndToEndTests {
                 #expect(Self.hits(in: json).isEmpty, "request body carries \(Self.hits(in: json))")
                 #expect(Self.hits(in: String(decoding: raw, as: UTF8.self)).isEmpty)
             }
-            let stateFiles = try FileManager.default.contentsOfDirectory(atPath: "\(dir.path)/state")
+            let stateFiles = try FileManager.default.subpathsOfDirectory(atPath: "\(dir.path)/state")
             #expect(stateFiles.contains("device-secret"))
+            #expect(stateFiles.contains { $0.hasPrefix("spool/") && $0.hasSuffix(".seg") })
             for file in stateFiles {
+                var isDirectory: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: "\(dir.path)/state/\(file)", isDirectory: &isDirectory), !isDirectory.boolValue else { continue }
                 let bytes = try Data(contentsOf: URL(fileURLWithPath: "\(dir.path)/state/\(file)"))
-                #expect(Self.hits(in: String(decoding: bytes, as: UTF8.self)).isEmpty, "\(file)")
-                for mac in Self.clientMACs {
-                    let raw = Data(mac.split(separator: ":").map { UInt8($0, radix: 16)! })
-                    #expect(bytes.range(of: raw) == nil, "\(file) holds a raw MAC")
+                // Spool records hold gzip bodies: each is inflated and searched too.
+                var views = [bytes]
+                if file.hasSuffix(".seg") {
+                    let all = [UInt8](bytes)
+                    var offset = 0
+                    while let r = DiskSpool.parseRecord(all, at: offset) {
+                        if r.kind == DiskSpool.kindReport {
+                            let start = offset + DiskSpool.headerBytes
+                            views.append(Data(try Gzip.decompress(Array(all[start..<(start + r.length)]), limit: 8 << 20)))
+                        }
+                        offset += DiskSpool.headerBytes + r.length
+                    }
+                    #expect(offset == all.count, "\(file) parses to its end")
+                    #expect(views.count > 1, "\(file) held reports")
+                }
+                for view in views {
+                    #expect(Self.hits(in: String(decoding: view, as: UTF8.self)).isEmpty, "\(file)")
+                    for mac in Self.clientMACs {
+                        let raw = Data(mac.split(separator: ":").map { UInt8($0, radix: 16)! })
+                        #expect(view.range(of: raw) == nil, "\(file) holds a raw MAC")
+                    }
                 }
             }
             #expect(Self.hits(in: log).isEmpty, "the agent's log carries \(Self.hits(in: log))")
-            #expect(log.contains("report delivered"), "trace logging was on")
+            #expect(log.contains("reports delivered"), "trace logging was on")
             group.cancelAll()
         }
     }
@@ -266,7 +286,7 @@ struct PrivacyEndToEndTests {
             Series(metric: "link.mtu", unit: "bytes", labels: ["interface": "eth0"], count: 1, min: 1, max: 1, mean: 1, last: 1, sum: 1, sketch: nil),
         ]
         let report = assembler.assemble(seq: 1, windowStartMs: 0, windowEndMs: 1, epoch: .init(id: 1), series: leaky,
-                                        droppedSeries: 0, droppedReports: 0, logger: logger)
+                                        droppedSeries: 0, logger: logger)
         #expect(report.series.filter { $0.metric == "link.mtu" }.map { $0.labels["interface"] } == ["eth0"])
         #expect(report.series.first { $0.metric == "agent.guard_dropped_series" }?.sum == 2)
         let text = lines.all.joined(separator: "\n")
@@ -351,7 +371,7 @@ struct CapturingHandler: LogHandler {
             let path = dir.appendingPathComponent("agent-\(port).yaml").path
             try """
                 device_id: secrets-1
-                collector: {url: "http://127.0.0.1:\(port)", token_file: \(dir.path)/device.token}
+                collector: {url: "http://127.0.0.1:\(port)", token_file: \(dir.path)/device.token, insecure_demo: true}
                 state_dir: \(dir.path)/agent-state
                 sampling: {interval_seconds: 1, window_seconds: 1}
                 link: {interfaces: ["lo"], include_loopback: true}

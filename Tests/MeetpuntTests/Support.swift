@@ -1,5 +1,6 @@
 import CTestSupport
 import Foundation
+import GRDB
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -203,4 +204,53 @@ final class ChildProcess: @unchecked Sendable {  // `collected` is guarded by `l
     }
 
     deinit { if process.isRunning { process.terminate() } }
+}
+
+/// A `meetpunt-collector serve` process on SQLite in its own directory, one device registered.
+final class CollectorProcess {
+    let directory: URL
+    let device: String
+    let token: String
+    let port: Int
+    let server: ChildProcess
+    var sqlitePath: String { directory.appendingPathComponent("collector.sqlite").path }
+
+    /// `tls`: (certificate, key) PEM files to serve HTTPS with.
+    init(device: String, tls: (String, String)? = nil) throws {
+        directory = try TestSupport.tempDirectory()
+        self.device = device
+        var listen = "listen: {host: 127.0.0.1, port: 0}"
+        if let (cert, key) = tls { listen = "listen: {host: 127.0.0.1, port: 0, tls: {certificate_file: \(cert), private_key_file: \(key)}}" }
+        let config = directory.appendingPathComponent("collector.yaml").path
+        try """
+            \(listen)
+            storage: {sqlite_path: \(directory.path)/collector.sqlite}
+            retention_file: \(TestSupport.repositoryRoot.path)/collector/retention.yaml
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let exe = TestSupport.executable("meetpunt-collector")
+        try TestSupport.sh("\(exe) device add \(device) --config \(config) --token-file \(directory.path)/device.token")
+        token = try String(contentsOfFile: "\(directory.path)/device.token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        server = try ChildProcess(exe, ["serve", "--config", config])
+        guard let p = Int(try server.waitFor("listening on").split(separator: ":").last ?? "") else {
+            throw TestFailure("no port in the collector's output:\n\(server.text)")
+        }
+        port = p
+    }
+
+    var tokenFile: String { directory.appendingPathComponent("device.token").path }
+
+    /// The sequence numbers stored for the device, ascending, with how often each is stored.
+    func storedSequences() throws -> [UInt64: Int] {
+        let q = try DatabaseQueue(path: sqlitePath)
+        return try q.read { db in
+            var result: [UInt64: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT seq, COUNT(*) AS n FROM reports WHERE device_id = ? GROUP BY seq", arguments: [device]) {
+                result[UInt64(row["seq"] as Int64)] = row["n"]
+            }
+            return result
+        }
+    }
+
+    func stop() { server.stop() }
+    deinit { server.stop() }
 }

@@ -436,7 +436,7 @@ if [ -n "$AGENT" ]; then
     else
         cat > "$CFG" <<EOF
 device_id: "wifi-lab"
-collector: {url: "${COLLECTOR_URL:-http://127.0.0.1:9}", token_file: /lab/token}
+collector: {url: "${COLLECTOR_URL:-http://127.0.0.1:9}", token_file: /lab/token, insecure_demo: true}
 state_dir: /lab/state
 sampling: {interval_seconds: 2, window_seconds: 10}
 link: {interfaces: ["*"]}

@@ -16,6 +16,19 @@ public struct CollectorConfiguration: Sendable {
     /// SSIDs the ingest guard rejects in any label, as the agent's guard does.
     public var guardSSIDs: [String]
     public var logLevel: String
+    /// Reports one `POST /v1/report-batches` may carry.
+    public var maxReportsPerBatch: Int = 100
+    /// Serve HTTPS with this certificate chain and key (PEM files); nil serves plain HTTP.
+    public var tls: TLSFiles?
+
+    public struct TLSFiles: Sendable, Equatable {
+        public var certificateChainFile: String
+        public var privateKeyFile: String
+        public init(certificateChainFile: String, privateKeyFile: String) {
+            self.certificateChainFile = certificateChainFile
+            self.privateKeyFile = privateKeyFile
+        }
+    }
 
     public init(host: String = "127.0.0.1", port: Int = 8080, sqlitePath: String, retentionFile: String,
                 maxBodyBytes: Int = 1 << 20, maxDecompressedBytes: Int = 8 << 20, maxClockSkewSeconds: Int = 300,
@@ -53,6 +66,12 @@ public struct CollectorConfiguration: Sendable {
         var listen = try top.mapping("listen")
         let host = try listen.string("host", default: "127.0.0.1")
         let port = try listen.int("port", default: 8080, range: 0...65535)
+        var tls: TLSFiles?
+        if listen.keys.contains("tls") {
+            var t = try listen.mapping("tls")
+            tls = TLSFiles(certificateChainFile: resolve(try t.string("certificate_file")), privateKeyFile: resolve(try t.string("private_key_file")))
+            try t.finish()
+        }
         try listen.finish()
 
         var storage = try top.mapping("storage")
@@ -69,6 +88,7 @@ public struct CollectorConfiguration: Sendable {
         let maxSeries = try ingest.int("max_series_per_report", default: 5000, range: 1...100_000)
         let maxLabels = try ingest.int("max_labels_per_series", default: 8, range: 1...64)
         let ssids = try ingest.stringList("guard_ssids", default: [])
+        let maxBatch = try ingest.int("max_reports_per_batch", default: 100, range: 1...10_000)
         try ingest.finish()
 
         var purge = try top.mapping("purge")
@@ -80,10 +100,13 @@ public struct CollectorConfiguration: Sendable {
         try logging.finish()
         try top.finish()
 
-        return CollectorConfiguration(host: host, port: port, sqlitePath: sqlitePath, retentionFile: retentionFile,
-                                      maxBodyBytes: maxBody, maxDecompressedBytes: maxInflated, maxClockSkewSeconds: skew,
-                                      maxSeriesPerReport: maxSeries, maxLabelsPerSeries: maxLabels,
-                                      purgeIntervalSeconds: purgeInterval, guardSSIDs: ssids, logLevel: level)
+        var c = CollectorConfiguration(host: host, port: port, sqlitePath: sqlitePath, retentionFile: retentionFile,
+                                       maxBodyBytes: maxBody, maxDecompressedBytes: maxInflated, maxClockSkewSeconds: skew,
+                                       maxSeriesPerReport: maxSeries, maxLabelsPerSeries: maxLabels,
+                                       purgeIntervalSeconds: purgeInterval, guardSSIDs: ssids, logLevel: level)
+        c.maxReportsPerBatch = maxBatch
+        c.tls = tls
+        return c
     }
 
     var validatorLimits: ReportValidator.Limits {

@@ -1,17 +1,22 @@
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import Logging
 import NIOCore
+import NIOSSL
 import ServiceLifecycle
 
 /// Builds the collector's HTTP application. `meetpunt-collector serve` and the tests both call this.
 ///
-/// `onListening` receives the bound port (useful with port 0).
+/// `onListening` receives the bound port (useful with port 0). With `tls` in the configuration it serves
+/// HTTPS only; a certificate or key that cannot be read is an error here, before anything listens.
 public func buildApplication(api: CollectorAPI, services: [any Service] = [],
-                             onListening: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
+                             onListening: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
     let router = Router()
     router.add(middleware: ErrorMiddleware(logger: api.logger))
     router.get("/healthz") { _, _ in "ok\n" }
     router.post("/v1/reports") { request, _ in try await api.ingest(request) }
+    router.post("/v1/report-batches") { request, _ in try await api.ingestBatch(request) }
     router.get("/v1/devices") { request, _ in try await api.listDevices(request) }
     router.get("/v1/devices/:id/series") { request, context in
         try await api.series(request, device: try context.parameters.require("id"))
@@ -31,8 +36,21 @@ public func buildApplication(api: CollectorAPI, services: [any Service] = [],
     }
     router.get("/v1/audit") { request, _ in try await api.auditTrail(request) }
 
+    var server = HTTPServerBuilder.http1()
+    if let files = api.configuration.tls {
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(files.certificateChainFile).map { NIOSSLCertificateSource.certificate($0) }
+            let key = try NIOSSLPrivateKey(file: files.privateKeyFile, format: .pem)
+            var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            tls.minimumTLSVersion = .tlsv12
+            server = try .tls(.http1(), tlsConfiguration: tls)
+        } catch {
+            throw CollectorError(.configuration, "listen.tls: cannot load \(files.certificateChainFile) / \(files.privateKeyFile): \(error)")
+        }
+    }
     return Application(
         router: router,
+        server: server,
         configuration: .init(address: .hostname(api.configuration.host, port: api.configuration.port), serverName: "meetpunt-collector"),
         services: services,
         onServerRunning: { channel in await onListening(channel.localAddress?.port ?? api.configuration.port) },

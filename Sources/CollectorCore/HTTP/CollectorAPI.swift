@@ -72,32 +72,95 @@ public struct CollectorAPI: Sendable {
 
     // MARK: Ingest
 
+    /// `POST /v1/reports`: one report. Kept for agents before 0.3, which send one report per request.
     public func ingest(_ request: Request) async throws -> Response {
+        let (principal, tokenDevice) = try await authenticateDevice(request)
+        let bytes = try await readBody(request)
+        let report: Report
+        do { report = try JSONDecoder().decode(Report.self, from: Data(bytes)) } catch {
+            throw APIError(.badRequest, "malformed_report", "report is not valid JSON for schema \(Report.currentSchemaVersion): \(Self.describe(error))")
+        }
+        let ack: ReportAcknowledgement
+        switch try await accept(report, tokenDevice: tokenDevice, principal: principal, request: request) {
+        case .stored(let n): ack = ReportAcknowledgement(device: report.device, seq: report.seq, duplicate: false, storedSeries: n)
+        case .duplicate: ack = ReportAcknowledgement(device: report.device, seq: report.seq, duplicate: true, storedSeries: 0)
+        }
+        let data = try JSONEncoder().encode(ack)
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// `POST /v1/report-batches`: `{"reports": [report, ...]}`, oldest first. Each report is accepted or
+    /// rejected on its own and answered in a ``BatchAcknowledgement``; a report that cannot even be read
+    /// far enough to know its `seq`, or a batch over the limits, fails the whole request (400/413), and
+    /// nothing of it is stored. A report's idempotency key is (device, seq): a batch that is sent again
+    /// after a lost answer is acknowledged `duplicate` and stored once.
+    public func ingestBatch(_ request: Request) async throws -> Response {
+        let (principal, tokenDevice) = try await authenticateDevice(request)
+        let bytes = try await readBody(request)
+        let batch: ReportBatch
+        do { batch = try JSONDecoder().decode(ReportBatch.self, from: Data(bytes)) } catch {
+            throw APIError(.badRequest, "malformed_batch", "batch is not {\"reports\": [...]} with a seq in every report: \(Self.describe(error))")
+        }
+        guard !batch.reports.isEmpty else { throw APIError(.badRequest, "empty_batch", "a batch holds at least one report", path: "reports") }
+        guard batch.reports.count <= configuration.maxReportsPerBatch else {
+            throw APIError(.contentTooLarge, "batch_too_large", "a batch holds at most \(configuration.maxReportsPerBatch) reports, this one \(batch.reports.count)", path: "reports")
+        }
+        var results: [BatchAcknowledgement.Result] = []
+        results.reserveCapacity(batch.reports.count)
+        for (i, entry) in batch.reports.enumerated() {
+            switch entry.report {
+            case .failure(let error):
+                results.append(.init(seq: entry.seq, status: .rejected, error: .init(
+                    code: "malformed_report", message: "report is not valid JSON for schema \(Report.currentSchemaVersion): \(Self.describe(error))",
+                    path: "reports[\(i)]")))
+            case .success(let report):
+                do {
+                    switch try await accept(report, tokenDevice: tokenDevice, principal: principal, request: request) {
+                    case .stored(let n): results.append(.init(seq: report.seq, status: .stored, storedSeries: n))
+                    case .duplicate: results.append(.init(seq: report.seq, status: .duplicate))
+                    }
+                } catch let e as APIError where e.status == .unprocessableContent || e.status == .badRequest {
+                    results.append(.init(seq: report.seq, status: .rejected,
+                                         error: .init(code: e.code, message: e.message, path: "reports[\(i)]" + (e.path.map { ".\($0)" } ?? ""))))
+                }
+            }
+        }
+        return try jsonResponse(BatchAcknowledgement(device: tokenDevice, results: results))
+    }
+
+    /// The device principal of a write, or 401/403 (audited).
+    func authenticateDevice(_ request: Request) async throws -> (Principal, String) {
         let principal = try await authenticate(request)
         guard principal.token.role == .device, let tokenDevice = principal.token.deviceID else {
             try await audit(principal, action: "write reports", device: nil, request: request, outcome: "denied",
                             detail: "role \(principal.token.role.rawValue) may not write reports")
             throw APIError(.forbidden, "forbidden", "only device tokens may write reports")
         }
+        return (principal, tokenDevice)
+    }
+
+    /// The request body, inflated when gzip, within the configured limits.
+    func readBody(_ request: Request) async throws -> [UInt8] {
         var compressed: ByteBuffer
         do { compressed = try await request.body.collect(upTo: configuration.maxBodyBytes) } catch {
             throw APIError(.contentTooLarge, "body_too_large", "request body exceeds \(configuration.maxBodyBytes) bytes")
         }
-        var bytes = compressed.readBytes(length: compressed.readableBytes) ?? []
+        let bytes = compressed.readBytes(length: compressed.readableBytes) ?? []
         switch request.headers[.contentEncoding]?.lowercased() {
         case nil, "identity":
             guard bytes.count <= configuration.maxDecompressedBytes else {
                 throw APIError(.contentTooLarge, "body_too_large", "request body exceeds \(configuration.maxDecompressedBytes) bytes")
             }
+            return bytes
         case "gzip":
-            bytes = try Self.inflate(bytes, limit: configuration.maxDecompressedBytes)
+            return try Self.inflate(bytes, limit: configuration.maxDecompressedBytes)
         case let other?:
             throw APIError(.unsupportedMediaType, "unsupported_encoding", "Content-Encoding \(other) is not supported; use gzip or none")
         }
-        let report: Report
-        do { report = try JSONDecoder().decode(Report.self, from: Data(bytes)) } catch {
-            throw APIError(.badRequest, "malformed_report", "report is not valid JSON for schema \(Report.currentSchemaVersion): \(Self.describe(error))")
-        }
+    }
+
+    /// Validates and stores one report sent with `tokenDevice`'s token: the rules every write path shares.
+    func accept(_ report: Report, tokenDevice: String, principal: Principal, request: Request) async throws -> IngestOutcome {
         // The claimed id is checked before it is compared, and never echoed or audited: it is device input.
         if let v = validator.validateDeviceID(report.device) {
             throw APIError(.unprocessableContent, "invalid_report", v.message, path: v.path)
@@ -116,14 +179,7 @@ public struct CollectorAPI: Sendable {
             throw APIError(.unprocessableContent, "expired", "window ended \((now - report.windowEndMs) / RetentionPolicy.millisecondsPerDay) days ago; data class \(c) is kept at most \(policy.maxAgeDays[c]!) days",
                            path: "series[\(i)]")
         }
-        let outcome = try await store.ingest(report, classes: classes, receivedAtMs: now)
-        let ack: ReportAcknowledgement
-        switch outcome {
-        case .stored(let n): ack = ReportAcknowledgement(device: report.device, seq: report.seq, duplicate: false, storedSeries: n)
-        case .duplicate: ack = ReportAcknowledgement(device: report.device, seq: report.seq, duplicate: true, storedSeries: 0)
-        }
-        let data = try JSONEncoder().encode(ack)
-        return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+        return try await store.ingest(report, classes: classes, receivedAtMs: now)
     }
 
     static func inflate(_ bytes: [UInt8], limit: Int) throws -> [UInt8] {
@@ -151,6 +207,20 @@ public struct CollectorAPI: Sendable {
             return p.isEmpty ? "\(ctx.debugDescription)" : "invalid value at \(p): \(ctx.debugDescription)"
         @unknown default: return "\(e)"
         }
+    }
+
+    /// A batch as read: each report decoded on its own, so one bad report is rejected alone.
+    struct ReportBatch: Decodable {
+        struct Entry: Decodable {
+            let seq: UInt64
+            let report: Result<Report, any Error>
+            init(from decoder: any Decoder) throws {
+                enum Key: String, CodingKey { case seq }
+                seq = try decoder.container(keyedBy: Key.self).decode(UInt64.self, forKey: .seq)
+                do { report = .success(try Report(from: decoder)) } catch { report = .failure(error) }
+            }
+        }
+        let reports: [Entry]
     }
 
     // MARK: Reads

@@ -1,0 +1,155 @@
+import CCurl
+
+/// What the collector answered to one request.
+public struct TransportResponse: Sendable, Equatable {
+    public var status: Int
+    /// `Retry-After` in seconds, when the answer carried one as a number (an HTTP date is ignored).
+    public var retryAfterSeconds: Int?
+    /// At most 64 KiB of the body.
+    public var body: [UInt8]
+    public init(status: Int, retryAfterSeconds: Int? = nil, body: [UInt8] = []) {
+        self.status = status
+        self.retryAfterSeconds = retryAfterSeconds
+        self.body = body
+    }
+}
+
+/// How the shipper reaches the collector: one POST of a gzip-compressed JSON body to a path below the
+/// collector's URL. The shipper's logic (batching, backoff, acknowledgements) is tested against other
+/// implementations of it; ``CurlTransport`` is the real one.
+public protocol ReportTransport: Sendable {
+    func post(path: String, gzipBody: [UInt8]) async -> Result<TransportResponse, AgentError>
+}
+
+/// HTTPS (or, with `insecure_demo`, HTTP) through libcurl, kept out of NIO: a static AsyncHTTPClient agent
+/// is twice the size. Every option set is checked; an option libcurl refuses fails the request with its
+/// name. The token is sent only in the `Authorization` header and never appears in an error or a
+/// description.
+public struct CurlTransport: ReportTransport, CustomStringConvertible {
+    public let baseURL: String
+    let token: String
+    let timeoutSeconds: Int
+    let caFile: String?
+    let pinnedPublicKey: String?
+
+    /// 7.85.0 brought `CURLOPT_PROTOCOLS_STR`, which limits the transfer to http and https.
+    public static let minimumVersion: UInt32 = 0x07_55_00
+
+    static let globalInit: Void = { _ = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
+
+    /// Refuses a libcurl older than ``minimumVersion``, or one without TLS when `https://` is configured.
+    public init(baseURL: String, token: String, timeoutSeconds: Int, caFile: String? = nil, pinnedPublicKey: String? = nil) throws(AgentError) {
+        _ = Self.globalInit
+        let version = ccurl_version_num()
+        guard version >= Self.minimumVersion else {
+            throw AgentError(.refused, "libcurl \(String(cString: ccurl_version_string())) is too old: the agent needs 7.85.0 or newer (CURLOPT_PROTOCOLS_STR)")
+        }
+        if baseURL.hasPrefix("https://"), String(cString: ccurl_ssl_version_string()).isEmpty {
+            throw AgentError(.refused, "this libcurl has no TLS support, so \(baseURL) cannot be reached; install a libcurl built with OpenSSL")
+        }
+        self.baseURL = baseURL.hasSuffix("/") ? baseURL : baseURL + "/"
+        self.token = token
+        self.timeoutSeconds = timeoutSeconds
+        self.caFile = caFile
+        self.pinnedPublicKey = pinnedPublicKey
+    }
+
+    /// What service-lifecycle and error messages may show: never the token.
+    public var description: String { "CurlTransport(url: \(baseURL), token: <redacted>)" }
+
+    public static var libraryVersion: String { "libcurl \(String(cString: ccurl_version_string())) (\(String(cString: ccurl_ssl_version_string())))" }
+
+    public func post(path: String, gzipBody: [UInt8]) async -> Result<TransportResponse, AgentError> {
+        let request = self
+        return await BlockingCall.run { request.perform(url: request.baseURL + path, body: gzipBody) }
+    }
+
+    final class Sink {
+        var body: [UInt8] = []
+        var retryAfter: Int?
+        let limit = 64 * 1024
+    }
+
+    func perform(url: String, body: [UInt8]) -> Result<TransportResponse, AgentError> {
+        guard let handle = curl_easy_init() else { return .failure(AgentError(.transport, "curl_easy_init failed")) }
+        defer { curl_easy_cleanup(handle) }
+        var list: UnsafeMutablePointer<curl_slist>?
+        for h in ["Content-Type: application/json", "Content-Encoding: gzip", "Authorization: Bearer \(token)", "Expect:"] {
+            list = curl_slist_append(list, h)
+        }
+        defer { curl_slist_free_all(list) }
+        let sink = Sink()
+        let unmanaged = Unmanaged.passRetained(sink)
+        defer { unmanaged.release() }
+        var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
+
+        return body.withUnsafeBufferPointer { bodyBuffer in
+            errorBuffer.withUnsafeMutableBufferPointer { errorPtr -> Result<TransportResponse, AgentError> in
+                var refused: AgentError?
+                func set(_ name: String, _ rc: CURLcode) {
+                    if rc != CURLE_OK, refused == nil {
+                        refused = AgentError(.refused, "libcurl refused \(name): \(String(cString: curl_easy_strerror(rc)))")
+                    }
+                }
+                set("CURLOPT_URL", ccurl_setopt_string(handle, CURLOPT_URL, url))
+                set("CURLOPT_POST", ccurl_setopt_long(handle, CURLOPT_POST, 1))
+                set("CURLOPT_POSTFIELDS", ccurl_setopt_pointer(handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: bodyBuffer.baseAddress)))
+                set("CURLOPT_POSTFIELDSIZE", ccurl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, bodyBuffer.count))
+                set("CURLOPT_HTTPHEADER", ccurl_setopt_slist(handle, CURLOPT_HTTPHEADER, list))
+                set("CURLOPT_TIMEOUT", ccurl_setopt_long(handle, CURLOPT_TIMEOUT, timeoutSeconds))
+                set("CURLOPT_CONNECTTIMEOUT", ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT, min(timeoutSeconds, 10)))
+                set("CURLOPT_NOSIGNAL", ccurl_setopt_long(handle, CURLOPT_NOSIGNAL, 1))
+                set("CURLOPT_FOLLOWLOCATION", ccurl_setopt_long(handle, CURLOPT_FOLLOWLOCATION, 0))
+                set("CURLOPT_PROTOCOLS_STR", ccurl_setopt_string(handle, CURLOPT_PROTOCOLS_STR, "http,https"))
+                set("CURLOPT_SSL_VERIFYPEER", ccurl_setopt_long(handle, CURLOPT_SSL_VERIFYPEER, 1))
+                set("CURLOPT_SSL_VERIFYHOST", ccurl_setopt_long(handle, CURLOPT_SSL_VERIFYHOST, 2))
+                set("CURLOPT_SSLVERSION", ccurl_setopt_long(handle, CURLOPT_SSLVERSION, Int(CURL_SSLVERSION_TLSv1_2)))
+                if let caFile { set("CURLOPT_CAINFO", ccurl_setopt_string(handle, CURLOPT_CAINFO, caFile)) }
+                if let pinnedPublicKey { set("CURLOPT_PINNEDPUBLICKEY", ccurl_setopt_string(handle, CURLOPT_PINNEDPUBLICKEY, pinnedPublicKey)) }
+                set("CURLOPT_ERRORBUFFER", ccurl_setopt_pointer(handle, CURLOPT_ERRORBUFFER, errorPtr.baseAddress))
+                set("CURLOPT_WRITEDATA", ccurl_setopt_pointer(handle, CURLOPT_WRITEDATA, unmanaged.toOpaque()))
+                set("CURLOPT_WRITEFUNCTION", ccurl_setopt_write_function(handle) { data, size, count, user in
+                    let sink = Unmanaged<Sink>.fromOpaque(user!).takeUnretainedValue()
+                    let n = size * count
+                    if let data, sink.body.count < sink.limit {
+                        let take = min(n, sink.limit - sink.body.count)
+                        sink.body.append(contentsOf: UnsafeRawBufferPointer(start: data, count: take))
+                    }
+                    return n
+                })
+                set("CURLOPT_HEADERDATA", ccurl_setopt_pointer(handle, CURLOPT_HEADERDATA, unmanaged.toOpaque()))
+                set("CURLOPT_HEADERFUNCTION", ccurl_setopt_header_function(handle) { data, size, count, user in
+                    let sink = Unmanaged<Sink>.fromOpaque(user!).takeUnretainedValue()
+                    let n = size * count
+                    if let data, n < 1024 {
+                        let line = String(decoding: UnsafeRawBufferPointer(start: data, count: n), as: UTF8.self)
+                        if line.lowercased().hasPrefix("retry-after:") {
+                            sink.retryAfter = Int(String(line.dropFirst(12)).trimmingCharacters(in: " \t\r\n"))
+                        }
+                    }
+                    return n
+                })
+                if let refused { return .failure(refused) }
+                let rc = curl_easy_perform(handle)
+                guard rc == CURLE_OK else {
+                    let detail = String(cString: errorPtr.baseAddress!)
+                    let text = detail.isEmpty ? String(cString: curl_easy_strerror(rc)) : detail
+                    return .failure(AgentError(.transport, "POST \(url) failed: \(text)"))
+                }
+                var status = 0
+                _ = ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)
+                return .success(TransportResponse(status: status, retryAfterSeconds: sink.retryAfter, body: sink.body))
+            }
+        }
+    }
+}
+
+extension String {
+    /// `self` without leading and trailing characters in `set` (FoundationEssentials has no CharacterSet here).
+    func trimmingCharacters(in set: String) -> String {
+        let chars = Set(set)
+        guard let first = firstIndex(where: { !chars.contains($0) }) else { return "" }
+        let last = lastIndex(where: { !chars.contains($0) })!
+        return String(self[first...last])
+    }
+}
