@@ -16,11 +16,11 @@ public final class SamplerSet: @unchecked Sendable {
 
     public var names: [String] { samplers.map(\.name) }
 
-    /// One round over every sampler; a failing sampler does not stop the others.
-    public func sampleAll(_ context: SampleContext) -> (batch: SampleBatch, failures: [(sampler: String, error: String)]) {
+    /// One round over every sampler (or those in `enabled`); a failing sampler does not stop the others.
+    public func sampleAll(_ context: SampleContext, enabled: Set<String>? = nil) -> (batch: SampleBatch, failures: [(sampler: String, error: String)]) {
         var batch = SampleBatch()
         var failures: [(String, String)] = []
-        for s in samplers {
+        for s in samplers where enabled?.contains(s.name) ?? true {
             do { try s.sample(context, into: &batch) } catch { failures.append((s.name, "\(error)")) }
         }
         return (batch, failures)
@@ -41,13 +41,16 @@ public struct ReportAssembler: Sendable {
     }
 
     public func assemble(seq: UInt64, windowStartMs: Int64, windowEndMs: Int64, epoch: KeyEpoch, series: [Series],
-                         droppedSeries: Int, droppedBatches: Int = 0, spool: SpoolFigures = SpoolFigures(), logger: Logger) -> Report {
+                         droppedSeries: Int, droppedBatches: Int = 0, spool: SpoolFigures = SpoolFigures(),
+                         configVersion: UInt64 = 0, rejectedConfigVersion: UInt64? = nil, logger: Logger) -> Report {
         let (kept, guardDropped) = outgoingGuard.filter(series, logger: logger)
         var all = kept
         var own: [(String, Double)] = [("agent.guard_dropped_series", Double(guardDropped)), ("agent.dropped_series", Double(droppedSeries)),
                                        ("agent.dropped_reports", Double(spool.drops.droppedReports)), ("agent.dropped_batches", Double(droppedBatches)),
                                        ("agent.unspooled_reports", Double(spool.drops.unspooledReports)),
-                                       ("agent.spool.reports", Double(spool.reports)), ("agent.spool.bytes", Double(spool.bytes))]
+                                       ("agent.spool.reports", Double(spool.reports)), ("agent.spool.bytes", Double(spool.bytes)),
+                                       ("agent.config.version", Double(configVersion))]
+        if let rejectedConfigVersion { own.append(("agent.config.rejected_version", Double(rejectedConfigVersion))) }
         if let first = spool.drops.firstDroppedStartMs, let last = spool.drops.lastDroppedEndMs {
             own.append(("agent.dropped_span_start_ms", Double(first)))
             own.append(("agent.dropped_span_end_ms", Double(last)))
@@ -97,18 +100,20 @@ public struct AgentPipeline: Service, CustomStringConvertible {
     let spool: DiskSpool
     let assembler: ReportAssembler
     let clock: AgentClock
+    let settings: RuntimeSettings
     let logger: Logger
     /// Batches the path holds before it drops: several windows' worth of every producer.
     static let pathCapacity = 256
 
     public init(configuration: AgentConfiguration, samplers: SamplerSet, pushers: [any PushingSense] = [], spool: DiskSpool,
-                assembler: ReportAssembler, clock: AgentClock = .system, logger: Logger) {
+                assembler: ReportAssembler, clock: AgentClock = .system, settings: RuntimeSettings? = nil, logger: Logger) {
         self.configuration = configuration
         self.samplers = samplers
         self.pushers = pushers
         self.spool = spool
         self.assembler = assembler
         self.clock = clock
+        self.settings = settings ?? RuntimeSettings(configuration: configuration, available: Set(samplers.names))
         self.logger = logger
     }
 
@@ -131,18 +136,19 @@ public struct AgentPipeline: Service, CustomStringConvertible {
 
         await withTaskGroup(of: Void.self) { group in
             // Producer: the polled samplers, every interval, on a dedicated thread each round.
-            group.addTask { [samplers, logger, pushers, clock] in
+            group.addTask { [samplers, logger, pushers, clock, settings] in
                 var next = ContinuousClock.now
                 while true {
                     let shuttingDown = Task.isShuttingDownGracefully || Task.isCancelled
                     let time = clock.now()
                     let epoch = epochs.epoch(at: time)
                     let context = SampleContext(time: time, epoch: epoch)
-                    let (batch, failures) = await BlockingCall.run { samplers.sampleAll(context) }
+                    let now = settings.current
+                    let (batch, failures) = await BlockingCall.run { samplers.sampleAll(context, enabled: now.enabled) }
                     for f in failures { logger.warning("sampler failed", metadata: ["sampler": "\(f.sampler)", "error": "\(f.error)"]) }
                     path.push(TimedBatch(time: time, epoch: epoch, batch: batch))
                     if shuttingDown { break }
-                    next += interval
+                    next += .seconds(now.intervalSeconds)
                     let deadline = next
                     try? await cancelWhenGracefulShutdown { try await Task.sleep(until: deadline, clock: .continuous) }
                 }
@@ -152,11 +158,17 @@ public struct AgentPipeline: Service, CustomStringConvertible {
             }
             // Consumer: windows by the batches' own monotonic time, dated once the wall clock is plausible.
             group.addTask { [self] in
-                var windows = WindowedAggregation(windowMicroseconds: Int64(configuration.reportWindowSeconds) * 1_000_000,
-                                                  maxSeries: configuration.maxSeriesPerWindow)
+                var windowSeconds = settings.current.windowSeconds
+                var windows = WindowedAggregation(windowMicroseconds: Int64(windowSeconds) * 1_000_000, maxSeries: configuration.maxSeriesPerWindow)
                 var dating = WindowDating(anchor: WallClockAnchor(floorMilliseconds: configuration.clock.wallClockFloorMilliseconds),
                                           maxPending: configuration.clock.maxUnanchoredWindows)
                 for await timed in path.batches {
+                    if settings.current.windowSeconds != windowSeconds {
+                        // New remote settings: the open window ends here, the next one has the new length.
+                        for w in windows.finish() { await spoolDated(dating.finished(w), droppedBatches: path.takeDropped()) }
+                        windowSeconds = settings.current.windowSeconds
+                        windows = WindowedAggregation(windowMicroseconds: Int64(windowSeconds) * 1_000_000, maxSeries: configuration.maxSeriesPerWindow)
+                    }
                     var batch = timed.batch
                     // Windows this batch closes were sampled before its reading: they are dated with the
                     // anchor as it stood; the step, if any, belongs to the window the batch opens or joins.
@@ -195,9 +207,11 @@ public struct AgentPipeline: Service, CustomStringConvertible {
         var drops = spool.takeDrops()
         drops.droppedReports += undatedDropped
         let seq = spool.lastSeq + 1
+        let running = settings.current
         let report = assembler.assemble(seq: seq, windowStartMs: dated.startMs, windowEndMs: dated.endMs, epoch: epoch, series: window.series,
                                         droppedSeries: window.droppedSeries, droppedBatches: droppedBatches,
-                                        spool: .init(drops: drops, reports: spool.count, bytes: spool.bytesOnDisk), logger: logger)
+                                        spool: .init(drops: drops, reports: spool.count, bytes: spool.bytesOnDisk),
+                                        configVersion: running.version, rejectedConfigVersion: running.rejectedVersion, logger: logger)
         let body: [UInt8]
         do { body = try Gzip.compress(ReportAssembler.encode(report)) } catch {
             spool.countUnspooled()

@@ -19,6 +19,8 @@ public struct TransportResponse: Sendable, Equatable {
 /// implementations of it; ``CurlTransport`` is the real one.
 public protocol ReportTransport: Sendable {
     func post(path: String, gzipBody: [UInt8]) async -> Result<TransportResponse, AgentError>
+    /// A GET of a small JSON document (the check-in's settings).
+    func get(path: String) async -> Result<TransportResponse, AgentError>
 }
 
 /// HTTPS (or, with `insecure_demo`, HTTP) through libcurl, kept out of NIO: a static AsyncHTTPClient agent
@@ -64,17 +66,25 @@ public struct CurlTransport: ReportTransport, CustomStringConvertible {
         return await BlockingCall.run { request.perform(url: request.baseURL + path, body: gzipBody) }
     }
 
+    public func get(path: String) async -> Result<TransportResponse, AgentError> {
+        let request = self
+        return await BlockingCall.run { request.perform(url: request.baseURL + path, body: nil) }
+    }
+
     final class Sink {
         var body: [UInt8] = []
         var retryAfter: Int?
         let limit = 64 * 1024
     }
 
-    func perform(url: String, body: [UInt8]) -> Result<TransportResponse, AgentError> {
+    /// A POST of `body`, or a GET when it is nil.
+    func perform(url: String, body: [UInt8]?) -> Result<TransportResponse, AgentError> {
         guard let handle = curl_easy_init() else { return .failure(AgentError(.transport, "curl_easy_init failed")) }
         defer { curl_easy_cleanup(handle) }
         var list: UnsafeMutablePointer<curl_slist>?
-        for h in ["Content-Type: application/json", "Content-Encoding: gzip", "Authorization: Bearer \(token)", "Expect:"] {
+        let headers = body == nil ? ["Accept: application/json", "Authorization: Bearer \(token)"]
+            : ["Content-Type: application/json", "Content-Encoding: gzip", "Authorization: Bearer \(token)", "Expect:"]
+        for h in headers {
             list = curl_slist_append(list, h)
         }
         defer { curl_slist_free_all(list) }
@@ -83,7 +93,7 @@ public struct CurlTransport: ReportTransport, CustomStringConvertible {
         defer { unmanaged.release() }
         var errorBuffer = [CChar](repeating: 0, count: Int(CURL_ERROR_SIZE) + 1)
 
-        return body.withUnsafeBufferPointer { bodyBuffer in
+        return (body ?? []).withUnsafeBufferPointer { bodyBuffer in
             errorBuffer.withUnsafeMutableBufferPointer { errorPtr -> Result<TransportResponse, AgentError> in
                 var refused: AgentError?
                 func set(_ name: String, _ rc: CURLcode) {
@@ -92,9 +102,13 @@ public struct CurlTransport: ReportTransport, CustomStringConvertible {
                     }
                 }
                 set("CURLOPT_URL", ccurl_setopt_string(handle, CURLOPT_URL, url))
-                set("CURLOPT_POST", ccurl_setopt_long(handle, CURLOPT_POST, 1))
-                set("CURLOPT_POSTFIELDS", ccurl_setopt_pointer(handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: bodyBuffer.baseAddress)))
-                set("CURLOPT_POSTFIELDSIZE", ccurl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, bodyBuffer.count))
+                if body != nil {
+                    set("CURLOPT_POST", ccurl_setopt_long(handle, CURLOPT_POST, 1))
+                    set("CURLOPT_POSTFIELDS", ccurl_setopt_pointer(handle, CURLOPT_POSTFIELDS, UnsafeMutableRawPointer(mutating: bodyBuffer.baseAddress)))
+                    set("CURLOPT_POSTFIELDSIZE", ccurl_setopt_long(handle, CURLOPT_POSTFIELDSIZE, bodyBuffer.count))
+                } else {
+                    set("CURLOPT_HTTPGET", ccurl_setopt_long(handle, CURLOPT_HTTPGET, 1))
+                }
                 set("CURLOPT_HTTPHEADER", ccurl_setopt_slist(handle, CURLOPT_HTTPHEADER, list))
                 set("CURLOPT_TIMEOUT", ccurl_setopt_long(handle, CURLOPT_TIMEOUT, timeoutSeconds))
                 set("CURLOPT_CONNECTTIMEOUT", ccurl_setopt_long(handle, CURLOPT_CONNECTTIMEOUT, min(timeoutSeconds, 10)))
@@ -134,7 +148,7 @@ public struct CurlTransport: ReportTransport, CustomStringConvertible {
                 guard rc == CURLE_OK else {
                     let detail = String(cString: errorPtr.baseAddress!)
                     let text = detail.isEmpty ? String(cString: curl_easy_strerror(rc)) : detail
-                    return .failure(AgentError(.transport, "POST \(url) failed: \(text)"))
+                    return .failure(AgentError(.transport, "\(body == nil ? "GET" : "POST") \(url) failed: \(text)"))
                 }
                 var status = 0
                 _ = ccurl_getinfo_long(handle, CURLINFO_RESPONSE_CODE, &status)

@@ -93,13 +93,17 @@ struct Run: AsyncParsableCommand {
         }
         let assembler = ReportAssembler(deviceID: config.deviceID, agentVersion: MeetpuntAgent.version,
                                         outgoingGuard: OutgoingGuard(guardSSIDs: ssids))
-        let pipeline = AgentPipeline(configuration: config, samplers: SamplerSet(samplers), pushers: pushers, spool: spool,
-                                     assembler: assembler, logger: logger)
+        let samplerSet = SamplerSet(samplers)
+        let settings = RuntimeSettings(configuration: config, available: Set(samplerSet.names))
+        let checkIn = ConfigCheckIn(transport: transport, settings: settings, stateDirectory: config.stateDirectory, logger: logger)
+        checkIn.restore()
+        let pipeline = AgentPipeline(configuration: config, samplers: samplerSet, pushers: pushers, spool: spool,
+                                     assembler: assembler, settings: settings, logger: logger)
         let floor = config.clock.wallClockFloorMilliseconds
         let shipper = Shipper(spool: spool, transport: transport, shipping: config.shipping, wallClock: {
             let now = SampleTime.now().wallMilliseconds
             return now >= floor ? now : nil
-        }, logger: logger)
+        }, onConfigVersion: { await checkIn.desired(version: $0) }, logger: logger)
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: shipper), .init(service: pipeline)]
         if let duration {

@@ -79,7 +79,41 @@ struct Serve: AsyncParsableCommand {
 }
 
 struct DeviceCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "device", abstract: "Manage devices.", subcommands: [Add.self, List.self])
+    static let configuration = CommandConfiguration(commandName: "device", abstract: "Manage devices.", subcommands: [Add.self, List.self, Config.self])
+
+    struct Config: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show a device's remote settings, or set them (the agent applies them after its next upload).",
+            discussion: #"Example: device config dev-7f3a --set '{"sampling": {"interval_seconds": 30, "window_seconds": 300}, "samplers": {"wifi": false}}'"#)
+        @OptionGroup var options: CollectorOptions
+        @Argument var id: String
+        @Option(help: "New settings as JSON (see docs/protocol.md, Check-in).") var set: String?
+        @Option(help: "Why (request or ticket reference), for the audit trail.") var reason: String?
+
+        func run() async throws {
+            let api = try options.api(logLevel: .warning)
+            guard try await api.store.deviceExists(id) else { throw ValidationError("no device \(id)") }
+            if let set {
+                let settings: AgentSettings
+                do { settings = try JSONDecoder().decode(AgentSettings.self, from: Data(set.utf8)) } catch {
+                    throw ValidationError("--set is not valid settings JSON: \(CollectorAPI.describe(error))")
+                }
+                let doc: AgentSettingsDocument
+                do { doc = try await api.changeSettings(settings, device: id) } catch let e as APIError {
+                    throw ValidationError("\(e.path.map { "\($0): " } ?? "")\(e.message)")
+                }
+                try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "change device settings",
+                                                           deviceID: id, reason: reason, outcome: "ok", detail: "version=\(doc.version)"))
+            }
+            guard let doc = try await api.store.settings(device: id) else {
+                print("\(id): no remote settings; it runs its local configuration")
+                return
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print("\(id): version \(doc.version) \(String(decoding: try encoder.encode(doc.settings), as: UTF8.self))")
+        }
+    }
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register a device and print its token (once; only a hash is stored).")

@@ -26,6 +26,8 @@ final class ScriptedTransport: ReportTransport, Sendable {
             return s.answers.count > 1 ? s.answers.removeFirst() : s.answers[0]
         }
     }
+
+    func get(path: String) async -> Result<TransportResponse, AgentError> { .success(TransportResponse(status: 404)) }
 }
 
 /// Records the seqs a real transport sends, in order.
@@ -44,6 +46,7 @@ final class RecordingTransport: ReportTransport, Sendable {
         }
         return await inner.post(path: path, gzipBody: gzipBody)
     }
+    func get(path: String) async -> Result<TransportResponse, AgentError> { await inner.get(path: path) }
 }
 
 @Suite struct ShipperLogicTests {

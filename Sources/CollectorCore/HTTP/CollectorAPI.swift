@@ -125,7 +125,8 @@ public struct CollectorAPI: Sendable {
                 }
             }
         }
-        return try jsonResponse(BatchAcknowledgement(device: tokenDevice, results: results))
+        let configVersion = try await store.settings(device: tokenDevice)?.version
+        return try jsonResponse(BatchAcknowledgement(device: tokenDevice, results: results, configVersion: configVersion))
     }
 
     /// The device principal of a write, or 401/403 (audited).
@@ -193,7 +194,7 @@ public struct CollectorAPI: Sendable {
     }
 
     /// A decoding error as a path and a reason, without echoing input.
-    static func describe(_ error: any Error) -> String {
+    public static func describe(_ error: any Error) -> String {
         guard let e = error as? DecodingError else { return "\(error)" }
         func path(_ c: [any CodingKey]) -> String {
             c.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingCharacters(in: CharacterSet(charactersIn: "."))
@@ -367,6 +368,56 @@ public struct CollectorAPI: Sendable {
         }
         try await audit(p, action: "token revoke", device: nil, request: request, outcome: "ok", detail: "id=\(id)")
         return try jsonResponse(["revoked": id])
+    }
+
+    // MARK: Remote settings (check-in)
+
+    /// `PUT /v1/devices/{id}/config`: the settings the device should run; validated with the agent's
+    /// rules (against the agent's defaults for what is absent), stored with a new version, audited. The
+    /// device picks them up from its next acknowledgement.
+    public func putSettings(_ request: Request, device: String) async throws -> Response {
+        let p = try await authorize(request, roles: [.operator_, .admin], action: "change device settings", device: device)
+        try await requireDevice(device)
+        var body = try await request.body.collect(upTo: 16 * 1024)
+        let bytes = body.readBytes(length: body.readableBytes) ?? []
+        let settings: AgentSettings
+        do { settings = try JSONDecoder().decode(AgentSettings.self, from: Data(bytes)) } catch {
+            throw APIError(.badRequest, "malformed_settings", "settings are not {\"sampling\": {...}, \"samplers\": {...}}: \(Self.describe(error))")
+        }
+        let doc = try await changeSettings(settings, device: device)
+        try await audit(p, action: "change device settings", device: device, request: request, outcome: "ok", detail: "version=\(doc.version)")
+        return try jsonResponse(doc)
+    }
+
+    /// Validates and stores new remote settings for `device` (the HTTP API and the CLI both come here; each
+    /// audits with its own actor). The collector does not know the device's local file, so absent
+    /// intervals are checked against the shipped defaults (10 s, 60 s); the agent checks again against its own.
+    public func changeSettings(_ settings: AgentSettings, device: String) async throws -> AgentSettingsDocument {
+        if let v = settings.violation(localInterval: 10, localWindow: 60) {
+            throw APIError(.unprocessableContent, "invalid_settings", v.message, path: v.path)
+        }
+        let version = try await store.setSettings(settings, device: device, nowMs: clock())
+        return AgentSettingsDocument(device: device, version: version, settings: settings)
+    }
+
+    /// `GET /v1/devices/{id}/config` for operators.
+    public func getSettings(_ request: Request, device: String) async throws -> Response {
+        let p = try await authorize(request, roles: [.operator_, .admin], action: "read device settings", device: device)
+        try await requireDevice(device)
+        try await audit(p, action: "read device settings", device: device, request: request, outcome: "ok")
+        guard let doc = try await store.settings(device: device) else {
+            throw APIError(.notFound, "no_settings", "no remote settings were set for \(device); it runs its local configuration")
+        }
+        return try jsonResponse(doc)
+    }
+
+    /// `GET /v1/config` for the device itself: its desired settings.
+    public func deviceSettings(_ request: Request) async throws -> Response {
+        let (_, device) = try await authenticateDevice(request)
+        guard let doc = try await store.settings(device: device) else {
+            throw APIError(.notFound, "no_settings", "no remote settings were set for this device")
+        }
+        return try jsonResponse(doc)
     }
 
     public func auditTrail(_ request: Request) async throws -> Response {

@@ -82,7 +82,45 @@ public final class SQLiteStore: TelemetryStore {
                 CREATE INDEX audit_at ON audit(at_ms);
                 """)
         }
+        m.registerMigration("v2-device-settings") { db in
+            try db.execute(sql: """
+                CREATE TABLE device_settings (
+                    device_id TEXT PRIMARY KEY NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+                    version INTEGER NOT NULL,
+                    settings TEXT NOT NULL,
+                    set_at_ms INTEGER NOT NULL
+                );
+                """)
+        }
         return m
+    }
+
+    // MARK: Remote settings (check-in)
+
+    public func setSettings(_ settings: AgentSettings, device: String, nowMs: Int64) async throws -> UInt64 {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let text = String(decoding: try encoder.encode(settings), as: UTF8.self)
+        return try await storage("storing device settings") {
+            try await pool.write { db in
+                let current = try Int64.fetchOne(db, sql: "SELECT version FROM device_settings WHERE device_id = ?", arguments: [device]) ?? 0
+                try db.execute(sql: """
+                    INSERT INTO device_settings (device_id, version, settings, set_at_ms) VALUES (?, ?, ?, ?)
+                    ON CONFLICT(device_id) DO UPDATE SET version = excluded.version, settings = excluded.settings, set_at_ms = excluded.set_at_ms
+                    """, arguments: [device, current + 1, text, nowMs])
+                return UInt64(current + 1)
+            }
+        }
+    }
+
+    public func settings(device: String) async throws -> AgentSettingsDocument? {
+        let row = try await storage("reading device settings") {
+            try await pool.read { db in try Row.fetchOne(db, sql: "SELECT version, settings FROM device_settings WHERE device_id = ?", arguments: [device]) }
+        }
+        guard let row else { return nil }
+        let text: String = row["settings"]
+        let settings = try JSONDecoder().decode(AgentSettings.self, from: Data(text.utf8))
+        return AgentSettingsDocument(device: device, version: UInt64(row["version"] as Int64), settings: settings)
     }
 
     /// Tables that hold a device's data; erase empties each of them for the device.

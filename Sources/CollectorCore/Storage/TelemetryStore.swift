@@ -123,6 +123,11 @@ public protocol TelemetryStore: Sendable {
     /// Deletes every data row of `device` (windows, reports; rollups and sessions when they exist).
     func erase(device: String) async throws -> [String: Int]
 
+    /// Stores the desired remote settings of `device` and returns their new version (1, 2, …).
+    func setSettings(_ settings: AgentSettings, device: String, nowMs: Int64) async throws -> UInt64
+    /// The desired remote settings of `device`, or nil when none were ever set.
+    func settings(device: String) async throws -> AgentSettingsDocument?
+
     func appendAudit(_ entry: AuditEntry) async throws
     func audit(device: String?, sinceMs: Int64, limit: Int) async throws -> [AuditEntry]
 }
