@@ -23,6 +23,15 @@ phase "running tests"
 swift test --skip-build 2>&1 | tee var/test.log
 status=${PIPESTATUS[0]}
 
+phase "delivery faults: kill -9 of the agent at random moments (issue 14 acceptance 1; LONG_FAULTS=1 for 1000)"
+long=(); [ "${LONG_FAULTS:-0}" = 1 ] && long=(--long)
+./scripts/faults/delivery-faults.py --mode kill "${long[@]}" 2>&1 | tee var/faults-kill.log
+kill_status=${PIPESTATUS[0]}
+
+phase "delivery faults: network cut mid-transfer between namespaces (issue 14 acceptance 4)"
+./scripts/faults/delivery-faults.py --mode netcut 2>&1 | tee var/faults-netcut.log
+netcut_status=${PIPESTATUS[0]}
+
 lab_status=0
 if [ "${SKIP_WIFI_LAB:-0}" = 1 ]; then
     echo "SKIP_WIFI_LAB=1: the Wi-Fi lab is skipped (CI always runs it)"
@@ -37,6 +46,8 @@ swift build -c release --static-swift-stdlib --product meetpunt-agent 2>&1 | tai
 ./scripts/pcap-oracle/run-agent.sh "$(swift build -c release --show-bin-path)/meetpunt-agent" var/pcap-accuracy 2>&1 | tee var/pcap-accuracy.log
 oracle_status=${PIPESTATUS[0]}
 
+[ "$status" -eq 0 ] && status=$kill_status
+[ "$status" -eq 0 ] && status=$netcut_status
 [ "$status" -eq 0 ] && status=$lab_status
 [ "$status" -eq 0 ] && status=$oracle_status
 phase "done (exit $status)"
