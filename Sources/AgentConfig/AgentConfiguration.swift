@@ -51,11 +51,12 @@ public struct AgentConfiguration: Sendable, Equatable {
 
     public struct Shipping: Sendable, Equatable {
         public var maxReportsPerRequest: Int
-        /// Uncompressed JSON bytes one request may carry (the collector's `max_decompressed_bytes` is 8 MiB).
+        /// Compressed (gzip) bytes of spooled reports one request may carry, past the first report. JSON
+        /// inflates 5–10×: the default stays well under the collector's 1 MiB body and 8 MiB inflated limits.
         public var maxRequestBytes: Int
         public var backoffInitialMilliseconds: Int
         public var backoffMaxSeconds: Int
-        public init(maxReportsPerRequest: Int = 32, maxRequestBytes: Int = 1 << 20, backoffInitialMilliseconds: Int = 1000, backoffMaxSeconds: Int = 300) {
+        public init(maxReportsPerRequest: Int = 32, maxRequestBytes: Int = 256 << 10, backoffInitialMilliseconds: Int = 1000, backoffMaxSeconds: Int = 300) {
             self.maxReportsPerRequest = maxReportsPerRequest
             self.maxRequestBytes = maxRequestBytes
             self.backoffInitialMilliseconds = backoffInitialMilliseconds
@@ -267,7 +268,7 @@ public struct AgentConfiguration: Sendable, Equatable {
 
         var sh = try top.mapping("shipping")
         let shipping = Shipping(maxReportsPerRequest: try sh.int("max_reports_per_request", default: 32, range: 1...100),
-                                maxRequestBytes: try sh.int("max_request_bytes", default: 1 << 20, range: (64 << 10)...(8 << 20)),
+                                maxRequestBytes: try sh.int("max_request_bytes", default: 256 << 10, range: (16 << 10)...(4 << 20)),
                                 backoffInitialMilliseconds: try sh.int("backoff_initial_ms", default: 1000, range: 10...60_000),
                                 backoffMaxSeconds: try sh.int("backoff_max_seconds", default: 300, range: 1...3600))
         try sh.finish()

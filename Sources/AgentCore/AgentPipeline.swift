@@ -49,6 +49,7 @@ public struct ReportAssembler: Sendable {
                                        ("agent.dropped_reports", Double(spool.drops.droppedReports)), ("agent.dropped_batches", Double(droppedBatches)),
                                        ("agent.unspooled_reports", Double(spool.drops.unspooledReports)),
                                        ("agent.spool.reports", Double(spool.reports)), ("agent.spool.bytes", Double(spool.bytes)),
+                                       ("agent.rejected_reports", Double(spool.drops.rejectedReports)),
                                        ("agent.config.version", Double(configVersion))]
         if let rejectedConfigVersion { own.append(("agent.config.rejected_version", Double(rejectedConfigVersion))) }
         if let first = spool.drops.firstDroppedStartMs, let last = spool.drops.lastDroppedEndMs {
@@ -191,8 +192,10 @@ public struct AgentPipeline: Service, CustomStringConvertible {
         }
     }
 
+    /// `dropped` counts windows lost while waiting for the clock; it is logged when it happens and carried
+    /// by the first report that follows.
     private func spoolDated(_ dated: (ready: [WindowDating.Dated], dropped: Int), droppedBatches: Int) async {
-        if dated.dropped > 0 {
+        if dated.ready.isEmpty, dated.dropped > 0 {
             logger.warning("wall clock still implausible; oldest undated windows dropped", metadata: ["windows": "\(dated.dropped)"])
         }
         for (i, d) in dated.ready.enumerated() {
@@ -205,6 +208,10 @@ public struct AgentPipeline: Service, CustomStringConvertible {
         let epoch = KeyEpoch(id: window.epoch ?? epochs.epoch(at: SampleTime(wallMilliseconds: dated.startMs, monotonicNanoseconds: 0)).id)
         let spool = self.spool
         var drops = spool.takeDrops()
+        if drops.droppedReports > 0 {
+            logger.warning("spool bound reached: oldest windows dropped unsent", metadata: [
+                "windows": "\(drops.droppedReports)", "span.start_ms": "\(drops.firstDroppedStartMs ?? 0)", "span.end_ms": "\(drops.lastDroppedEndMs ?? 0)"])
+        }
         drops.droppedReports += undatedDropped
         let seq = spool.lastSeq + 1
         let running = settings.current
@@ -248,6 +255,8 @@ struct WindowDating {
     var anchor: WallClockAnchor
     let maxPending: Int
     private var pending: [WindowedAggregation.Window] = []
+    /// Windows dropped while waiting, not yet handed to a report.
+    private var droppedWaiting = 0
 
     init(anchor: WallClockAnchor, maxPending: Int) {
         self.anchor = anchor
@@ -263,6 +272,7 @@ struct WindowDating {
         guard anchor.offsetMilliseconds != nil else {
             let over = max(0, pending.count - maxPending)
             pending.removeFirst(over)
+            droppedWaiting += over
             return ([], over)
         }
         let ready = pending.map { w in
@@ -270,6 +280,7 @@ struct WindowDating {
             return Dated(window: w, startMs: start, endMs: max(anchor.wallMilliseconds(monotonicMicroseconds: w.endMicroseconds)!, start + 1))
         }
         pending.removeAll()
-        return (ready, 0)
+        defer { droppedWaiting = 0 }
+        return (ready, droppedWaiting)
     }
 }

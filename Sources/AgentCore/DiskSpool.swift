@@ -58,6 +58,8 @@ public final class DiskSpool: Sendable {
         public var firstDroppedStartMs: Int64?
         public var lastDroppedEndMs: Int64?
         public var unspooledReports = 0
+        /// Reports the collector refused for good, or that could not be read back to send: removed unsent.
+        public var rejectedReports = 0
         public init() {}
     }
 
@@ -204,6 +206,7 @@ public final class DiskSpool: Sendable {
         state.withLock { s in
             s.drops.droppedReports += d.droppedReports
             s.drops.unspooledReports += d.unspooledReports
+            s.drops.rejectedReports += d.rejectedReports
             if let f = d.firstDroppedStartMs { s.drops.firstDroppedStartMs = min(s.drops.firstDroppedStartMs ?? .max, f) }
             if let l = d.lastDroppedEndMs { s.drops.lastDroppedEndMs = max(s.drops.lastDroppedEndMs ?? .min, l) }
         }
@@ -215,9 +218,10 @@ public final class DiskSpool: Sendable {
     /// Removes acknowledged (or permanently rejected) reports. The watermark written is the highest seq
     /// below which nothing is pending; a report acknowledged out of order is forgotten in memory and, after
     /// a crash, sent again and acknowledged as a duplicate.
-    public func acknowledge(_ seqs: Set<UInt64>) {
+    public func acknowledge(_ seqs: Set<UInt64>, rejected: Int = 0) {
         guard !seqs.isEmpty else { return }
         state.withLock { s in
+            s.drops.rejectedReports += rejected
             s.entries.removeAll { seqs.contains($0.seq) }
             let newDone = (s.entries.first?.seq).map { $0 - 1 } ?? s.lastSeq
             guard newDone > s.doneThrough else { return }
@@ -257,7 +261,7 @@ public final class DiskSpool: Sendable {
                 out.append(Stored(seq: e.seq, windowStartMs: e.windowStartMs, windowEndMs: e.windowEndMs, gzipBody: body))
             }
             if !unreadable.isEmpty {
-                s.drops.droppedReports += unreadable.count
+                s.drops.rejectedReports += unreadable.count
                 s.entries.removeAll { unreadable.contains($0.seq) }
             }
             return out

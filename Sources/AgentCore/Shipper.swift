@@ -106,13 +106,17 @@ public struct Shipper: Service, CustomStringConvertible {
     func send(_ batch: [DiskSpool.Stored]) async -> Outcome {
         let first = batch.first!.seq, last = batch.last!.seq
         let range: Logger.Metadata = ["report.first_seq": "\(first)", "report.last_seq": "\(last)", "batch.reports": "\(batch.count)"]
-        let body: [UInt8]
-        do { body = try Self.batchBody(batch) } catch {
-            // A record that does not inflate cannot be sent as JSON: drop it rather than block the spool.
-            logger.error("spooled report unreadable; dropping it", metadata: range.merging(["error": "\(error)"]) { a, _ in a })
-            let seqs = Set(batch.map(\.seq))
-            await BlockingCall.run { [spool] in spool.acknowledge(seqs) }
+        let (body, unreadable) = Self.batchBody(batch)
+        if !unreadable.isEmpty {
+            // A record that does not inflate cannot be sent as JSON: it is dropped (counted in
+            // agent.rejected_reports) rather than block the spool; the rest go on.
+            logger.error("spooled report unreadable; dropping it", metadata: ["report.seqs": "\(unreadable.sorted())"])
+            await BlockingCall.run { [spool] in spool.acknowledge(unreadable, rejected: unreadable.count) }
             return .progress
+        }
+        guard let body else {
+            logger.error("batch could not be compressed, will retry", metadata: range)
+            return .retry(atLeast: nil)
         }
         switch await transport.post(path: Self.batchPath, gzipBody: body) {
         case .failure(let e):
@@ -126,7 +130,7 @@ public struct Shipper: Service, CustomStringConvertible {
             }
             let sent = Set(batch.map(\.seq))
             var done: Set<UInt64> = []
-            var duplicates = 0
+            var duplicates = 0, rejected = 0
             for result in ack.results where sent.contains(result.seq) {
                 switch result.status {
                 case .stored: done.insert(result.seq)
@@ -135,13 +139,14 @@ public struct Shipper: Service, CustomStringConvertible {
                     done.insert(result.seq)
                 case .rejected:
                     done.insert(result.seq)
+                    rejected += 1
                     logger.error("collector rejected report; dropping it", metadata: [
                         "report.seq": "\(result.seq)", "collector.error": "\(result.error?.code ?? "?"): \(result.error?.message ?? "")",
                     ])
                 default: break
                 }
             }
-            if !done.isEmpty { await BlockingCall.run { [spool, done] in spool.acknowledge(done) } }
+            if !done.isEmpty { await BlockingCall.run { [spool, done, rejected] in spool.acknowledge(done, rejected: rejected) } }
             if duplicates > 0 {
                 // Normal after a lost answer; every report a duplicate, run after run, means the spool was lost.
                 logger.info("collector already had reports (sent again after a lost answer)", metadata: ["batch.duplicates": "\(duplicates)"])
@@ -157,7 +162,7 @@ public struct Shipper: Service, CustomStringConvertible {
             logger.error("collector cannot take this report; dropping it", metadata: range.merging([
                 "http.status": "\(r.status)", "collector.error": "\(Self.errorText(r.body))",
             ]) { a, _ in a })
-            await BlockingCall.run { [spool] in spool.acknowledge([first]) }
+            await BlockingCall.run { [spool] in spool.acknowledge([first], rejected: 1) }
             return .progress
         case .success(let r):
             let wait = (r.status == 429 || r.status == 503) ? r.retryAfterSeconds.map { Duration.seconds(min($0, 3600)) } : nil
@@ -169,15 +174,22 @@ public struct Shipper: Service, CustomStringConvertible {
         }
     }
 
-    /// `{"reports":[…]}` gzip-compressed, from the spooled reports' own gzip bodies.
-    static func batchBody(_ batch: [DiskSpool.Stored]) throws(GzipError) -> [UInt8] {
+    /// `{"reports":[…]}` gzip-compressed, from the spooled reports' own gzip bodies, and the seqs whose
+    /// body does not inflate (then no body: the caller drops those first).
+    static func batchBody(_ batch: [DiskSpool.Stored]) -> (body: [UInt8]?, unreadable: Set<UInt64>) {
         var json: [UInt8] = Array(#"{"reports":["#.utf8)
-        for (i, r) in batch.enumerated() {
-            if i > 0 { json.append(UInt8(ascii: ",")) }
-            json += try Gzip.decompress(r.gzipBody, limit: 8 << 20)
+        var unreadable: Set<UInt64> = []
+        for r in batch {
+            guard let inflated = try? Gzip.decompress(r.gzipBody, limit: 8 << 20) else {
+                unreadable.insert(r.seq)
+                continue
+            }
+            if json.count > 12 { json.append(UInt8(ascii: ",")) }
+            json += inflated
         }
+        guard unreadable.isEmpty else { return (nil, unreadable) }
         json += Array("]}".utf8)
-        return try Gzip.compress(json)
+        return (try? Gzip.compress(json), [])
     }
 
     static func errorText(_ body: [UInt8]) -> String { String(decoding: body.prefix(512), as: UTF8.self) }

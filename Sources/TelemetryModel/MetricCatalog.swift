@@ -246,6 +246,8 @@ public enum MetricCatalog {
               source: "agent: end of the newest window in agent.dropped_reports (sent only when windows were dropped)"),
         .init(name: "agent.unspooled_reports", unit: "reports", kind: .counterDelta, dataClass: .link, labels: [:],
               source: "agent: reports that could not be written to the spool (disk full, I/O error)"),
+        .init(name: "agent.rejected_reports", unit: "reports", kind: .counterDelta, dataClass: .link, labels: [:],
+              source: "agent: reports removed unsent because the collector refused them for good (the reason is in the agent's log) or their spooled body could not be read"),
         .init(name: "agent.spool.reports", unit: "reports", kind: .gauge, dataClass: .link, labels: [:],
               source: "agent: reports in the spool waiting for acknowledgement when the window was spooled"),
         .init(name: "agent.spool.bytes", unit: "bytes", kind: .gauge, dataClass: .link, labels: [:],

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import AgentConfig
 import AgentCore
 import ArgumentParser
@@ -35,6 +38,9 @@ struct Run: AsyncParsableCommand {
     var duration: Int?
 
     func run() async throws {
+        // Blocking work runs on short-lived threads (BlockingCall); glibc would give each its own malloc
+        // arena, which keeps what it freed. Two arenas keep a router agent's anonymous memory flat.
+        _ = glibcMallopt(-8 /* M_ARENA_MAX, malloc.h */, 2)
         let config = try options.load()
         let level = Logger.Level(rawValue: config.logLevel) ?? .info
         let ssids = config.privacy.guardSSIDs
@@ -117,6 +123,11 @@ struct Run: AsyncParsableCommand {
         logger.info("agent stopped")
     }
 }
+
+/// glibc's mallopt(3): malloc.h is not part of Swift's Glibc module, and this one call does not justify a
+/// C module of its own.
+@_silgen_name("mallopt")
+func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
 
 /// Returns after `duration` (or at graceful shutdown), which shuts the group down gracefully.
 struct StopAfter: Service {

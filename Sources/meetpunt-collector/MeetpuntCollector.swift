@@ -11,7 +11,7 @@ struct MeetpuntCollector: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "meetpunt-collector",
         abstract: "Meetpunt's collector: authenticates devices, stores aggregates, enforces retention, serves the query API.",
-        version: "0.1.0",
+        version: "0.3.0",
         subcommands: [Serve.self, DeviceCommand.self, TokenCommand.self, Purge.self, Export.self, Erase.self, AuditCommand.self, Summary.self])
 }
 
