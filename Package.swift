@@ -23,6 +23,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.7.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.2"),
+        // Only `meetpunt-collector loadtest` (the collector's own load generator) uses it; never the agent.
+        // Same URL as Hummingbird's, so the pin in Package.resolved (1.37.0) serves both.
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.25.0"),
     ],
     targets: [
         // MARK: C libraries (module.modulemap + shim.h only)
@@ -33,6 +36,7 @@ let package = Package(
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
 
         // MARK: Shared by agent and collector (FoundationEssentials only)
         .target(name: "TelemetryModel"),
@@ -59,7 +63,7 @@ let package = Package(
 
         // MARK: Collector
         .target(name: "CollectorCore", dependencies: [
-            "TelemetryModel", "GzipCodec",
+            "TelemetryModel", "GzipCodec", "CZstd",
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdCore", package: "hummingbird"),
             .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -73,8 +77,11 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "meetpunt-collector", dependencies: [
-            "CollectorCore",
+            "CollectorCore", "TelemetryModel", "GzipCodec",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

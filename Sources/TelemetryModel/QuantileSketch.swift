@@ -36,6 +36,14 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
         self.negativeBuckets = [:]
     }
 
+    /// A sketch from its stored parts (the collector's binary storage). The caller has checked them.
+    public init(relativeAccuracy: Double, zeroCount: UInt64, buckets: [Int32: UInt64], negativeBuckets: [Int32: UInt64]) {
+        self.relativeAccuracy = relativeAccuracy
+        self.zeroCount = zeroCount
+        self.buckets = buckets
+        self.negativeBuckets = negativeBuckets
+    }
+
     var gamma: Double { (1 + relativeAccuracy) / (1 - relativeAccuracy) }
 
     public var count: UInt64 { negativeBuckets.values.reduce(buckets.values.reduce(zeroCount, +), +) }

@@ -12,7 +12,8 @@ struct MeetpuntCollector: AsyncParsableCommand {
         commandName: "meetpunt-collector",
         abstract: "Meetpunt's collector: authenticates devices, stores aggregates, enforces retention, serves the query API.",
         version: "0.3.0",
-        subcommands: [Serve.self, DeviceCommand.self, TokenCommand.self, Purge.self, Export.self, Erase.self, AuditCommand.self, Summary.self])
+        subcommands: [Serve.self, DeviceCommand.self, TokenCommand.self, Purge.self, Export.self, Erase.self, AuditCommand.self, Summary.self,
+                      LoadTest.self])
 }
 
 /// Loads configuration, retention policy and storage the same way for every subcommand.

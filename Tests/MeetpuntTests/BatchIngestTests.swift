@@ -34,7 +34,7 @@ import TelemetryModel
             }
         }
         #expect(try f.rows("reports") == 5)
-        #expect(try f.rows("series_windows") == 10)
+        #expect(try f.seriesStored() == 10)
     }
 
     @Test func aBadReportIsRejectedAloneWithItsPathAndTheOthersAreStored() async throws {

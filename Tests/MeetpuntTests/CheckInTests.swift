@@ -123,11 +123,14 @@ import TelemetryModel
         let q = try DatabaseQueue(path: collector.sqlitePath)
         struct Window { var seq: Int64; var lengthMs: Int64; var metrics: Set<String>; var configVersion: Double?; var rejected: Double? }
         let windows: [Window] = try q.read { db in
-            try Row.fetchAll(db, sql: "SELECT seq, window_start_ms, window_end_ms FROM reports ORDER BY seq").map { r in
+            try Row.fetchAll(db, sql: "SELECT seq, MIN(window_start_ms) AS window_start_ms, MAX(window_end_ms) AS window_end_ms FROM report_data GROUP BY seq ORDER BY seq").map { r in
                 let seq: Int64 = r["seq"]
-                let rows = try Row.fetchAll(db, sql: "SELECT metric, last FROM series_windows WHERE seq = ?", arguments: [seq])
-                let metrics = Set(rows.map { $0["metric"] as String })
-                let value = { (m: String) -> Double? in rows.first { ($0["metric"] as String) == m }.map { $0["last"] as Double } }
+                var series: [Series] = []
+                for d in try Row.fetchAll(db, sql: "SELECT payload, codec, series_count FROM report_data WHERE seq = ?", arguments: [seq]) {
+                    series += try SeriesCodec.decompress([UInt8](d["payload"] as Data), codec: d["codec"], seriesCount: d["series_count"])
+                }
+                let metrics = Set(series.map(\.metric))
+                let value = { (m: String) -> Double? in series.first { $0.metric == m }?.last }
                 return Window(seq: seq, lengthMs: (r["window_end_ms"] as Int64) - (r["window_start_ms"] as Int64), metrics: metrics,
                               configVersion: value("agent.config.version"), rejected: value("agent.config.rejected_version"))
             }

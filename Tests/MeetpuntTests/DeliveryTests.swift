@@ -116,7 +116,9 @@ final class RecordingTransport: ReportTransport, Sendable {
         let t = ScriptedTransport([.success(TransportResponse(status: 413)), .failure(AgentError(.transport, "timeout")), ackAll])
         let shipper = Self.shipper(spool, t, maxReports: 10)
         let task = Task { try await shipper.run() }
-        let deadline = ContinuousClock.now + .seconds(20)
+        // Generous: other suites' synchronous tests can hold the cooperative pool's threads for many
+        // seconds on a 2-core machine; the loop ends as soon as the spool is empty.
+        let deadline = ContinuousClock.now + .seconds(120)
         while spool.count > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         task.cancel()
         _ = try? await task.value
@@ -158,7 +160,7 @@ final class RecordingTransport: ReportTransport, Sendable {
     }
 
     /// Drives the shipper until the spool is empty (or the deadline), then cancels it.
-    static func ship(_ spool: DiskSpool, _ transport: any ReportTransport, timeout: Duration = .seconds(60)) async throws {
+    static func ship(_ spool: DiskSpool, _ transport: any ReportTransport, timeout: Duration = .seconds(120)) async throws {
         let shipper = Shipper(spool: spool, transport: transport, shipping: .init(maxReportsPerRequest: 32, backoffInitialMilliseconds: 50, backoffMaxSeconds: 1),
                               wallClock: { Int64(Date().timeIntervalSince1970 * 1000) }, logger: logger)
         let task = Task { try await shipper.run() }

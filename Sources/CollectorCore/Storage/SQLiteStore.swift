@@ -92,7 +92,64 @@ public final class SQLiteStore: TelemetryStore {
                 );
                 """)
         }
+        m.registerMigration("v3-compact-report-data") { db in try migrateToCompactStorage(db) }
         return m
+    }
+
+    /// Schema 3: one row per report and data class with the series in a compact payload (``SeriesCodec``)
+    /// instead of one row per series; `reports` keeps one small row per report for idempotency. Every row
+    /// of the old `series_windows` is carried over, report by report.
+    static func migrateToCompactStorage(_ db: Database) throws {
+        try db.execute(sql: """
+            CREATE TABLE report_data (
+                device_id TEXT NOT NULL,
+                data_class TEXT NOT NULL,
+                window_end_ms INTEGER NOT NULL,
+                seq INTEGER NOT NULL,
+                window_start_ms INTEGER NOT NULL,
+                key_epoch INTEGER NOT NULL,
+                series_count INTEGER NOT NULL,
+                codec INTEGER NOT NULL,
+                payload BLOB NOT NULL,
+                PRIMARY KEY (device_id, data_class, window_end_ms, seq)
+            ) WITHOUT ROWID;
+            CREATE INDEX report_data_expiry ON report_data(data_class, window_end_ms);
+            CREATE TABLE reports_v3 (
+                device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+                seq INTEGER NOT NULL,
+                window_end_ms INTEGER NOT NULL,
+                agent_version TEXT NOT NULL,
+                received_at_ms INTEGER NOT NULL,
+                series_count INTEGER NOT NULL,
+                PRIMARY KEY (device_id, seq)
+            ) WITHOUT ROWID;
+            INSERT INTO reports_v3 (device_id, seq, window_end_ms, agent_version, received_at_ms, series_count)
+                SELECT device_id, seq, window_end_ms, agent_version, received_at_ms, series_count FROM reports;
+            """)
+        let reports = try Row.fetchAll(db, sql: "SELECT device_id, seq, window_start_ms, window_end_ms, key_epoch FROM reports")
+        let insert = try db.makeStatement(sql: """
+            INSERT INTO report_data (device_id, data_class, window_end_ms, seq, window_start_ms, key_epoch, series_count, codec, payload)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """)
+        for r in reports {
+            let device: String = r["device_id"], seq: Int64 = r["seq"]
+            var byClass: [String: [Series]] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT * FROM series_windows WHERE device_id = ? AND seq = ? ORDER BY id", arguments: [device, seq]) {
+                let w = storedWindowV1(row)
+                byClass[w.dataClass, default: []].append(Series(metric: w.metric, unit: w.unit, labels: w.labels, count: w.count, min: w.min, max: w.max,
+                                                                 mean: w.mean, last: w.last, sum: w.sum, sketch: w.sketch))
+            }
+            for (c, series) in byClass {
+                try insert.execute(arguments: [device, c, r["window_end_ms"] as Int64, seq, r["window_start_ms"] as Int64, r["key_epoch"] as Int64,
+                                               series.count, SeriesCodec.currentCodec, Data(try SeriesCodec.compress(series))])
+            }
+        }
+        try db.execute(sql: """
+            DROP TABLE series_windows;
+            DROP TABLE reports;
+            ALTER TABLE reports_v3 RENAME TO reports;
+            CREATE INDEX reports_window_end ON reports(window_end_ms);
+            """)
     }
 
     // MARK: Remote settings (check-in)
@@ -124,7 +181,7 @@ public final class SQLiteStore: TelemetryStore {
     }
 
     /// Tables that hold a device's data; erase empties each of them for the device.
-    public static let deviceDataTables = ["series_windows", "reports"]
+    public static let deviceDataTables = ["report_data", "reports"]
 
     private func storage<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
         do { return try await body() } catch let e as CollectorError { throw e } catch {
@@ -208,29 +265,22 @@ public final class SQLiteStore: TelemetryStore {
 
     public func ingest(_ report: Report, classes: [DataClass], receivedAtMs: Int64) async throws -> IngestOutcome {
         precondition(classes.count == report.series.count)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        let sketches = try report.series.map { s in try s.sketch.map { String(decoding: try encoder.encode($0), as: UTF8.self) } }
+        // Encoded before the write transaction: the single writer holds the lock for the inserts only.
+        var byClass: [String: [Series]] = [:]
+        for (i, s) in report.series.enumerated() { byClass[classes[i].rawValue, default: []].append(s) }
+        let payloads = try byClass.sorted { $0.key < $1.key }.map { ($0.key, $0.value.count, Data(try SeriesCodec.compress($0.value))) }
         return try await storage("storing report") {
             try await pool.write { db in
-                if try Bool.fetchOne(db, sql: "SELECT 1 FROM reports WHERE device_id = ? AND seq = ?",
-                                     arguments: [report.device, Int64(report.seq)]) == true {
-                    return .duplicate
-                }
-                try db.execute(sql: """
-                    INSERT INTO reports (device_id, seq, window_start_ms, window_end_ms, key_epoch, agent_version, received_at_ms, series_count)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                    """, arguments: [report.device, Int64(report.seq), report.windowStartMs, report.windowEndMs,
-                                     Int64(report.keyEpoch), report.agentVersion, receivedAtMs, report.series.count])
+                try db.execute(sql: "INSERT OR IGNORE INTO reports (device_id, seq, window_end_ms, agent_version, received_at_ms, series_count) VALUES (?, ?, ?, ?, ?, ?)",
+                               arguments: [report.device, Int64(report.seq), report.windowEndMs, report.agentVersion, receivedAtMs, report.series.count])
+                guard db.changesCount == 1 else { return .duplicate }
                 let statement = try db.makeStatement(sql: """
-                    INSERT INTO series_windows (device_id, seq, data_class, metric, unit, labels, window_start_ms, window_end_ms,
-                                                count, min, max, mean, last, sum, sketch)
-                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    INSERT INTO report_data (device_id, data_class, window_end_ms, seq, window_start_ms, key_epoch, series_count, codec, payload)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """)
-                for (i, s) in report.series.enumerated() {
-                    try statement.execute(arguments: [report.device, Int64(report.seq), classes[i].rawValue, s.metric, s.unit,
-                                                      canonicalLabelsJSON(s.labels), report.windowStartMs, report.windowEndMs,
-                                                      s.count, s.min, s.max, s.mean, s.last, s.sum, sketches[i]])
+                for (c, n, payload) in payloads {
+                    try statement.execute(arguments: [report.device, c, report.windowEndMs, Int64(report.seq), report.windowStartMs,
+                                                      Int64(report.keyEpoch), n, SeriesCodec.currentCodec, payload])
                 }
                 try db.execute(sql: """
                     UPDATE devices SET last_seq = MAX(COALESCE(last_seq, 0), ?), last_report_at_ms = ? WHERE id = ?
@@ -248,7 +298,8 @@ public final class SQLiteStore: TelemetryStore {
         return ("(\(sql))", sorted.flatMap { [$0.key.rawValue, $0.value] as [any DatabaseValueConvertible] })
     }
 
-    static func storedWindow(_ row: Row) -> StoredWindow {
+    /// A row of schema 1's `series_windows` (read by the migration only).
+    static func storedWindowV1(_ row: Row) -> StoredWindow {
         let labelsText: String = row["labels"]
         let labels = (try? JSONDecoder().decode([String: String].self, from: Data(labelsText.utf8))) ?? [:]
         let sketchText: String? = row["sketch"]
@@ -262,19 +313,30 @@ public final class SQLiteStore: TelemetryStore {
     public func windows(device: String, metric: String?, fromMs: Int64, toMs: Int64, cutoffs: [DataClass: Int64],
                         limit: Int) async throws -> [StoredWindow] {
         let filter = Self.retentionFilter(cutoffs)
-        var sql = "SELECT * FROM series_windows WHERE device_id = ? AND window_end_ms > ? AND window_start_ms < ? AND \(filter.sql)"
-        var arguments: [any DatabaseValueConvertible] = [device, fromMs, toMs] + filter.arguments
-        if let metric {
-            sql += " AND metric = ?"
-            arguments.append(metric)
+        let sql = "SELECT * FROM report_data WHERE device_id = ? AND window_end_ms > ? AND window_start_ms < ? AND \(filter.sql)"
+        let arguments = StatementArguments([device, fromMs, toMs] + filter.arguments) ?? StatementArguments()
+        var out = try await storage("reading series") {
+            try await pool.read { db in
+                var out: [StoredWindow] = []
+                for row in try Row.fetchAll(db, sql: sql, arguments: arguments) {
+                    let payload: Data = row["payload"]
+                    let series = try SeriesCodec.decompress([UInt8](payload), codec: row["codec"], seriesCount: row["series_count"])
+                    let (seq, c, start, end): (Int64, String, Int64, Int64) = (row["seq"], row["data_class"], row["window_start_ms"], row["window_end_ms"])
+                    for s in series where metric == nil || s.metric == metric {
+                        out.append(StoredWindow(deviceID: device, seq: seq, dataClass: c, metric: s.metric, unit: s.unit, labels: s.labels,
+                                                windowStartMs: start, windowEndMs: end, count: s.count, min: s.min, max: s.max,
+                                                mean: s.mean, last: s.last, sum: s.sum, sketch: s.sketch))
+                    }
+                }
+                return out
+            }
         }
-        sql += " ORDER BY window_start_ms, metric, labels LIMIT ?"
-        arguments.append(limit)
-        let finalSQL = sql
-        let finalArguments = StatementArguments(arguments) ?? StatementArguments()
-        return try await storage("reading series") {
-            try await pool.read { db in try Row.fetchAll(db, sql: finalSQL, arguments: finalArguments).map(Self.storedWindow) }
+        out.sort { a, b in
+            if a.windowStartMs != b.windowStartMs { return a.windowStartMs < b.windowStartMs }
+            if a.metric != b.metric { return a.metric < b.metric }
+            return canonicalLabelsJSON(a.labels) < canonicalLabelsJSON(b.labels)
         }
+        return Array(out.prefix(limit))
     }
 
     // MARK: Retention, erasure, audit
@@ -290,10 +352,11 @@ public final class SQLiteStore: TelemetryStore {
             try await pool.write { db in
                 var counts: [String: Int] = [:]
                 for (c, cutoff) in cutoffs.sorted(by: { $0.key < $1.key }) where c != .audit {
-                    counts[c.rawValue] = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM series_windows WHERE data_class = ? AND window_end_ms < ?",
+                    // Counted in series windows, as before schema 3.
+                    counts[c.rawValue] = try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(series_count), 0) FROM report_data WHERE data_class = ? AND window_end_ms < ?",
                                                           arguments: [c.rawValue, cutoff]) ?? 0
                     if !dryRun {
-                        try db.execute(sql: "DELETE FROM series_windows WHERE data_class = ? AND window_end_ms < ?", arguments: [c.rawValue, cutoff])
+                        try db.execute(sql: "DELETE FROM report_data WHERE data_class = ? AND window_end_ms < ?", arguments: [c.rawValue, cutoff])
                     }
                 }
                 // A report row outlives its windows only until the longest telemetry class has expired it.
