@@ -382,10 +382,13 @@ public final class SQLiteStore: TelemetryStore {
     public func erase(device: String) async throws -> [String: Int] {
         let counts = try await storage("erasing device data") {
             try await pool.write { db in
+                // Counted as series windows and reports, as the API has always answered.
                 var counts: [String: Int] = [:]
+                counts["series_windows"] = try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(series_count), 0) FROM report_data WHERE device_id = ?",
+                                                            arguments: [device]) ?? 0
                 for table in Self.deviceDataTables {
                     try db.execute(sql: "DELETE FROM \(table) WHERE device_id = ?", arguments: [device])
-                    counts[table] = db.changesCount
+                    if table == "reports" { counts["reports"] = db.changesCount }
                 }
                 try db.execute(sql: "UPDATE devices SET last_seq = NULL, last_report_at_ms = NULL WHERE id = ?", arguments: [device])
                 return counts
