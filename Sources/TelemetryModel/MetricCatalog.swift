@@ -15,9 +15,11 @@ public struct DataClass: RawRepresentable, Hashable, Sendable, Codable, CustomSt
     public static let troubleshooting = DataClass(rawValue: "troubleshooting")
     /// The collector's own audit trail of operator access.
     public static let audit = DataClass(rawValue: "audit")
+    /// Fleet aggregates merged at ingest across devices: no device, no client, only fixed-set labels.
+    public static let fleet = DataClass(rawValue: "fleet")
 
     /// The classes every retention policy must define.
-    public static let required: [DataClass] = [.link, .clients, .wifi, .traffic, .troubleshooting, .audit]
+    public static let required: [DataClass] = [.link, .clients, .wifi, .traffic, .troubleshooting, .audit, .fleet]
 
     public var description: String { rawValue }
     public static func < (a: DataClass, b: DataClass) -> Bool { a.rawValue < b.rawValue }

@@ -62,12 +62,13 @@ struct Serve: AsyncParsableCommand {
             api = CollectorAPI(store: api.store, policy: api.policy, configuration: c, logger: logger)
         }
         let purge = PurgeService(api: api, interval: .seconds(api.configuration.purgeIntervalSeconds))
+        let fleetFlush = FleetFlushService(aggregator: api.fleet, store: api.store, logger: api.logger)
         let host = api.configuration.host
         if let tls = api.configuration.tls {
             FileHandle.standardOutput.write(Data("meetpunt-collector serving HTTPS only, certificate \(tls.certificateChainFile)\n".utf8))
         }
         do {
-            let app = try buildApplication(api: api, services: [purge]) { port in
+            let app = try buildApplication(api: api, services: [purge, fleetFlush]) { port in
                 FileHandle.standardOutput.write(Data("meetpunt-collector listening on \(host):\(port)\n".utf8))
             }
             try await app.runService()

@@ -18,6 +18,8 @@ public struct CollectorConfiguration: Sendable {
     public var logLevel: String
     /// Reports one `POST /v1/report-batches` may carry.
     public var maxReportsPerBatch: Int = 100
+    /// A fleet cohort is answered only when at least this many reports contributed to it.
+    public var fleetMinReports: Int = 10
     /// Serve HTTPS with this certificate chain and key (PEM files); nil serves plain HTTP.
     public var tls: TLSFiles?
 
@@ -95,6 +97,10 @@ public struct CollectorConfiguration: Sendable {
         let purgeInterval = try purge.int("interval_seconds", default: 600, range: 10...86_400)
         try purge.finish()
 
+        var fleetSection = try top.mapping("fleet")
+        let fleetMin = try fleetSection.int("min_reports", default: 10, range: 1...1_000_000)
+        try fleetSection.finish()
+
         var logging = try top.mapping("logging")
         let level = try logging.string("level", default: "info", allowed: ["trace", "debug", "info", "notice", "warning", "error", "critical"])
         try logging.finish()
@@ -105,6 +111,7 @@ public struct CollectorConfiguration: Sendable {
                                        maxSeriesPerReport: maxSeries, maxLabelsPerSeries: maxLabels,
                                        purgeIntervalSeconds: purgeInterval, guardSSIDs: ssids, logLevel: level)
         c.maxReportsPerBatch = maxBatch
+        c.fleetMinReports = fleetMin
         c.tls = tls
         return c
     }

@@ -18,6 +18,7 @@ public func buildApplication(api: CollectorAPI, services: [any Service] = [],
     router.post("/v1/reports") { request, _ in try await api.ingest(request) }
     router.post("/v1/report-batches") { request, _ in try await api.ingestBatch(request) }
     router.get("/v1/config") { request, _ in try await api.deviceSettings(request) }
+    router.get("/v1/fleet") { request, _ in try await api.fleetFigures(request) }
     router.get("/v1/devices") { request, _ in try await api.listDevices(request) }
     router.put("/v1/devices/:id/config") { request, context in
         try await api.putSettings(request, device: try context.parameters.require("id"))

@@ -18,11 +18,15 @@ public struct CollectorAPI: Sendable {
     public let configuration: CollectorConfiguration
     public let clock: CollectorClock
     let validator: ReportValidator
-    let logger: Logger
+    public let logger: Logger
+
+    /// Fleet aggregates merged from every stored report, flushed to the store by ``FleetFlushService``.
+    public let fleet: FleetAggregator
 
     public init(store: any TelemetryStore, policy: RetentionPolicy, configuration: CollectorConfiguration,
-                clock: @escaping CollectorClock = systemClock, logger: Logger) {
+                clock: @escaping CollectorClock = systemClock, fleet: FleetAggregator = FleetAggregator(), logger: Logger) {
         self.store = store
+        self.fleet = fleet
         self.policy = policy
         self.configuration = configuration
         self.clock = clock
@@ -180,7 +184,9 @@ public struct CollectorAPI: Sendable {
             throw APIError(.unprocessableContent, "expired", "window ended \((now - report.windowEndMs) / RetentionPolicy.millisecondsPerDay) days ago; data class \(c) is kept at most \(policy.maxAgeDays[c]!) days",
                            path: "series[\(i)]")
         }
-        return try await store.ingest(report, classes: classes, receivedAtMs: now)
+        let outcome = try await store.ingest(report, classes: classes, receivedAtMs: now)
+        if case .stored = outcome { await fleet.add(report) }
+        return outcome
     }
 
     static func inflate(_ bytes: [UInt8], limit: Int) throws -> [UInt8] {
@@ -273,7 +279,8 @@ public struct CollectorAPI: Sendable {
         let windows = try await store.windows(device: device, metric: nil, fromMs: 0, toMs: Int64.max,
                                               cutoffs: policy.cutoffs(nowMs: now), limit: Int.max)
         var classes: [String: DeviceExport.ClassData] = [:]
-        for c in policy.maxAgeDays.keys where c != .audit {
+        // Fleet aggregates hold nothing of one device: they are not part of its export.
+        for c in policy.maxAgeDays.keys where c != .audit && c != .fleet {
             classes[c.rawValue] = .init(retentionDays: policy.maxAgeDays[c]!, windows: windows.filter { $0.dataClass == c.rawValue })
         }
         let audit = try await store.audit(device: device, sinceMs: policy.cutoffMs(.audit, nowMs: now), limit: 100_000)
@@ -368,6 +375,74 @@ public struct CollectorAPI: Sendable {
         }
         try await audit(p, action: "token revoke", device: nil, request: request, outcome: "ok", detail: "id=\(id)")
         return try jsonResponse(["revoked": id])
+    }
+
+    // MARK: Fleet
+
+    /// `GET /v1/fleet?metric=M&bucket=300|3600&from=&to=&q=0.5,0.99`: per cohort, the fleet's figures over
+    /// the range from the aggregates merged at ingest (a few rows, whatever the fleet's size), with
+    /// percentiles from the merged sketch. A cohort fewer than `fleet.min_reports` reports contributed to
+    /// is withheld: a fleet figure must not describe one household.
+    public func fleetFigures(_ request: Request) async throws -> Response {
+        _ = try await authorize(request, roles: [.operator_, .admin], action: "read fleet aggregates", device: nil)
+        guard let metric = request.uri.queryParameters.get("metric"), let d = MetricCatalog.descriptor(named: metric) else {
+            throw APIError(.badRequest, "unknown_metric", "metric is required and must be in docs/metrics.md", path: "metric")
+        }
+        let bucket = Int(request.uri.queryParameters.get("bucket") ?? "300") ?? -1
+        guard FleetAggregator.bucketSizesSeconds.contains(bucket) else {
+            throw APIError(.badRequest, "bad_parameter", "bucket must be one of \(FleetAggregator.bucketSizesSeconds.map(String.init).joined(separator: ", ")) (seconds)", path: "bucket")
+        }
+        let now = clock()
+        let from = try int64Parameter(request, "from", default: now - 3_600_000)
+        let to = try int64Parameter(request, "to", default: now + 1)
+        guard from < to else { throw APIError(.badRequest, "bad_range", "from must be before to", path: "from") }
+        var quantiles: [Double] = [0.5, 0.9, 0.99]
+        if let q = request.uri.queryParameters.get("q") {
+            quantiles = try q.split(separator: ",").map { part in
+                guard let v = Double(part), v >= 0, v <= 1 else { throw APIError(.badRequest, "bad_parameter", "q is a list of quantiles in [0, 1]", path: "q") }
+                return v
+            }
+        }
+        let cells = try await store.fleet(metric: metric, bucketSeconds: bucket, fromMs: from, toMs: to, cutoffMs: policy.cutoffMs(.fleet, nowMs: now))
+        var byCohort: [String: FleetCell] = [:]
+        for c in cells {
+            if var m = byCohort[c.key.cohort] { m.merge(c); byCohort[c.key.cohort] = m } else { byCohort[c.key.cohort] = c }
+        }
+        var answer = FleetAnswer(metric: metric, unit: d.unit, bucketSeconds: bucket, fromMs: from, toMs: to,
+                                 minReports: configuration.fleetMinReports, cohorts: [], withheldCohorts: 0)
+        for (cohort, c) in byCohort.sorted(by: { $0.key < $1.key }) {
+            guard c.reports >= configuration.fleetMinReports else { answer.withheldCohorts += 1; continue }
+            var q: [String: Double] = [:]
+            for v in quantiles { q[String(v)] = c.sketch?.quantile(v) }
+            answer.cohorts.append(.init(cohort: cohort, reports: c.reports, count: c.count, sum: c.sum, min: c.min, max: c.max,
+                                        mean: c.count > 0 ? c.sum / Double(c.count) : 0, quantiles: q))
+        }
+        return try jsonResponse(answer)
+    }
+
+    struct FleetAnswer: Encodable {
+        struct Cohort: Encodable {
+            var cohort: String
+            var reports: Int
+            var count: Int
+            var sum: Double
+            var min: Double
+            var max: Double
+            var mean: Double
+            var quantiles: [String: Double]
+        }
+        var metric: String
+        var unit: String
+        var bucketSeconds: Int
+        var fromMs: Int64
+        var toMs: Int64
+        var minReports: Int
+        var cohorts: [Cohort]
+        var withheldCohorts: Int
+        enum CodingKeys: String, CodingKey {
+            case metric, unit, cohorts
+            case bucketSeconds = "bucket_seconds", fromMs = "from_ms", toMs = "to_ms", minReports = "min_reports", withheldCohorts = "withheld_cohorts"
+        }
     }
 
     // MARK: Remote settings (check-in)

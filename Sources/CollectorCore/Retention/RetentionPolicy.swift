@@ -21,7 +21,7 @@ public struct RetentionPolicy: Sendable, Equatable {
 
     /// The defaults shipped in collector/retention.yaml.
     public static let defaults = try! RetentionPolicy(maxAgeDays: [
-        .link: 395, .clients: 90, .wifi: 90, .traffic: 180, .troubleshooting: 30, .audit: 730,
+        .link: 395, .clients: 90, .wifi: 90, .traffic: 180, .troubleshooting: 30, .audit: 730, .fleet: 395,
     ])
 
     /// Oldest window end still retained for `dataClass` at `nowMs`; anything ending before it is expired.

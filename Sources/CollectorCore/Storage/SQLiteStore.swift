@@ -93,6 +93,25 @@ public final class SQLiteStore: TelemetryStore {
                 """)
         }
         m.registerMigration("v3-compact-report-data") { db in try migrateToCompactStorage(db) }
+        m.registerMigration("v4-fleet-windows") { db in
+            try db.execute(sql: """
+                CREATE TABLE fleet_windows (
+                    metric TEXT NOT NULL,
+                    bucket_seconds INTEGER NOT NULL,
+                    bucket_start_ms INTEGER NOT NULL,
+                    cohort TEXT NOT NULL,
+                    unit TEXT NOT NULL,
+                    reports INTEGER NOT NULL,
+                    count INTEGER NOT NULL,
+                    sum REAL NOT NULL,
+                    min REAL NOT NULL,
+                    max REAL NOT NULL,
+                    sketch BLOB,
+                    PRIMARY KEY (metric, bucket_seconds, bucket_start_ms, cohort)
+                ) WITHOUT ROWID;
+                CREATE INDEX fleet_windows_expiry ON fleet_windows(bucket_start_ms);
+                """)
+        }
         return m
     }
 
@@ -150,6 +169,51 @@ public final class SQLiteStore: TelemetryStore {
             ALTER TABLE reports_v3 RENAME TO reports;
             CREATE INDEX reports_window_end ON reports(window_end_ms);
             """)
+    }
+
+    // MARK: Fleet aggregates
+
+    public func mergeFleet(_ cells: [FleetCell]) async throws {
+        try await storage("writing fleet aggregates") {
+            try await pool.write { db in
+                let read = try db.makeStatement(sql: """
+                    SELECT unit, reports, count, sum, min, max, sketch FROM fleet_windows
+                    WHERE metric = ? AND bucket_seconds = ? AND bucket_start_ms = ? AND cohort = ?
+                    """)
+                let write = try db.makeStatement(sql: """
+                    INSERT OR REPLACE INTO fleet_windows (metric, bucket_seconds, bucket_start_ms, cohort, unit, reports, count, sum, min, max, sketch)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """)
+                for var cell in cells.sorted(by: { $0.key < $1.key }) {
+                    let k = cell.key
+                    if let row = try Row.fetchOne(read, arguments: [k.metric, k.bucketSeconds, k.bucketStartMs, k.cohort]) {
+                        cell.merge(try Self.fleetCell(k, row))
+                    }
+                    try write.execute(arguments: [k.metric, k.bucketSeconds, k.bucketStartMs, k.cohort, cell.unit, cell.reports, cell.count,
+                                                  cell.sum, cell.min, cell.max, cell.sketch.map { Data(SeriesCodec.encodeSketch($0)) }])
+                }
+            }
+        }
+    }
+
+    static func fleetCell(_ key: FleetCell.Key, _ row: Row) throws -> FleetCell {
+        let sketch: Data? = row["sketch"]
+        return FleetCell(key: key, unit: row["unit"], reports: row["reports"], count: row["count"], sum: row["sum"], min: row["min"], max: row["max"],
+                         sketch: try sketch.map { try SeriesCodec.decodeSketch([UInt8]($0)) })
+    }
+
+    public func fleet(metric: String, bucketSeconds: Int, fromMs: Int64, toMs: Int64, cutoffMs: Int64) async throws -> [FleetCell] {
+        try await storage("reading fleet aggregates") {
+            try await pool.read { db in
+                try Row.fetchAll(db, sql: """
+                    SELECT * FROM fleet_windows WHERE metric = ? AND bucket_seconds = ? AND bucket_start_ms >= ? AND bucket_start_ms < ?
+                    AND bucket_start_ms + bucket_seconds * 1000 > ? ORDER BY bucket_start_ms, cohort
+                    """, arguments: [metric, bucketSeconds, fromMs, toMs, cutoffMs]).map { row in
+                    try Self.fleetCell(FleetCell.Key(metric: metric, cohort: row["cohort"], bucketSeconds: bucketSeconds,
+                                                     bucketStartMs: row["bucket_start_ms"]), row)
+                }
+            }
+        }
     }
 
     // MARK: Remote settings (check-in)
@@ -351,7 +415,7 @@ public final class SQLiteStore: TelemetryStore {
         try await storage("purging") {
             try await pool.write { db in
                 var counts: [String: Int] = [:]
-                for (c, cutoff) in cutoffs.sorted(by: { $0.key < $1.key }) where c != .audit {
+                for (c, cutoff) in cutoffs.sorted(by: { $0.key < $1.key }) where c != .audit && c != .fleet {
                     // Counted in series windows, as before schema 3.
                     counts[c.rawValue] = try Int.fetchOne(db, sql: "SELECT COALESCE(SUM(series_count), 0) FROM report_data WHERE data_class = ? AND window_end_ms < ?",
                                                           arguments: [c.rawValue, cutoff]) ?? 0
@@ -360,10 +424,15 @@ public final class SQLiteStore: TelemetryStore {
                     }
                 }
                 // A report row outlives its windows only until the longest telemetry class has expired it.
-                let telemetry = cutoffs.filter { $0.key != .audit }.values
+                let telemetry = cutoffs.filter { $0.key != .audit && $0.key != .fleet }.values
                 if let oldest = telemetry.min() {
                     counts["reports"] = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM reports WHERE window_end_ms < ?", arguments: [oldest]) ?? 0
                     if !dryRun { try db.execute(sql: "DELETE FROM reports WHERE window_end_ms < ?", arguments: [oldest]) }
+                }
+                if let fleetCutoff = cutoffs[.fleet] {
+                    counts["fleet"] = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM fleet_windows WHERE bucket_start_ms + bucket_seconds * 1000 < ?",
+                                                       arguments: [fleetCutoff]) ?? 0
+                    if !dryRun { try db.execute(sql: "DELETE FROM fleet_windows WHERE bucket_start_ms + bucket_seconds * 1000 < ?", arguments: [fleetCutoff]) }
                 }
                 if let auditCutoff = cutoffs[.audit] {
                     counts["audit"] = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM audit WHERE at_ms < ?", arguments: [auditCutoff]) ?? 0

@@ -146,6 +146,28 @@ public enum SeriesCodec {
         return out
     }
 
+    // MARK: Sketches on their own (fleet aggregates)
+
+    /// A sketch alone: α as float64, zero count, positive and negative buckets as in the series payload.
+    public static func encodeSketch(_ sk: QuantileSketch) -> [UInt8] {
+        var out: [UInt8] = []
+        float64(sk.relativeAccuracy, &out)
+        varint(sk.zeroCount, &out)
+        buckets(sk.buckets, &out)
+        buckets(sk.negativeBuckets, &out)
+        return out
+    }
+
+    public static func decodeSketch(_ bytes: [UInt8]) throws -> QuantileSketch {
+        var r = Reader(bytes: bytes)
+        let alpha = try r.float64()
+        guard alpha.isFinite, alpha >= 0.0001, alpha < 0.5 else { throw DecodingFailure(description: "sketch alpha \(alpha) out of range") }
+        let zero = try r.varint()
+        let pos = try r.buckets(), neg = try r.buckets()
+        guard r.atEnd else { throw DecodingFailure(description: "sketch has trailing bytes") }
+        return QuantileSketch(relativeAccuracy: alpha, zeroCount: zero, buckets: pos, negativeBuckets: neg)
+    }
+
     // MARK: Primitives
 
     static func varint(_ v: UInt64, _ out: inout [UInt8]) {

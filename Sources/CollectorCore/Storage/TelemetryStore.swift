@@ -123,6 +123,11 @@ public protocol TelemetryStore: Sendable {
     /// Deletes every data row of `device` (windows, reports; rollups and sessions when they exist).
     func erase(device: String) async throws -> [String: Int]
 
+    /// Adds `cells` to the stored fleet aggregates (merging with what is there), in one transaction.
+    func mergeFleet(_ cells: [FleetCell]) async throws
+    /// The fleet cells of `metric` at one bucket size whose bucket starts in [from, to) and has not expired.
+    func fleet(metric: String, bucketSeconds: Int, fromMs: Int64, toMs: Int64, cutoffMs: Int64) async throws -> [FleetCell]
+
     /// Stores the desired remote settings of `device` and returns their new version (1, 2, …).
     func setSettings(_ settings: AgentSettings, device: String, nowMs: Int64) async throws -> UInt64
     /// The desired remote settings of `device`, or nil when none were ever set.

@@ -1,0 +1,157 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import TelemetryModel
+
+/// One fleet aggregate: every series of one metric and cohort whose window ended in one time bucket,
+/// merged across devices. Sums, extremes and sketches merge exactly, so fleet percentiles come from the
+/// merged sketch (never an average of percentiles) with the sketch's relative-error guarantee.
+public struct FleetCell: Sendable, Equatable {
+    public struct Key: Hashable, Sendable, Comparable {
+        public var metric: String
+        /// The labels that say which kind of thing, never which one: only labels whose values are a fixed
+        /// set (band, leg, method, direction…), as `key=value` joined by `,` in key order; "" for none.
+        public var cohort: String
+        public var bucketSeconds: Int
+        public var bucketStartMs: Int64
+        public static func < (a: Key, b: Key) -> Bool {
+            (a.metric, a.cohort, a.bucketSeconds, a.bucketStartMs) < (b.metric, b.cohort, b.bucketSeconds, b.bucketStartMs)
+        }
+    }
+
+    public var key: Key
+    public var unit: String
+    /// Reports that contributed (a device's report counts once per cell, however many series it merged).
+    public var reports: Int
+    public var count: Int
+    public var sum: Double
+    public var min: Double
+    public var max: Double
+    public var sketch: QuantileSketch?
+
+    public mutating func merge(_ other: FleetCell) {
+        reports += other.reports
+        count += other.count
+        sum += other.sum
+        min = Swift.min(min, other.min)
+        max = Swift.max(max, other.max)
+        switch (sketch, other.sketch) {
+        case (nil, let s?): sketch = s
+        case (var mine?, let theirs?):
+            // Sketches of one metric share α (the catalogue's); a mismatch keeps ours rather than fail ingest.
+            if (try? mine.merge(theirs)) != nil { sketch = mine }
+        default: break
+        }
+    }
+}
+
+/// Merges every stored report into fleet cells in memory and writes them to the store every few seconds
+/// (and at shutdown) by adding to what is stored: several collector processes can each hold a part, and
+/// the sum is right. A crash loses at most the unflushed interval of the aggregates, never raw data.
+public actor FleetAggregator {
+    public static let bucketSizesSeconds = [300, 3600]
+    private var cells: [FleetCell.Key: FleetCell] = [:]
+    /// Cells held in memory at most; past it a flush is due at once.
+    let maxCells: Int
+
+    public init(maxCells: Int = 50_000) { self.maxCells = maxCells }
+
+    /// The cohort of a series: its fixed-set labels only.
+    public static func cohort(_ series: Series) -> String {
+        guard let d = MetricCatalog.descriptor(named: series.metric) else { return "" }
+        return series.labels.keys.sorted().compactMap { k -> String? in
+            guard case .oneOf = d.labels[k] else { return nil }
+            return "\(k)=\(series.labels[k]!)"
+        }.joined(separator: ",")
+    }
+
+    /// Adds a stored report's series; returns whether a flush is due because the memory bound was reached.
+    @discardableResult
+    public func add(_ report: Report) -> Bool {
+        var fromThisReport: [FleetCell.Key: FleetCell] = [:]
+        for s in report.series {
+            let cohort = Self.cohort(s)
+            for size in Self.bucketSizesSeconds {
+                let ms = Int64(size) * 1000
+                let key = FleetCell.Key(metric: s.metric, cohort: cohort, bucketSeconds: size,
+                                        bucketStartMs: (report.windowEndMs - 1) / ms * ms)
+                let cell = FleetCell(key: key, unit: s.unit, reports: 1, count: s.count, sum: s.sum, min: s.min, max: s.max, sketch: s.sketch)
+                if var existing = fromThisReport[key] {
+                    existing.merge(cell)
+                    existing.reports = 1
+                    fromThisReport[key] = existing
+                } else {
+                    fromThisReport[key] = cell
+                }
+            }
+        }
+        for (key, cell) in fromThisReport {
+            if var existing = cells[key] {
+                existing.merge(cell)
+                cells[key] = existing
+            } else {
+                cells[key] = cell
+            }
+        }
+        return cells.count >= maxCells
+    }
+
+    /// Hands over everything held and starts empty.
+    public func take() -> [FleetCell] {
+        defer { cells = [:] }
+        return Array(cells.values)
+    }
+
+    /// Puts cells back after a failed flush, so the next one carries them.
+    public func restore(_ back: [FleetCell]) {
+        for c in back {
+            if var existing = cells[c.key] {
+                existing.merge(c)
+                cells[c.key] = existing
+            } else {
+                cells[c.key] = c
+            }
+        }
+    }
+}
+
+/// Writes the aggregator's cells to the store every `interval`, and once more at shutdown. A failed
+/// flush keeps the cells for the next and backs off; its log lines are at most one per interval.
+public struct FleetFlushService: Service {
+    let aggregator: FleetAggregator
+    let store: any TelemetryStore
+    let interval: Duration
+    let logger: Logger
+
+    public init(aggregator: FleetAggregator, store: any TelemetryStore, interval: Duration = .seconds(10), logger: Logger) {
+        self.aggregator = aggregator
+        self.store = store
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        var pause = interval
+        while !Task.isCancelled, !Task.isShuttingDownGracefully {
+            let wait = pause
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) }
+            pause = await flushOnce() ? interval : min(pause * 2, .seconds(300))
+        }
+        _ = await flushOnce()
+    }
+
+    /// Writes what the aggregator holds; false when the store refused it (the cells are kept).
+    @discardableResult
+    public func flushOnce() async -> Bool {
+        let cells = await aggregator.take()
+        guard !cells.isEmpty else { return true }
+        do {
+            try await store.mergeFleet(cells)
+            return true
+        } catch {
+            await aggregator.restore(cells)
+            logger.error("fleet aggregates not written, will retry", metadata: ["cells": "\(cells.count)", "error": "\(error)"])
+            return false
+        }
+    }
+}
