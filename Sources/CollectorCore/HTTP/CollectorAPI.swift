@@ -109,28 +109,36 @@ public struct CollectorAPI: Sendable {
         guard batch.reports.count <= configuration.maxReportsPerBatch else {
             throw APIError(.contentTooLarge, "batch_too_large", "a batch holds at most \(configuration.maxReportsPerBatch) reports, this one \(batch.reports.count)", path: "reports")
         }
-        var results: [BatchAcknowledgement.Result] = []
-        results.reserveCapacity(batch.reports.count)
+        // Every report is checked first; those that pass are stored together in one transaction.
+        var results: [BatchAcknowledgement.Result?] = Array(repeating: nil, count: batch.reports.count)
+        var accepted: [(index: Int, report: Report, classes: [DataClass])] = []
+        let now = clock()
         for (i, entry) in batch.reports.enumerated() {
             switch entry.report {
             case .failure(let error):
-                results.append(.init(seq: entry.seq, status: .rejected, error: .init(
+                results[i] = .init(seq: entry.seq, status: .rejected, error: .init(
                     code: "malformed_report", message: "report is not valid JSON for schema \(Report.currentSchemaVersion): \(Self.describe(error))",
-                    path: "reports[\(i)]")))
+                    path: "reports[\(i)]"))
             case .success(let report):
                 do {
-                    switch try await accept(report, tokenDevice: tokenDevice, principal: principal, request: request) {
-                    case .stored(let n): results.append(.init(seq: report.seq, status: .stored, storedSeries: n))
-                    case .duplicate: results.append(.init(seq: report.seq, status: .duplicate))
-                    }
+                    accepted.append((i, report, try await check(report, tokenDevice: tokenDevice, principal: principal, request: request, nowMs: now)))
                 } catch let e as APIError where e.status == .unprocessableContent || e.status == .badRequest {
-                    results.append(.init(seq: report.seq, status: .rejected,
-                                         error: .init(code: e.code, message: e.message, path: "reports[\(i)]" + (e.path.map { ".\($0)" } ?? ""))))
+                    results[i] = .init(seq: report.seq, status: .rejected,
+                                       error: .init(code: e.code, message: e.message, path: "reports[\(i)]" + (e.path.map { ".\($0)" } ?? "")))
                 }
             }
         }
+        let outcomes = try await store.ingest(accepted.map { ($0.report, $0.classes) }, receivedAtMs: now)
+        for (a, outcome) in zip(accepted, outcomes) {
+            switch outcome {
+            case .stored(let n):
+                results[a.index] = .init(seq: a.report.seq, status: .stored, storedSeries: n)
+                await fleet.add(a.report)
+            case .duplicate: results[a.index] = .init(seq: a.report.seq, status: .duplicate)
+            }
+        }
         let configVersion = try await store.settings(device: tokenDevice)?.version
-        return try jsonResponse(BatchAcknowledgement(device: tokenDevice, results: results, configVersion: configVersion))
+        return try jsonResponse(BatchAcknowledgement(device: tokenDevice, results: results.compactMap { $0 }, configVersion: configVersion))
     }
 
     /// The device principal of a write, or 401/403 (audited).
@@ -166,6 +174,15 @@ public struct CollectorAPI: Sendable {
 
     /// Validates and stores one report sent with `tokenDevice`'s token: the rules every write path shares.
     func accept(_ report: Report, tokenDevice: String, principal: Principal, request: Request) async throws -> IngestOutcome {
+        let now = clock()
+        let classes = try await check(report, tokenDevice: tokenDevice, principal: principal, request: request, nowMs: now)
+        let outcome = try await store.ingest([(report, classes)], receivedAtMs: now)[0]
+        if case .stored = outcome { await fleet.add(report) }
+        return outcome
+    }
+
+    /// The rules every report must pass before it is stored; returns its series' data classes.
+    func check(_ report: Report, tokenDevice: String, principal: Principal, request: Request, nowMs now: Int64) async throws -> [DataClass] {
         // The claimed id is checked before it is compared, and never echoed or audited: it is device input.
         if let v = validator.validateDeviceID(report.device) {
             throw APIError(.unprocessableContent, "invalid_report", v.message, path: v.path)
@@ -175,7 +192,6 @@ public struct CollectorAPI: Sendable {
                             detail: "token of device \(tokenDevice) used for another device")
             throw APIError(.forbidden, "wrong_device", "this token writes for device \(tokenDevice) only", path: "device")
         }
-        let now = clock()
         if let v = validator.validate(report, nowMs: now) {
             throw APIError(.unprocessableContent, "invalid_report", v.message, path: v.path)
         }
@@ -184,9 +200,7 @@ public struct CollectorAPI: Sendable {
             throw APIError(.unprocessableContent, "expired", "window ended \((now - report.windowEndMs) / RetentionPolicy.millisecondsPerDay) days ago; data class \(c) is kept at most \(policy.maxAgeDays[c]!) days",
                            path: "series[\(i)]")
         }
-        let outcome = try await store.ingest(report, classes: classes, receivedAtMs: now)
-        if case .stored = outcome { await fleet.add(report) }
-        return outcome
+        return classes
     }
 
     static func inflate(_ bytes: [UInt8], limit: Int) throws -> [UInt8] {

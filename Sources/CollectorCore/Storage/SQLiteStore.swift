@@ -327,29 +327,40 @@ public final class SQLiteStore: TelemetryStore {
 
     // MARK: Reports
 
-    public func ingest(_ report: Report, classes: [DataClass], receivedAtMs: Int64) async throws -> IngestOutcome {
-        precondition(classes.count == report.series.count)
+    public func ingest(_ reports: [(report: Report, classes: [DataClass])], receivedAtMs: Int64) async throws -> [IngestOutcome] {
+        guard !reports.isEmpty else { return [] }
         // Encoded before the write transaction: the single writer holds the lock for the inserts only.
-        var byClass: [String: [Series]] = [:]
-        for (i, s) in report.series.enumerated() { byClass[classes[i].rawValue, default: []].append(s) }
-        let payloads = try byClass.sorted { $0.key < $1.key }.map { ($0.key, $0.value.count, Data(try SeriesCodec.compress($0.value))) }
-        return try await storage("storing report") {
+        let encoded = try reports.map { (report, classes) -> [(String, Int, Data)] in
+            precondition(classes.count == report.series.count)
+            var byClass: [String: [Series]] = [:]
+            for (i, s) in report.series.enumerated() { byClass[classes[i].rawValue, default: []].append(s) }
+            return try byClass.sorted { $0.key < $1.key }.map { ($0.key, $0.value.count, Data(try SeriesCodec.compress($0.value))) }
+        }
+        return try await storage("storing reports") {
             try await pool.write { db in
-                try db.execute(sql: "INSERT OR IGNORE INTO reports (device_id, seq, window_end_ms, agent_version, received_at_ms, series_count) VALUES (?, ?, ?, ?, ?, ?)",
-                               arguments: [report.device, Int64(report.seq), report.windowEndMs, report.agentVersion, receivedAtMs, report.series.count])
-                guard db.changesCount == 1 else { return .duplicate }
-                let statement = try db.makeStatement(sql: """
+                let head = try db.makeStatement(sql: """
+                    INSERT OR IGNORE INTO reports (device_id, seq, window_end_ms, agent_version, received_at_ms, series_count) VALUES (?, ?, ?, ?, ?, ?)
+                    """)
+                let data = try db.makeStatement(sql: """
                     INSERT INTO report_data (device_id, data_class, window_end_ms, seq, window_start_ms, key_epoch, series_count, codec, payload)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """)
-                for (c, n, payload) in payloads {
-                    try statement.execute(arguments: [report.device, c, report.windowEndMs, Int64(report.seq), report.windowStartMs,
-                                                      Int64(report.keyEpoch), n, SeriesCodec.currentCodec, payload])
+                let device = try db.makeStatement(sql: "UPDATE devices SET last_seq = MAX(COALESCE(last_seq, 0), ?), last_report_at_ms = ? WHERE id = ?")
+                var outcomes: [IngestOutcome] = []
+                for ((report, _), payloads) in zip(reports, encoded) {
+                    try head.execute(arguments: [report.device, Int64(report.seq), report.windowEndMs, report.agentVersion, receivedAtMs, report.series.count])
+                    guard db.changesCount == 1 else {
+                        outcomes.append(.duplicate)
+                        continue
+                    }
+                    for (c, n, payload) in payloads {
+                        try data.execute(arguments: [report.device, c, report.windowEndMs, Int64(report.seq), report.windowStartMs,
+                                                     Int64(report.keyEpoch), n, SeriesCodec.currentCodec, payload])
+                    }
+                    try device.execute(arguments: [Int64(report.seq), receivedAtMs, report.device])
+                    outcomes.append(.stored(series: report.series.count))
                 }
-                try db.execute(sql: """
-                    UPDATE devices SET last_seq = MAX(COALESCE(last_seq, 0), ?), last_report_at_ms = ? WHERE id = ?
-                    """, arguments: [Int64(report.seq), receivedAtMs, report.device])
-                return .stored(series: report.series.count)
+                return outcomes
             }
         }
     }

@@ -114,8 +114,9 @@ public protocol TelemetryStore: Sendable {
     func tokens() async throws -> [TokenRecord]
     func revokeToken(id: Int64, nowMs: Int64) async throws -> Bool
 
-    /// Stores `report` atomically, or nothing; a (device, seq) already stored is a duplicate.
-    func ingest(_ report: Report, classes: [DataClass], receivedAtMs: Int64) async throws -> IngestOutcome
+    /// Stores `reports` in one transaction (each with its series' classes), or nothing; a (device, seq)
+    /// already stored, or twice in the list, is a duplicate. One outcome per report, in order.
+    func ingest(_ reports: [(report: Report, classes: [DataClass])], receivedAtMs: Int64) async throws -> [IngestOutcome]
     func windows(device: String, metric: String?, fromMs: Int64, toMs: Int64, cutoffs: [DataClass: Int64], limit: Int) async throws -> [StoredWindow]
 
     /// Deletes expired rows per class; with `dryRun`, counts them only.
