@@ -54,6 +54,29 @@ import TelemetryModel
         #expect(throws: SeriesCodec.DecodingFailure.self) { try SeriesCodec.decode(bytes) }
     }
 
+    /// Group commit: concurrent requests share transactions, and each still gets its own outcome: of 400
+    /// concurrent submissions of 200 distinct reports, 200 are stored and 200 answered duplicate.
+    @Test func concurrentIngestsShareTransactionsAndEachGetsItsOwnOutcome() async throws {
+        let dir = try TestSupport.tempDirectory()
+        let store = try SQLiteStore(path: dir.appendingPathComponent("c.sqlite").path)
+        _ = try await store.addDevice("gc-1", nowMs: 0)
+        let series = Self.sample()
+        let classes = series.map { MetricCatalog.descriptor(named: $0.metric)?.dataClass ?? .traffic }
+        let outcomes = try await withThrowingTaskGroup(of: IngestOutcome.self) { group in
+            for i in 0..<400 {
+                let r = Report(device: "gc-1", seq: UInt64(i % 200 + 1), windowStartMs: 1_000, windowEndMs: 2_000 + Int64(i % 200), keyEpoch: 1,
+                               agentVersion: "t", series: series)
+                group.addTask { try await store.ingest([(r, classes)], receivedAtMs: 3_000)[0] }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(outcomes.filter { $0 == .duplicate }.count == 200)
+        #expect(outcomes.filter { $0 == .stored(series: series.count) }.count == 200)
+        #expect(try await store.devices().first?.reports == 200)
+        let windows = try await store.windows(device: "gc-1", metric: nil, fromMs: 0, toMs: .max, cutoffs: RetentionPolicy.defaults.cutoffs(nowMs: 3_000), limit: .max)
+        #expect(windows.count == 200 * series.count, "every series of every report, once")
+    }
+
     /// Acceptance 6: the database a 0.3.0 collector wrote (one row per series) is migrated, and the export
     /// returns every stored window exactly as that collector did.
     @Test func aDatabaseInTheOldSchemaIsMigratedWithoutLosingAValue() async throws {

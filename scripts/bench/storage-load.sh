@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# The collector under load (issue 15): a release build of meetpunt-collector serving a fresh SQLite database
+# in a temporary folder, loaded by `meetpunt-collector loadtest` (200 simulated devices, 92 series per
+# report, 10 reports per request, 8 requests in flight) for the given seconds; prints reports/s, request
+# latency and database bytes per report and per series. Then, when Debian's victoria-metrics package can be
+# installed, the same fleet's reports (same seed and devices, as many as the collector stored) go into a
+# VictoriaMetrics on loopback as InfluxDB line protocol, and its bytes per report are printed beside ours.
+#   scripts/bench/storage-load.sh [seconds]   (default 60)
+# Environment: DEVICES (200), CONCURRENCY (8), REPORTS_PER_REQUEST (10), SERIES (92), SEED (1),
+# VM_PORT (18428; not 8428, which the packaged victoria-metrics service takes on a host that runs it).
+# Everything it starts listens on 127.0.0.1 only and is stopped at the end; the temporary folder is removed.
+source "$(dirname "$0")/../lib.sh"
+SECONDS_RUN=${1:-60}
+DEVICES=${DEVICES:-200}
+CONCURRENCY=${CONCURRENCY:-8}
+REPORTS_PER_REQUEST=${REPORTS_PER_REQUEST:-10}
+SERIES=${SERIES:-92}
+SEED=${SEED:-1}
+VM_PORT=${VM_PORT:-18428}
+PREFIX=lt-bench
+ensure_packages "${BUILD_PACKAGES[@]}"
+ensure_swift
+
+work=$(mktemp -d /tmp/meetpunt-storage-load.XXXXXX)
+collector=""; vm=""
+cleanup() {
+    [ -n "$collector" ] && kill "$collector" 2>/dev/null && wait "$collector" 2>/dev/null || true
+    [ -n "$vm" ] && kill "$vm" 2>/dev/null && wait "$vm" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+phase "building meetpunt-collector (release)"
+swift build -c release --product meetpunt-collector > "$work/build.log" 2>&1 || { tail -40 "$work/build.log" >&2; exit 1; }
+bin=$(swift build -c release --show-bin-path)
+
+phase "starting the collector (SQLite in $work)"
+cat > "$work/collector.yaml" <<YAML
+listen: {host: 127.0.0.1, port: 0}
+storage: {sqlite_path: $work/collector.sqlite}
+retention_file: $PWD/collector/retention.yaml
+ingest: {max_reports_per_batch: 100}
+logging: {level: info}
+YAML
+"$bin/meetpunt-collector" serve --config "$work/collector.yaml" > "$work/collector.log" 2>&1 &
+collector=$!
+for _ in $(seq 100); do grep -q "listening on" "$work/collector.log" && break; sleep 0.1; done
+port=$(grep -o "listening on [0-9.]*:[0-9]*" "$work/collector.log" | head -1 | cut -d: -f2)
+[ -n "$port" ] || { echo "the collector did not start:" >&2; cat "$work/collector.log" >&2; exit 1; }
+echo "collector on 127.0.0.1:$port (pid $collector)"
+
+phase "loadtest: $DEVICES devices for $SECONDS_RUN s"
+set +e
+"$bin/meetpunt-collector" loadtest --config "$work/collector.yaml" --url "http://127.0.0.1:$port" \
+    --devices "$DEVICES" --seconds "$SECONDS_RUN" --concurrency "$CONCURRENCY" \
+    --reports-per-request "$REPORTS_PER_REQUEST" --series "$SERIES" --seed "$SEED" --device-prefix "$PREFIX" \
+    | tee "$work/loadtest.out"
+loadtest_rc=${PIPESTATUS[0]}
+set -e
+figures=$(grep '^loadtest-figures:' "$work/loadtest.out" || true)
+figure() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<< " $figures"; }
+stored=$(figure stored); stored_series=$(figure stored_series)
+ours_report=$(figure bytes_per_report); ours_series=$(figure bytes_per_series)
+kill "$collector" 2>/dev/null && wait "$collector" 2>/dev/null || true
+collector=""
+if [ -z "$figures" ] || [ "${stored:-0}" -eq 0 ]; then
+    echo "loadtest stored nothing (exit $loadtest_rc); collector log:" >&2
+    tail -20 "$work/collector.log" >&2
+    exit 1
+fi
+echo "collector's errors and warnings: $(grep -ciE 'error|warning' "$work/collector.log" || true) lines in its log"
+
+phase "VictoriaMetrics on loopback with the same reports"
+vm_note=""
+if ! command -v victoria-metrics >/dev/null 2>&1; then
+    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    if ! apt-cache show victoria-metrics >/dev/null 2>&1; then $sudo apt-get update -qq || true; fi
+    if apt-cache show victoria-metrics >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends victoria-metrics >/dev/null \
+            || vm_note="apt-get install victoria-metrics failed"
+    else
+        vm_note="Debian has no victoria-metrics package here"
+    fi
+fi
+if [ -z "$vm_note" ] && ! command -v victoria-metrics >/dev/null 2>&1; then vm_note="victoria-metrics is not on PATH after installing it"; fi
+
+if [ -n "$vm_note" ]; then
+    echo "$vm_note: skipping the comparison"
+else
+    vm_version=$(dpkg-query -W -f='${Version}' victoria-metrics 2>/dev/null || echo "?")
+    # The same generator, seed and device ids as the run above, as many reports as the collector stored,
+    # written as line protocol without sending them anywhere.
+    "$bin/meetpunt-collector" loadtest --generate-only "$stored" --influx-out "$work/reports.lp" \
+        --devices "$DEVICES" --reports-per-request "$REPORTS_PER_REQUEST" --series "$SERIES" --seed "$SEED" \
+        --device-prefix "$PREFIX" | tee "$work/generate.out"
+    generated=$(grep '^loadtest-generated:' "$work/generate.out")
+    lp_fields=$(sed -n 's/.* fields=\([0-9]*\).*/\1/p' <<< "$generated")
+    mkdir -p "$work/vm"
+    victoria-metrics -storageDataPath "$work/vm" -httpListenAddr "127.0.0.1:$VM_PORT" -retentionPeriod 1 \
+        -loggerLevel ERROR > "$work/vm.log" 2>&1 &
+    vm=$!
+    for _ in $(seq 100); do curl -sf "http://127.0.0.1:$VM_PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
+    curl -sf "http://127.0.0.1:$VM_PORT/health" >/dev/null || { echo "victoria-metrics did not start:" >&2; cat "$work/vm.log" >&2; exit 1; }
+    curl -sf "http://127.0.0.1:$VM_PORT/internal/force_flush" >/dev/null
+    sleep 1
+    vm_empty=$(du -sb "$work/vm" | cut -f1)
+    # In pieces of 50 000 lines (about 10 MB), each in one request.
+    split -l 50000 "$work/reports.lp" "$work/lp."
+    rm -f "$work/reports.lp"
+    for piece in "$work"/lp.*; do
+        curl -sf --data-binary @"$piece" "http://127.0.0.1:$VM_PORT/write?precision=ms" \
+            || { echo "VictoriaMetrics refused $piece" >&2; exit 1; }
+        rm -f "$piece"
+    done
+    curl -sf "http://127.0.0.1:$VM_PORT/internal/force_flush" >/dev/null
+    sleep 3
+    curl -sf "http://127.0.0.1:$VM_PORT/internal/force_flush" >/dev/null
+    vm_rows=$(curl -sf "http://127.0.0.1:$VM_PORT/metrics" | awk '/^vm_rows_inserted_total\{type="influx"\}/ {print $2}')
+    vm_bytes=$(( $(du -sb "$work/vm" | cut -f1) - vm_empty ))
+    kill "$vm" 2>/dev/null && wait "$vm" 2>/dev/null || true
+    vm=""
+    vm_report=$(awk -v b="$vm_bytes" -v n="$stored" 'BEGIN { printf "%.0f", b / n }')
+    vm_series=$(awk -v b="$vm_bytes" -v n="$stored_series" 'BEGIN { printf "%.1f", b / n }')
+    echo "VictoriaMetrics $vm_version: ${vm_rows:-?} values inserted of $lp_fields written, data folder grew by $vm_bytes bytes after a flush"
+fi
+
+phase "figures"
+printf '%-44s %16s %16s\n' "store" "bytes/report" "bytes/series"
+printf '%-44s %16s %16s\n' "meetpunt-collector (SQLite file + WAL)" "$ours_report" "$ours_series"
+if [ -z "$vm_note" ]; then
+    printf '%-44s %16s %16s\n' "VictoriaMetrics $vm_version (data folder)" "$vm_report" "$vm_series"
+    echo "($stored reports of $DEVICES devices, $SERIES series each; VictoriaMetrics holds each series field as its own"
+    echo " time series: count, min, max, mean, last, sum and one per sketch bucket, tagged with device and labels)"
+else
+    echo "VictoriaMetrics: $vm_note"
+fi
+grep '^loadtest: [0-9]* devices' "$work/loadtest.out" || true
+exit "$loadtest_rc"
