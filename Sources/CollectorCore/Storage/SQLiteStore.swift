@@ -116,7 +116,9 @@ public final class SQLiteStore: TelemetryStore {
     }
 
     /// Schema 3: one row per report and data class with the series in a compact payload (``SeriesCodec``)
-    /// instead of one row per series; `reports` keeps one small row per report for idempotency. Every row
+    /// instead of one row per series; `reports` keeps one small row per report for idempotency. The data
+    /// rows are kilobytes: an ordinary rowid table stores them densely, where a WITHOUT ROWID table left
+    /// two thirds of its pages unused (measured with dbstat under load). Every row
     /// of the old `series_windows` is carried over, report by report.
     static func migrateToCompactStorage(_ db: Database) throws {
         try db.execute(sql: """
@@ -129,9 +131,9 @@ public final class SQLiteStore: TelemetryStore {
                 key_epoch INTEGER NOT NULL,
                 series_count INTEGER NOT NULL,
                 codec INTEGER NOT NULL,
-                payload BLOB NOT NULL,
-                PRIMARY KEY (device_id, data_class, window_end_ms, seq)
-            ) WITHOUT ROWID;
+                payload BLOB NOT NULL
+            );
+            CREATE UNIQUE INDEX report_data_key ON report_data(device_id, data_class, window_end_ms, seq);
             CREATE INDEX report_data_expiry ON report_data(data_class, window_end_ms);
             CREATE TABLE reports_v3 (
                 device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
