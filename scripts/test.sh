@@ -46,9 +46,20 @@ swift build -c release --static-swift-stdlib --product meetpunt-agent 2>&1 | tai
 ./scripts/pcap-oracle/run-agent.sh "$(swift build -c release --show-bin-path)/meetpunt-agent" var/pcap-accuracy 2>&1 | tee var/pcap-accuracy.log
 oracle_status=${PIPESTATUS[0]}
 
+power_status=0
+if [ "${SKIP_POWER_CUT:-0}" = 1 ]; then
+    echo "SKIP_POWER_CUT=1: the power-cut test is skipped (CI always runs it)"
+else
+    phase "delivery faults: power cuts of a QEMU guest with the spool on a cache=none disk (issue 14 acceptance 2; LONG_FAULTS=1 for 100)"
+    ./scripts/faults/power-cut.sh "${long[@]}" --agent "$(swift build -c release --show-bin-path)/meetpunt-agent" \
+        --collector "$(swift build --show-bin-path)/meetpunt-collector" 2>&1 | tee var/faults-power-cut.log
+    power_status=${PIPESTATUS[0]}
+fi
+
 [ "$status" -eq 0 ] && status=$kill_status
 [ "$status" -eq 0 ] && status=$netcut_status
 [ "$status" -eq 0 ] && status=$lab_status
 [ "$status" -eq 0 ] && status=$oracle_status
+[ "$status" -eq 0 ] && status=$power_status
 phase "done (exit $status)"
 exit "$status"

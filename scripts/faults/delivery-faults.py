@@ -14,9 +14,10 @@ netcut: collector and agent in two network namespaces joined by a veth pair; the
         in flight), each time for 1-6 s. Then the agent stops on SIGTERM and drains.
 
 Both compare every `report spooled` line of the agent's logs (a line is printed only once the record is
-durable) with the collector's SQLite file: lost = spooled - stored must be empty; no (device, seq) and no
-(device, seq, metric, labels) may be stored twice; every stored report must hold all its series; a seq
-must never be spooled for two different windows. Exit 0 when all holds, 1 when not, 2 on a setup error.
+durable) with the collector's SQLite file: lost = spooled - stored must be empty; no (device, seq) in
+reports and no (device, seq, data_class) in report_data may be stored twice; every stored report must
+hold all its series (the series_count of its report_data rows adds up to its own), under one window; a
+seq must never be spooled for two different windows. Exit 0 when all holds, 1 when not, 2 on a setup error.
 
 Python 3 standard library only; runs as root (netcut needs network namespaces). Every random choice comes
 from random.Random(seed); the seed is printed first. See README.md beside this file.
@@ -328,20 +329,31 @@ def stored_seqs(path):
 
 
 def compare(spooled, sqlite_path):
+    """Schema 3: `reports` holds one row per report (window_end_ms, series_count), `report_data` one row per
+    report and data class (its window, key epoch and series_count; the series are in a compressed payload,
+    counted here by series_count, never decoded)."""
     con = db_connect(sqlite_path)
     try:
         rows = con.execute("SELECT seq, window_end_ms, series_count FROM reports WHERE device_id = ?", (DEVICE,)).fetchall()
         dup_reports = con.execute("""SELECT device_id, seq, COUNT(*) FROM reports
                                      GROUP BY device_id, seq HAVING COUNT(*) > 1""").fetchall()
-        dup_series = con.execute("""SELECT device_id, seq, metric, labels, COUNT(*) FROM series_windows
-                                    GROUP BY device_id, seq, metric, labels HAVING COUNT(*) > 1""").fetchall()
-        series_counts = dict(con.execute("""SELECT seq, COUNT(*) FROM series_windows WHERE device_id = ?
-                                            GROUP BY seq""", (DEVICE,)).fetchall())
+        dup_data = con.execute("""SELECT device_id, seq, data_class, COUNT(*) FROM report_data
+                                  GROUP BY device_id, seq, data_class HAVING COUNT(*) > 1""").fetchall()
+        # Per stored seq: the series over every data class, and whether its rows agree on one window and epoch.
+        data = {seq: rest for seq, *rest in con.execute(
+            """SELECT seq, SUM(series_count), MIN(window_start_ms), MAX(window_start_ms),
+                      MIN(window_end_ms), MAX(window_end_ms), COUNT(DISTINCT key_epoch)
+               FROM report_data WHERE device_id = ? GROUP BY seq""", (DEVICE,)).fetchall()}
+    except sqlite3.OperationalError as e:
+        raise SetupError(f"{sqlite_path} is not in the collector's schema 3 (reports + report_data): {e}; "
+                         f"a collector older than the v3-compact-report-data migration?")
     finally:
         con.close()
     stored = {seq: wend for seq, wend, _ in rows}
+    series_counts = {seq: d[0] for seq, d in data.items()}
     r = {}
     r["stored"] = stored
+    r["data"] = data
     r["lost"] = sorted(set(spooled.seqs) - set(stored))
     # A seq spooled for two different windows: the collector can hold only one of them.
     r["reused"] = sorted(seq for seq, w in spooled.seqs.items() if len({x for x in w if x is not None}) > 1)
@@ -350,13 +362,18 @@ def compare(spooled, sqlite_path):
                                if seq in stored and seq not in r["reused"]
                                and any(x is not None and x != stored[seq] for x in w))
     r["dup_reports"] = dup_reports
-    r["dup_series"] = dup_series
-    # Every stored report holds all its series (a torn ingest would not).
+    r["dup_data"] = dup_data
+    # Every stored report holds all its series (a torn ingest would not): the report_data rows of the seq
+    # add up to the report's series_count.
     r["incomplete"] = sorted(seq for seq, _, n in rows if series_counts.get(seq, 0) != n)
-    r["orphan_series"] = sorted(set(series_counts) - set(stored))
+    # The report_data rows of a stored report disagree on the window (start or end) or the key epoch, or
+    # their window_end_ms is not the report's.
+    r["window_mismatch"] = sorted(seq for seq, (_, s0, s1, e0, e1, epochs) in data.items()
+                                  if seq in stored and (s0 != s1 or e0 != e1 or e0 != stored[seq] or epochs != 1))
+    r["orphan_data"] = sorted(set(series_counts) - set(stored))
     r["extra"] = sorted(set(stored) - set(spooled.seqs))
-    r["failed"] = bool(r["lost"] or r["reused"] or r["other_window"] or dup_reports or dup_series
-                       or r["incomplete"] or r["orphan_series"])
+    r["failed"] = bool(r["lost"] or r["reused"] or r["other_window"] or dup_reports or dup_data
+                       or r["incomplete"] or r["window_mismatch"] or r["orphan_data"])
     return r
 
 
@@ -368,7 +385,8 @@ def print_failures(r, spooled):
         for seq in seqs[:20]:
             logs = sorted({str(p) for p in spooled.seqs.get(seq, {}).values()})
             print(f"    seq {seq}: spooled in {', '.join(logs) or '(no spool line)'}"
-                  + (f"; collector has window_end_ms={r['stored'][seq]}" if seq in r["stored"] else ""))
+                  + (f"; collector has window_end_ms={r['stored'][seq]}" if seq in r["stored"] else "")
+                  + (data_note(r["data"][seq]) if seq in r["data"] else ""))
             lines = spooled.lines_by_seq.get(seq, [])
             direct = [x for x in lines if SEQ_RE.search(x[1])]       # spooled, rejected, ...
             ranged = [x for x in lines if not SEQ_RE.search(x[1])]   # batches that carried it
@@ -382,13 +400,23 @@ def print_failures(r, spooled):
     explain("LOST (spooled, never stored)", r["lost"])
     explain("SEQ REUSED (spooled for two different windows)", r["reused"])
     explain("STORED WITH ANOTHER WINDOW than the one spooled", r["other_window"])
-    explain("INCOMPLETE (fewer series stored than series_count)", r["incomplete"])
-    explain("ORPHAN series_windows rows (no report)", r["orphan_series"])
+    explain("INCOMPLETE (report_data series_count of the report does not add up to reports.series_count)", r["incomplete"])
+    explain("WINDOW MISMATCH (report_data rows disagree on window or key epoch, or with reports.window_end_ms)",
+            r["window_mismatch"])
+    explain("ORPHAN report_data rows (no report)", r["orphan_data"])
     for d, seq, n in r["dup_reports"]:
         print(f"  DUPLICATE report: device {d} seq {seq} stored {n} times")
-    for d, seq, metric, labels, n in r["dup_series"][:50]:
-        print(f"  DUPLICATE series: device {d} seq {seq} {metric} {labels} stored {n} times"
+    for d, seq, data_class, n in r["dup_data"][:50]:
+        print(f"  DUPLICATE report data: device {d} seq {seq} class {data_class} stored {n} times"
               + (f" (spooled in {spooled.first_log(seq)})" if seq in spooled.seqs else ""))
+
+
+def data_note(d):
+    n, s0, s1, e0, e1, epochs = d
+    start = s0 if s0 == s1 else f"{s0}..{s1}"
+    end = e0 if e0 == e1 else f"{e0}..{e1}"
+    return (f"; report_data: {n} series, window_start_ms={start}, window_end_ms={end}"
+            + (f", {epochs} key epochs" if epochs != 1 else ""))
 
 
 def shorten(line, n=260):
@@ -547,8 +575,8 @@ def mode_kill(args, rng, workdir):
 
     spooled = Spooled.read(agent.logs)
     r = compare(spooled, collector.sqlite)
-    lost = len(r["lost"]) + len(r["reused"]) + len(r["other_window"]) + len(r["incomplete"])
-    dups = len(r["dup_reports"]) + len(r["dup_series"]) + len(r["orphan_series"])
+    lost = len(r["lost"]) + len(r["reused"]) + len(r["other_window"]) + len(r["incomplete"]) + len(r["window_mismatch"])
+    dups = len(r["dup_reports"]) + len(r["dup_data"]) + len(r["orphan_data"])
     print(f"collector faults: {events['restart']} restarted at once, {events['down']} left down for agent runs, "
           f"{events['midrun']} killed during an agent run; {collector.kills} SIGKILLs in all; "
           f"{spooled.opened} spool openings")
@@ -748,8 +776,8 @@ def mode_netcut(args, rng, workdir):
 
     spooled = Spooled.read(agent.logs)
     r = compare(spooled, collector.sqlite)
-    lost = len(r["lost"]) + len(r["reused"]) + len(r["other_window"]) + len(r["incomplete"])
-    dups = len(r["dup_reports"]) + len(r["dup_series"]) + len(r["orphan_series"])
+    lost = len(r["lost"]) + len(r["reused"]) + len(r["other_window"]) + len(r["incomplete"]) + len(r["window_mismatch"])
+    dups = len(r["dup_reports"]) + len(r["dup_data"]) + len(r["orphan_data"])
     print(f"{on_traffic} of {args.cuts} cuts were timed on a request's first packets")
     print(delivery_note(spooled))
     print(f"stored but never logged as spooled (allowed): {len(r['extra'])}")
