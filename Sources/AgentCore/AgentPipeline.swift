@@ -257,6 +257,10 @@ struct WindowDating {
     private var pending: [WindowedAggregation.Window] = []
     /// Windows dropped while waiting, not yet handed to a report.
     private var droppedWaiting = 0
+    /// The wall-clock end of the last window dated.
+    private var lastEndMs: Int64?
+    /// Differences up to this between a window's start and the previous end are jitter, not a step.
+    static let snapMilliseconds: Int64 = 5
 
     init(anchor: WallClockAnchor, maxPending: Int) {
         self.anchor = anchor
@@ -275,9 +279,15 @@ struct WindowDating {
             droppedWaiting += over
             return ([], over)
         }
-        let ready = pending.map { w in
-            let start = anchor.wallMilliseconds(monotonicMicroseconds: w.startMicroseconds)!
-            return Dated(window: w, startMs: start, endMs: max(anchor.wallMilliseconds(monotonicMicroseconds: w.endMicroseconds)!, start + 1))
+        var ready: [Dated] = []
+        for w in pending {
+            var start = anchor.wallMilliseconds(monotonicMicroseconds: w.startMicroseconds)!
+            // Consecutive windows meet exactly: the offset moves by a millisecond now and then (NTP
+            // slewing, rounding), which would otherwise leave 1 ms overlaps or gaps between them.
+            if let last = lastEndMs, abs(start - last) <= Self.snapMilliseconds { start = last }
+            let end = max(anchor.wallMilliseconds(monotonicMicroseconds: w.endMicroseconds)!, start + 1)
+            ready.append(Dated(window: w, startMs: start, endMs: end))
+            lastEndMs = end
         }
         pending.removeAll()
         defer { droppedWaiting = 0 }

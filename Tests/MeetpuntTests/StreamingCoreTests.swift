@@ -49,4 +49,24 @@ import TelemetryModel
         for await b in path.batches { received.append(b.batch.samples[0].value) }
         #expect(received == [0, 1, 2, 3], "the oldest batches are kept, in order")
     }
+
+    /// Windows dated from the monotonic clock meet exactly even when the wall-clock offset jitters by a
+    /// millisecond; a real step is kept.
+    @Test func datedWindowsMeetExactlyDespiteMillisecondJitter() {
+        var dating = WindowDating(anchor: WallClockAnchor(floorMilliseconds: 0), maxPending: 10)
+        func window(_ startS: Int64) -> WindowedAggregation.Window {
+            .init(epoch: 1, startMicroseconds: startS * 1_000_000, endMicroseconds: (startS + 10) * 1_000_000, series: [], droppedSeries: 0)
+        }
+        var dated: [WindowDating.Dated] = []
+        for (i, jitterMs) in [0, 1, 0, -1, 1].enumerated() {
+            _ = dating.anchor.observe(SampleTime(wallMilliseconds: 1_800_000_000_000 + Int64(i) * 10_000 + Int64(jitterMs),
+                                                 monotonicNanoseconds: UInt64(i) * 10_000_000_000))
+            dated += dating.finished(window(Int64(i) * 10)).ready
+        }
+        for (a, b) in zip(dated, dated.dropFirst()) { #expect(b.startMs == a.endMs, "\(a.endMs) then \(b.startMs)") }
+        _ = dating.anchor.observe(SampleTime(wallMilliseconds: 1_800_000_000_000 + 50_000 - 120_000, monotonicNanoseconds: 50_000_000_000))
+        let stepped = dating.finished(window(50)).ready
+        let gap = stepped.first!.startMs - dated.last!.endMs
+        #expect(abs(gap + 120_000) <= 5, "a step of two minutes is not snapped away: \(gap)")
+    }
 }
