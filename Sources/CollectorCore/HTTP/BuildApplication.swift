@@ -19,6 +19,7 @@ public func buildApplication(api: CollectorAPI, services: [any Service] = [],
     router.post("/v1/report-batches") { request, _ in try await api.ingestBatch(request) }
     router.get("/v1/config") { request, _ in try await api.deviceSettings(request) }
     router.get("/v1/fleet") { request, _ in try await api.fleetFigures(request) }
+    router.get("/metrics") { request, _ in try await api.prometheusMetrics(request) }
     router.get("/v1/devices") { request, _ in try await api.listDevices(request) }
     router.put("/v1/devices/:id/config") { request, context in
         try await api.putSettings(request, device: try context.parameters.require("id"))
@@ -118,11 +119,13 @@ public struct PurgeService: Service {
             var metadata: Logger.Metadata = ["purge.dry_run": "\(dryRun)"]
             for (k, v) in counts { metadata["purge.deleted.\(k)"] = "\(v)" }
             api.logger.info("retention purge", metadata: metadata)
+            if !dryRun { api.metrics.purged(ok: true, atMs: api.clock()) }
             return counts
         } catch {
             // Cancelled mid-purge (GRDB interrupts the statement): not a failure worth a line.
             if Task.isCancelled || error is CancellationError { return [:] }
             api.logger.error("retention purge failed; next attempt after the purge interval", metadata: ["error": "\(error)"])
+            api.metrics.purged(ok: false, atMs: api.clock())
             return [:]
         }
     }

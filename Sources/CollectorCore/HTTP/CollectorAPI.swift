@@ -22,11 +22,15 @@ public struct CollectorAPI: Sendable {
 
     /// Fleet aggregates merged from every stored report, flushed to the store by ``FleetFlushService``.
     public let fleet: FleetAggregator
+    /// The collector's own health for `GET /metrics`.
+    public let metrics: CollectorMetrics
 
     public init(store: any TelemetryStore, policy: RetentionPolicy, configuration: CollectorConfiguration,
-                clock: @escaping CollectorClock = systemClock, fleet: FleetAggregator = FleetAggregator(), logger: Logger) {
+                clock: @escaping CollectorClock = systemClock, fleet: FleetAggregator = FleetAggregator(),
+                metrics: CollectorMetrics = CollectorMetrics(), logger: Logger) {
         self.store = store
         self.fleet = fleet
+        self.metrics = metrics
         self.policy = policy
         self.configuration = configuration
         self.clock = clock
@@ -78,6 +82,20 @@ public struct CollectorAPI: Sendable {
 
     /// `POST /v1/reports`: one report. Kept for agents before 0.3, which send one report per request.
     public func ingest(_ request: Request) async throws -> Response {
+        let started = ContinuousClock.now
+        defer { metrics.ingestSeconds.record(ContinuousClock.now - started) }
+        do {
+            let response = try await ingestOne(request)
+            metrics.requests.increment()
+            metrics.batchReports.record(1.0)
+            return response
+        } catch let e as APIError where e.status == .unprocessableContent || e.status == .badRequest {
+            metrics.rejected(reason: e.code)
+            throw e
+        }
+    }
+
+    private func ingestOne(_ request: Request) async throws -> Response {
         let (principal, tokenDevice) = try await authenticateDevice(request)
         let bytes = try await readBody(request)
         let report: Report
@@ -99,6 +117,8 @@ public struct CollectorAPI: Sendable {
     /// nothing of it is stored. A report's idempotency key is (device, seq): a batch that is sent again
     /// after a lost answer is acknowledged `duplicate` and stored once.
     public func ingestBatch(_ request: Request) async throws -> Response {
+        let started = ContinuousClock.now
+        defer { metrics.ingestSeconds.record(ContinuousClock.now - started) }
         let (principal, tokenDevice) = try await authenticateDevice(request)
         let bytes = try await readBody(request)
         let batch: ReportBatch
@@ -134,9 +154,16 @@ public struct CollectorAPI: Sendable {
             case .stored(let n):
                 results[a.index] = .init(seq: a.report.seq, status: .stored, storedSeries: n)
                 await fleet.add(a.report)
-            case .duplicate: results[a.index] = .init(seq: a.report.seq, status: .duplicate)
+                metrics.stored.increment()
+                metrics.agentReported(a.report)
+            case .duplicate:
+                results[a.index] = .init(seq: a.report.seq, status: .duplicate)
+                metrics.duplicates.increment()
             }
         }
+        for case let r? in results where r.status == .rejected { metrics.rejected(reason: r.error?.code ?? "rejected") }
+        metrics.requests.increment()
+        metrics.batchReports.record(Double(batch.reports.count))
         let configVersion = try await store.settings(device: tokenDevice)?.version
         return try jsonResponse(BatchAcknowledgement(device: tokenDevice, results: results.compactMap { $0 }, configVersion: configVersion))
     }
@@ -177,7 +204,13 @@ public struct CollectorAPI: Sendable {
         let now = clock()
         let classes = try await check(report, tokenDevice: tokenDevice, principal: principal, request: request, nowMs: now)
         let outcome = try await store.ingest([(report, classes)], receivedAtMs: now)[0]
-        if case .stored = outcome { await fleet.add(report) }
+        switch outcome {
+        case .stored:
+            await fleet.add(report)
+            metrics.stored.increment()
+            metrics.agentReported(report)
+        case .duplicate: metrics.duplicates.increment()
+        }
         return outcome
     }
 
@@ -389,6 +422,21 @@ public struct CollectorAPI: Sendable {
         }
         try await audit(p, action: "token revoke", device: nil, request: request, outcome: "ok", detail: "id=\(id)")
         return try jsonResponse(["revoked": id])
+    }
+
+    // MARK: Prometheus
+
+    /// `GET /metrics`: Prometheus text format. Operator or admin token (Prometheus' `authorization`
+    /// setting); not audited, since it holds nothing about any device or person and is scraped often.
+    public func prometheusMetrics(_ request: Request) async throws -> Response {
+        let principal = try await authenticate(request)
+        guard principal.token.role == .operator_ || principal.token.role == .admin else {
+            throw APIError(.forbidden, "forbidden", "metrics need an operator or admin token")
+        }
+        let now = clock()
+        await metrics.refreshFleet(store: store, nowMs: now, cutoffMs: policy.cutoffMs(.fleet, nowMs: now), minReports: configuration.fleetMinReports)
+        return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: metrics.registry.emitToBuffer())))
     }
 
     // MARK: Fleet
