@@ -39,15 +39,23 @@ public struct WindowedAggregation: Sendable {
             origin = t
             start = t
             epoch = batchEpoch
-        } else if let batchEpoch, let epoch, batchEpoch != epoch, t > start {
-            if !aggregator.isEmpty { closed.append(close(end: t)) }
-            start = t
-            origin = t
-            self.epoch = batchEpoch
-        } else if t >= start + windowMicroseconds {
-            if !aggregator.isEmpty { closed.append(close(end: start + windowMicroseconds)) }
-            start += (t - start) / windowMicroseconds * windowMicroseconds
-            if let batchEpoch { epoch = batchEpoch }
+        } else {
+            // Time first: a window never runs past its length, even when the batch that ends it also
+            // changes the key epoch (a late batch after a pause would otherwise stretch it to `t`).
+            if t >= start + windowMicroseconds {
+                if !aggregator.isEmpty { closed.append(close(end: start + windowMicroseconds)) }
+                start += (t - start) / windowMicroseconds * windowMicroseconds
+            }
+            if let batchEpoch, let epoch, batchEpoch != epoch {
+                if t > start {
+                    if !aggregator.isEmpty { closed.append(close(end: t)) }
+                    start = t
+                    origin = t
+                }
+                self.epoch = batchEpoch
+            } else if let batchEpoch {
+                epoch = batchEpoch
+            }
         }
         lastSample = max(lastSample, t)
         for s in batch.samples { aggregator.add(s.descriptor, labels: s.labels, value: s.value) }

@@ -38,6 +38,16 @@ import TelemetryModel
         #expect(w.finish().first?.epoch == 2)
     }
 
+    /// A batch that arrives late (the producer was starved) and brings a new key epoch closes the old
+    /// window at its length, not at the late batch's time.
+    @Test func aLateBatchWithANewEpochDoesNotStretchTheWindow() {
+        var w = WindowedAggregation(windowMicroseconds: 1_000_000, maxSeries: 100)
+        #expect(w.add(Self.batch(1), at: 0, epoch: 1).isEmpty)
+        let closed = w.add(Self.batch(1), at: 8_900_000, epoch: 2)
+        #expect(closed.count == 1 && closed[0].endMicroseconds == 1_000_000 && closed[0].epoch == 1, "\(closed.map { ($0.startMicroseconds, $0.endMicroseconds) })")
+        #expect(w.finish().first?.epoch == 2)
+    }
+
     @Test func aFullPathDropsAndCountsInsteadOfBlocking() async {
         let path = SamplePath(capacity: 4)
         let time = SampleTime(wallMilliseconds: 0, monotonicNanoseconds: 0)
