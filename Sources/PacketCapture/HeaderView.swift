@@ -54,9 +54,15 @@ public struct HeaderBytes {
         precondition(i >= 0 && i < count, "header read outside its structure")
         return base.load(fromByteOffset: i, as: UInt8.self)
     }
-    /// Big-endian (network order).
-    @inline(__always) public func u16(_ i: Int) -> UInt16 { UInt16(u8(i)) << 8 | UInt16(u8(i + 1)) }
-    @inline(__always) public func u32(_ i: Int) -> UInt32 { UInt32(u16(i)) << 16 | UInt32(u16(i + 2)) }
+    /// Big-endian (network order). One bounds check per field, one unaligned load.
+    @inline(__always) public func u16(_ i: Int) -> UInt16 {
+        precondition(i >= 0 && i <= count - 2, "header read outside its structure")
+        return UInt16(bigEndian: base.loadUnaligned(fromByteOffset: i, as: UInt16.self))
+    }
+    @inline(__always) public func u32(_ i: Int) -> UInt32 {
+        precondition(i >= 0 && i <= count - 4, "header read outside its structure")
+        return UInt32(bigEndian: base.loadUnaligned(fromByteOffset: i, as: UInt32.self))
+    }
     /// Little-endian (SLL2's interface index is network order too; kept for link headers that are not).
     @inline(__always) public func u16le(_ i: Int) -> UInt16 { UInt16(u8(i)) | UInt16(u8(i + 1)) << 8 }
     @inline(__always) public func u32le(_ i: Int) -> UInt32 { UInt32(u16le(i)) | UInt32(u16le(i + 2)) << 16 }

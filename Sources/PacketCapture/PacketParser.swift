@@ -100,7 +100,15 @@ public enum SkipReason: String, Error, Sendable, CaseIterable {
 /// Parses link, network and transport headers through a ``HeaderView``; stops at the transport header.
 public enum PacketParser {
     /// Link types Meetpunt understands (libpcap DLT values).
-    public static let supportedLinkTypes: Set<Int32> = [0, 1, 10, 12, 14, 101, 108, 113, 228, 229, 239, 276]
+    public static let supportedLinkTypes: Set<Int32> = Set((Int32(0)...Int32(300)).filter { supports(linkType: $0) })
+
+    /// ``supportedLinkTypes`` as a switch: asked once per packet, so no hashing.
+    @inline(__always) public static func supports(linkType: Int32) -> Bool {
+        switch linkType {
+        case 0, 1, 10, 12, 14, 101, 108, 113, 228, 229, 239, 276: true
+        default: false
+        }
+    }
 
     public static func linkTypeName(_ dlt: Int32) -> String {
         switch dlt {
@@ -120,6 +128,14 @@ public enum PacketParser {
 
     public static func parse(linkType: Int32, view: inout HeaderView, originalLength: Int) -> Result<PacketHeaders, SkipReason> {
         var h = PacketHeaders()
+        if let reason = parse(linkType: linkType, view: &view, originalLength: originalLength, into: &h) { return .failure(reason) }
+        return .success(h)
+    }
+
+    /// Parses into `h` (reset first) and returns why the packet was skipped, or nil when its headers
+    /// were read. In place: the per-packet path copies no header struct.
+    public static func parse(linkType: Int32, view: inout HeaderView, originalLength: Int, into h: inout PacketHeaders) -> SkipReason? {
+        h = PacketHeaders()
         let etherType: UInt16
         // What the link layer says the packet is: a PPPoE or 802.3 length can end it before the frame
         // does (Ethernet padding), and the IP length is then checked against that, as Wireshark does.
@@ -128,14 +144,14 @@ public enum PacketParser {
         case 1, 10:
             if linkType == 10 {
                 // FDDI: frame control, destination, source; then 802.2 LLC/SNAP.
-                guard let fddi = view.take(13) else { return .failure(.truncatedHeader) }
+                guard let fddi = view.take(13) else { return .truncatedHeader }
                 h.destinationMAC = mac(fddi, 1)
                 h.sourceMAC = mac(fddi, 7)
-                guard let type = snapType(&view) else { return .failure(.notIP) }
+                guard let type = snapType(&view) else { return .notIP }
                 etherType = type
                 break
             }
-            guard let eth = view.take(14) else { return .failure(.truncatedHeader) }
+            guard let eth = view.take(14) else { return .truncatedHeader }
             h.destinationMAC = mac(eth, 0)
             h.sourceMAC = mac(eth, 6)
             var type = eth.u16(12)
@@ -144,87 +160,87 @@ public enum PacketParser {
             // a bounded number of layers deep.
             walk: while true {
                 layers += 1
-                guard layers <= 6 else { return .failure(.headersTooLong) }
+                guard layers <= 6 else { return .headersTooLong }
                 if type == 0x8100 || type == 0x88A8 || type == 0x9100 {
-                    guard let tag = view.take(4) else { return .failure(.truncatedHeader) }
+                    guard let tag = view.take(4) else { return .truncatedHeader }
                     type = tag.u16(2)
                 } else if type == 0x88E7 {  // PBB I-tag, then the customer's Ethernet header
-                    guard view.take(4) != nil, let inner = view.take(14) else { return .failure(.truncatedHeader) }
+                    guard view.take(4) != nil, let inner = view.take(14) else { return .truncatedHeader }
                     h.destinationMAC = mac(inner, 0)
                     h.sourceMAC = mac(inner, 6)
                     type = inner.u16(12)
                 } else if type < 0x0600 {  // an 802.3 length: LLC/SNAP carries the EtherType
                     reportedLength = Swift.min(reportedLength, view.offset + Int(type))
-                    guard let snap = snapType(&view) else { return .failure(.notIP) }
+                    guard let snap = snapType(&view) else { return .notIP }
                     type = snap
                 } else if type == 0x8847 || type == 0x8848 {  // MPLS: labels to the bottom of the stack
                     var bottom = false
                     var labels = 0
                     while !bottom {
                         labels += 1
-                        guard labels <= 4 else { return .failure(.headersTooLong) }
-                        guard let label = view.take(4) else { return .failure(.truncatedHeader) }
+                        guard labels <= 4 else { return .headersTooLong }
+                        guard let label = view.take(4) else { return .truncatedHeader }
                         bottom = label.u8(2) & 1 != 0
                     }
-                    guard let version = view.peekVersion() else { return .failure(.truncatedHeader) }
+                    guard let version = view.peekVersion() else { return .truncatedHeader }
                     type = version == 4 ? 0x0800 : version == 6 ? 0x86DD : 0
                 } else {
                     break walk
                 }
             }
             if type == 0x8864 {  // PPPoE session: 6 bytes, then the PPP protocol
-                guard let pppoe = view.take(8) else { return .failure(.truncatedHeader) }
+                guard let pppoe = view.take(8) else { return .truncatedHeader }
                 reportedLength = Swift.min(reportedLength, view.offset + Int(pppoe.u16(4)) - 2)
                 switch pppoe.u16(6) {
                 case 0x0021: type = 0x0800
                 case 0x0057: type = 0x86DD
-                default: return .failure(.notIP)
+                default: return .notIP
                 }
             }
             etherType = type
         case 113:
-            guard let sll = view.take(16) else { return .failure(.truncatedHeader) }
+            guard let sll = view.take(16) else { return .truncatedHeader }
             h.outgoing = sll.u16(0) == 4
             if sll.u16(4) == 6 { h.sourceMAC = mac(sll, 6) }
             etherType = sll.u16(14)
         case 276:
-            guard let sll = view.take(20) else { return .failure(.truncatedHeader) }
+            guard let sll = view.take(20) else { return .truncatedHeader }
             h.outgoing = sll.u8(10) == 4
             if sll.u8(11) == 6 { h.sourceMAC = mac(sll, 12) }
             etherType = sll.u16(0)
         case 0, 108:
-            guard let family = view.take(4) else { return .failure(.truncatedHeader) }
+            guard let family = view.take(4) else { return .truncatedHeader }
             let af = linkType == 0 ? family.u32le(0) : family.u32(0)
             switch af {
             case 2: etherType = 0x0800
             case 10, 24, 28, 30: etherType = 0x86DD
-            default: return .failure(.notIP)
+            default: return .notIP
             }
         case 239:
             // NFLOG: a 4-byte header, then type-length-value attributes (host byte order, 4-byte aligned)
             // up to the packet attribute (NFULA_PAYLOAD = 9). Attributes before it are stepped over unread.
-            guard let nflog = view.take(4) else { return .failure(.truncatedHeader) }
+            guard let nflog = view.take(4) else { return .truncatedHeader }
             let family = nflog.u8(0)
             var found = false
             for _ in 0..<16 {
-                guard let tlv = view.take(4) else { return .failure(.truncatedHeader) }
+                guard let tlv = view.take(4) else { return .truncatedHeader }
                 let length = Int(tlv.u16le(0)), type = tlv.u16le(2)
-                guard length >= 4 else { return .failure(.malformedHeader) }
+                guard length >= 4 else { return .malformedHeader }
                 if type == 9 { found = true; break }
-                guard view.skip((length + 3) & ~3 - 4) else { return .failure(.headersTooLong) }
+                guard view.skip((length + 3) & ~3 - 4) else { return .headersTooLong }
             }
-            guard found else { return .failure(.headersTooLong) }
+            guard found else { return .headersTooLong }
             etherType = family == 2 ? 0x0800 : family == 10 ? 0x86DD : 0
         case 12, 14, 101, 228, 229:
-            guard let first = view.peekVersion() else { return .failure(.truncatedHeader) }
+            guard let first = view.peekVersion() else { return .truncatedHeader }
             etherType = first == 4 ? 0x0800 : first == 6 ? 0x86DD : 0
         default:
-            return .failure(.unsupportedLinkType)
+            return .unsupportedLinkType
         }
         switch etherType {
-        case 0x0800: return parseIPv4(&view, into: h, originalLength: reportedLength)
-        case 0x86DD: return parseIPv6(&view, into: h, originalLength: reportedLength)
-        default: return .failure(.notIP)
+        case 0x0800: return parseIPv4(&view, into: &h, originalLength: reportedLength)
+        case 0x86DD: return parseIPv6(&view, into: &h, originalLength: reportedLength)
+        default: return .notIP
         }
     }
 
@@ -235,19 +251,16 @@ public enum PacketParser {
     }
 
     @inline(__always) static func mac(_ b: HeaderBytes, _ at: Int) -> UInt64 {
-        var v: UInt64 = 0
-        for i in 0..<6 { v = v << 8 | UInt64(b.u8(at + i)) }
-        return v
+        UInt64(b.u16(at)) << 32 | UInt64(b.u32(at + 2))
     }
 
-    static func parseIPv4(_ view: inout HeaderView, into h: PacketHeaders, originalLength: Int) -> Result<PacketHeaders, SkipReason> {
-        var h = h
+    static func parseIPv4(_ view: inout HeaderView, into h: inout PacketHeaders, originalLength: Int) -> SkipReason? {
         let start = view.offset
-        guard let fixed = view.take(20) else { return .failure(.truncatedHeader) }
-        guard fixed.u8(0) >> 4 == 4 else { return .failure(.malformedHeader) }
+        guard let fixed = view.take(20) else { return .truncatedHeader }
+        guard fixed.u8(0) >> 4 == 4 else { return .malformedHeader }
         let headerLength = Int(fixed.u8(0) & 0x0F) * 4
-        guard headerLength >= 20 else { return .failure(.malformedHeader) }
-        if headerLength > 20 { guard view.take(headerLength - 20) != nil else { return .failure(.truncatedHeader) } }
+        guard headerLength >= 20 else { return .malformedHeader }
+        if headerLength > 20 { guard view.take(headerLength - 20) != nil else { return .truncatedHeader } }
         h.source = IPAddress(v4: fixed.u32(12))
         h.destination = IPAddress(v4: fixed.u32(16))
         let totalLength = Int(fixed.u16(2))
@@ -258,15 +271,14 @@ public enum PacketParser {
         let fragment = fixed.u16(6)
         h.isFragment = fragment & 0x1FFF != 0
         h.isFirstFragment = !h.isFragment && fragment & 0x2000 != 0
-        return parseTransport(&view, protocol: fixed.u8(9), payload: ipLength - headerLength, into: h)
+        return parseTransport(&view, protocol: fixed.u8(9), payload: ipLength - headerLength, into: &h)
     }
 
-    static func parseIPv6(_ view: inout HeaderView, into h: PacketHeaders, originalLength: Int) -> Result<PacketHeaders, SkipReason> {
-        var h = h
+    static func parseIPv6(_ view: inout HeaderView, into h: inout PacketHeaders, originalLength: Int) -> SkipReason? {
         h.isIPv6 = true
         let start = view.offset
-        guard let fixed = view.take(40) else { return .failure(.truncatedHeader) }
-        guard fixed.u8(0) >> 4 == 6 else { return .failure(.malformedHeader) }
+        guard let fixed = view.take(40) else { return .truncatedHeader }
+        guard fixed.u8(0) >> 4 == 6 else { return .malformedHeader }
         func half(_ at: Int) -> UInt64 { UInt64(fixed.u32(at)) << 32 | UInt64(fixed.u32(at + 4)) }
         h.source = IPAddress(high: half(8), low: half(16))
         h.destination = IPAddress(high: half(24), low: half(32))
@@ -275,8 +287,8 @@ public enum PacketParser {
         var remaining = payloadLength
         var next = fixed.u8(6)
         // Extension headers: hop-by-hop, routing, fragment, destination options, AH.
-        while [0, 43, 44, 60, 51].contains(next) {
-            guard let ext = view.take(8) else { return .failure(view.remaining == 0 ? .truncatedHeader : .headersTooLong) }
+        while next == 0 || next == 43 || next == 44 || next == 60 || next == 51 {
+            guard let ext = view.take(8) else { return view.remaining == 0 ? .truncatedHeader : .headersTooLong }
             var length = 8
             if next == 44 {
                 h.isFragment = ext.u16(2) & 0xFFF8 != 0
@@ -287,17 +299,16 @@ public enum PacketParser {
                 length = (Int(ext.u8(1)) + 1) * 8
             }
             if length > 8 {
-                guard length - 8 <= view.remaining else { return .failure(.headersTooLong) }
-                guard view.take(length - 8) != nil else { return .failure(.truncatedHeader) }
+                guard length - 8 <= view.remaining else { return .headersTooLong }
+                guard view.take(length - 8) != nil else { return .truncatedHeader }
             }
             remaining -= length
             next = ext.u8(0)
         }
-        return parseTransport(&view, protocol: next, payload: remaining, into: h)
+        return parseTransport(&view, protocol: next, payload: remaining, into: &h)
     }
 
-    static func parseTransport(_ view: inout HeaderView, protocol p: UInt8, payload: Int, into h: PacketHeaders) -> Result<PacketHeaders, SkipReason> {
-        var h = h
+    static func parseTransport(_ view: inout HeaderView, protocol p: UInt8, payload: Int, into h: inout PacketHeaders) -> SkipReason? {
         // Tunnels are walked to the inner headers once (IP-in-IP, 6in4, GRE with IP, Ethernet or ERSPAN II
         // inside), as Wireshark shows the inner TCP; the inner headers count against the same budget.
         if !h.isFragment, !h.insideTunnel, p == 4 || p == 41 || p == 47 {
@@ -305,40 +316,40 @@ public enum PacketParser {
             var inner = p == 4 ? UInt16(0x0800) : p == 41 ? 0x86DD : 0
             var innerLength = payload
             if p == 47 {
-                guard let gre = view.take(4) else { return .failure(.truncatedHeader) }
+                guard let gre = view.take(4) else { return .truncatedHeader }
                 let flags = gre.u16(0)
-                guard flags & 0x0007 == 0 else { return .success(h) }  // GRE version 0 only
+                guard flags & 0x0007 == 0 else { return nil }  // GRE version 0 only
                 var extra = 0
                 if flags & 0x8000 != 0 { extra += 4 }
                 if flags & 0x2000 != 0 { extra += 4 }
                 if flags & 0x1000 != 0 { extra += 4 }
-                guard view.take(extra) != nil else { return .failure(.truncatedHeader) }
+                guard view.take(extra) != nil else { return .truncatedHeader }
                 innerLength -= 4 + extra
                 switch gre.u16(2) {
                 case 0x0800, 0x86DD: inner = gre.u16(2)
                 case 0x88BE, 0x6558:  // ERSPAN II (8-byte header) or transparent Ethernet bridging
                     if gre.u16(2) == 0x88BE {
-                        guard view.take(8) != nil else { return .failure(.truncatedHeader) }
+                        guard view.take(8) != nil else { return .truncatedHeader }
                         innerLength -= 8
                     }
-                    guard let eth = view.take(14) else { return .failure(.truncatedHeader) }
+                    guard let eth = view.take(14) else { return .truncatedHeader }
                     innerLength -= 14
                     var type = eth.u16(12)
                     if type == 0x8100 {
-                        guard let tag = view.take(4) else { return .failure(.truncatedHeader) }
+                        guard let tag = view.take(4) else { return .truncatedHeader }
                         type = tag.u16(2)
                         innerLength -= 4
                     }
                     inner = type
                 default:
-                    return .success(h)  // other GRE payloads: counted as a tunnel packet, not analysed
+                    return nil  // other GRE payloads: counted as a tunnel packet, not analysed
                 }
             }
             let start = view.offset
             switch inner {
-            case 0x0800: return parseIPv4(&view, into: h, originalLength: start + innerLength)
-            case 0x86DD: return parseIPv6(&view, into: h, originalLength: start + innerLength)
-            default: return .success(h)
+            case 0x0800: return parseIPv4(&view, into: &h, originalLength: start + innerLength)
+            case 0x86DD: return parseIPv6(&view, into: &h, originalLength: start + innerLength)
+            default: return nil
             }
         }
         switch p {
@@ -347,12 +358,12 @@ public enum PacketParser {
         case 1, 58: h.transport = .icmp
         default: h.transport = .other
         }
-        guard !h.isFragment else { return .success(h) }
+        guard !h.isFragment else { return nil }
         switch h.transport {
         case .tcp:
-            guard let fixed = view.take(20) else { return .failure(.truncatedHeader) }
+            guard let fixed = view.take(20) else { return .truncatedHeader }
             let headerLength = Int(fixed.u8(12) >> 4) * 4
-            guard headerLength >= 20 else { return .failure(.malformedHeader) }
+            guard headerLength >= 20 else { return .malformedHeader }
             // A transport length shorter than the header leaves the segment length unknown (-1): the
             // header counts, the segment is not analysed.
             var tcp = TCPHeader(sequence: fixed.u32(4), acknowledgement: fixed.u32(8), flags: fixed.u8(13), window: fixed.u16(14),
@@ -360,7 +371,7 @@ public enum PacketParser {
             h.sourcePort = fixed.u16(0)
             h.destinationPort = fixed.u16(2)
             if headerLength > 20 {
-                guard let options = view.take(headerLength - 20) else { return .failure(.truncatedHeader) }
+                guard let options = view.take(headerLength - 20) else { return .truncatedHeader }
                 var i = 0
                 while i < options.count {
                     let kind = options.u8(i)
@@ -380,16 +391,16 @@ public enum PacketParser {
             }
             h.tcp = tcp
         case .udp:
-            guard let udp = view.take(8) else { return .failure(.truncatedHeader) }
+            guard let udp = view.take(8) else { return .truncatedHeader }
             h.sourcePort = udp.u16(0)
             h.destinationPort = udp.u16(2)
         case .icmp:
             // Type and code only; the quoted packet of an ICMP error is not read.
-            guard view.take(4) != nil else { return .failure(.truncatedHeader) }
+            guard view.take(4) != nil else { return .truncatedHeader }
         case .other:
             break
         }
-        return .success(h)
+        return nil
     }
 }
 

@@ -175,32 +175,86 @@ public final class TrafficAnalyzer {
         var sawTimestamps = false
     }
 
+    /// Fields in the order a packet touches them: the key and the flags share the first cache line, so a
+    /// lookup that misses the cache costs one line, not two (the `live` flag at the end of the struct
+    /// was a tenth of the analysis time in a profile).
     struct Flow {
         var key: FlowKey
-        var lastSeen: Int64
+        /// The slot holds a conversation (free slots hold a dead one).
+        var live = true
         var isTCP: Bool
+        var aIsLAN: Bool
+        var bIsLAN: Bool
+        var synFromA = false
+        var stream: Int32 = -1
+        var lastSeen: Int64
+        /// MAC of the LAN endpoint, when known.
+        var client: UInt64?
         // Handshake (per conversation, either direction, as Wireshark): the latest pure SYN, the first
         // SYN/ACK after it, and the first ACK without SYN after it.
         var lastSyn: Int64 = 0
-        var synFromA = false
         var synAckAfterSyn: Int64 = 0
         var firstRTT: Int64 = 0
         var dirs = (Direction(), Direction())
-        var stream: Int32 = -1
-        /// MAC of the LAN endpoint, when known.
-        var client: UInt64?
-        var aIsLAN: Bool
-        var bIsLAN: Bool
+
+        static let empty = Flow(key: FlowKey(a: IPAddress(v4: 0), b: IPAddress(v4: 0), aPort: 0, bPort: 0, transport: 0),
+                                live: false, isTCP: false, aIsLAN: false, bIsLAN: false, lastSeen: 0)
+        /// Where each direction's state lies inside a flow, for in-place updates through a pointer.
+        static let directionOffsets = (MemoryLayout<Flow>.offset(of: \Flow.dirs.0)!, MemoryLayout<Flow>.offset(of: \Flow.dirs.1)!)
     }
 
-    private var flows: [Flow?]
+    /// The flow table: plain memory (a `Flow` holds no references), allocated and initialised whole at
+    /// start. A packet's flow is updated in place through a pointer: a flow is a few hundred bytes, and
+    /// copying it out and back per packet was the analyser's largest cost.
+    final class FlowSlots {
+        let base: UnsafeMutablePointer<Flow>
+        let count: Int
+        /// A direct-mapped cache in front of the key index: consecutive packets mostly belong to a few
+        /// busy conversations, and a hit, checked against the slot's own key, skips hashing the key.
+        /// A miss costs one comparison; a crafted collision only makes it miss.
+        static let recentCount = 1024
+        let recent: UnsafeMutablePointer<Int32>
+        init(count: Int) {
+            self.count = count
+            base = .allocate(capacity: count)
+            base.initialize(repeating: .empty, count: count)
+            recent = .allocate(capacity: Self.recentCount)
+            recent.initialize(repeating: -1, count: Self.recentCount)
+        }
+        deinit {
+            base.deinitialize(count: count)
+            base.deallocate()
+            recent.deallocate()
+        }
+        @inline(__always) static func recentSlot(_ key: FlowKey) -> Int {
+            let mixed = (key.a.low ^ key.b.low ^ key.a.high ^ key.b.high ^ UInt64(key.aPort) << 16 ^ UInt64(key.bPort) << 32)
+                &* 0x9E37_79B9_7F4A_7C15
+            return Int(truncatingIfNeeded: mixed >> 54)  // 10 bits: recentCount
+        }
+        /// The slot holding `key`, if the cache knows it.
+        @inline(__always) func cached(_ key: FlowKey) -> Int32? {
+            let slot = recent[Self.recentSlot(key)]
+            guard slot >= 0, base[Int(slot)].live, base[Int(slot)].key == key else { return nil }
+            return slot
+        }
+        @inline(__always) func remember(_ key: FlowKey, at slot: Int32) { recent[Self.recentSlot(key)] = slot }
+        @inline(__always) subscript(_ i: Int) -> UnsafeMutablePointer<Flow> {
+            precondition(i >= 0 && i < count)
+            return base + i
+        }
+    }
+
+    private let flows: FlowSlots
+    /// Client entries recent packets counted into, by two bits of the MAC (a dictionary index stays valid
+    /// until the next insertion, which clears them): a LAN conversation alternates between two clients.
+    private var recentClients = [ClientEntry?](repeating: nil, count: 4)
+    private typealias ClientEntry = (mac: UInt64, index: Dictionary<UInt64, ClientTraffic>.Index)
     /// Slots never used yet start here (the table is allocated whole; slots are handed out in order).
     private var fresh = 0
     private var index: [FlowKey: Int32] = [:]
 
     /// Memory of one flow-table slot, for sizing `capture.max_flows` (the dictionary entry adds about 60 bytes).
-    public static var bytesPerFlow: Int { MemoryLayout<Flow?>.stride }
-    private var freeSlots: [Int32] = []
+    public static var bytesPerFlow: Int { MemoryLayout<Flow>.stride }
     /// CLOCK hand for eviction.
     private var hand = 0
     public private(set) var interval = TrafficInterval()
@@ -216,7 +270,7 @@ public final class TrafficAnalyzer {
         self.limits = limits
         // The whole table is allocated and touched at start, so memory does not depend on how many flows
         // arrive: a SYN flood of a million flows costs what ten thousand do (see `bytesPerFlow`).
-        flows = Array(repeating: nil, count: limits.maxFlows)
+        flows = FlowSlots(count: limits.maxFlows)
         index.reserveCapacity(limits.maxFlows)
     }
 
@@ -224,6 +278,7 @@ public final class TrafficAnalyzer {
 
     /// Hands over the interval's figures and starts a new interval.
     public func takeInterval() -> TrafficInterval {
+        for i in 0..<4 { recentClients[i] = nil }
         var out = interval
         out.activeFlows = index.count
         interval = TrafficInterval()
@@ -267,7 +322,12 @@ public final class TrafficAnalyzer {
         // The client is the LAN endpoint's MAC: the sender going up or within the LAN, the receiver coming down.
         let client: UInt64? = direction == .downstream ? h.destinationMAC : (direction == .wan ? nil : h.sourceMAC)
         if let client {
-            if let i = interval.clients.index(forKey: client) {
+            // Consecutive packets mostly belong to one client: its entry is remembered until the next insertion.
+            let cacheSlot = Int(truncatingIfNeeded: (client ^ client >> 8 ^ client >> 16) & 3)
+            let cached = recentClients[cacheSlot]
+            let known = cached?.mac == client ? cached!.index : interval.clients.index(forKey: client)
+            if let i = known {
+                recentClients[cacheSlot] = (client, i)
                 interval.clients.values[i].packets &+= 1
                 if direction == .downstream { interval.clients.values[i].downstreamBytes &+= UInt64(meta.originalLength) }
                 else { interval.clients.values[i].upstreamBytes &+= UInt64(meta.originalLength) }
@@ -276,6 +336,7 @@ public final class TrafficAnalyzer {
                 c.packets = 1
                 if direction == .downstream { c.downstreamBytes = UInt64(meta.originalLength) } else { c.upstreamBytes = UInt64(meta.originalLength) }
                 interval.clients[client] = c
+                for i in 0..<4 { recentClients[i] = nil }
             } else {
                 interval.clientsDropped += 1
             }
@@ -285,17 +346,15 @@ public final class TrafficAnalyzer {
         if let tcp = h.tcp, tcp.payloadLength < 0 { return }  // no readable segment length: counted, not a stream
         let (key, forward) = FlowKey.of(h)
         let slot = lookupOrCreate(key, t: t, isTCP: h.tcp != nil, meta: meta, tcp: h.isFirstFragment ? nil : h.tcp, forward: forward)
-        let i = Int(slot)
-        guard flows[i] != nil else { return }
-        // Mutated in place: a flow is a few hundred bytes, copied twice per packet it would dominate.
-        flows[i]!.lastSeen = t
-        if flows[i]!.client == nil, let client { flows[i]!.client = client }
+        let flow = flows[Int(slot)]
+        flow.pointee.lastSeen = t
+        if flow.pointee.client == nil, let client { flow.pointee.client = client }
         if let tcp = h.tcp {
-            let stream = flows[i]!.stream
+            let stream = flow.pointee.stream
             if stream >= 0 { streams[Int(stream)].packets += 1 }
             // The first fragment of a datagram belongs to its stream but is not analysed.
             if !h.isFirstFragment {
-                analyseTCP(&flows[i]!, tcp, forward: forward, t: t, direction: direction, frame: meta.frameNumber)
+                analyseTCP(flow, tcp, forward: forward, t: t, direction: direction, frame: meta.frameNumber)
             }
         }
     }
@@ -303,36 +362,37 @@ public final class TrafficAnalyzer {
     // MARK: Flow table
 
     private func lookupOrCreate(_ key: FlowKey, t: Int64, isTCP: Bool, meta: PacketMeta, tcp: TCPHeader?, forward: Bool) -> Int32 {
-        if let slot = index[key], var flow = flows[Int(slot)] {
+        if let slot = flows.cached(key) ?? index[key] {
+            flows.remember(key, at: slot)
+            let flow = flows[Int(slot)]
             // A pure SYN whose sequence number differs from its direction's known base starts a new stream
             // (ports reused), as Wireshark splits conversations.
-            if let tcp, tcp.syn, !tcp.ack, let base = (forward ? flow.dirs.0 : flow.dirs.1).baseSeq, base != tcp.sequence {
-                flow = newFlow(key, t: t, isTCP: true, frame: meta.frameNumber)
-                flows[Int(slot)] = flow
+            if let tcp, tcp.syn, !tcp.ack, let base = forward ? flow.pointee.dirs.0.baseSeq : flow.pointee.dirs.1.baseSeq,
+               base != tcp.sequence {
+                flow.pointee = newFlow(key, t: t, isTCP: true, frame: meta.frameNumber)
                 return slot
             }
-            let idle = Int64(flow.isTCP ? limits.idleSecondsTCP : limits.idleSecondsDatagram) &* 1_000_000_000
-            if t &- flow.lastSeen <= idle { return slot }
-            flows[Int(slot)] = newFlow(key, t: t, isTCP: isTCP, frame: meta.frameNumber)
+            let idle = Int64(flow.pointee.isTCP ? limits.idleSecondsTCP : limits.idleSecondsDatagram) &* 1_000_000_000
+            if t &- flow.pointee.lastSeen <= idle { return slot }
+            flow.pointee = newFlow(key, t: t, isTCP: isTCP, frame: meta.frameNumber)
             return slot
         }
         let slot: Int32
-        if let free = freeSlots.popLast() {
-            slot = free
-        } else if fresh < limits.maxFlows {
+        if fresh < limits.maxFlows {
             slot = Int32(fresh)
             fresh += 1
         } else {
             slot = evictOne(now: t)
         }
-        flows[Int(slot)] = newFlow(key, t: t, isTCP: isTCP, frame: meta.frameNumber)
+        flows[Int(slot)].pointee = newFlow(key, t: t, isTCP: isTCP, frame: meta.frameNumber)
         index[key] = slot
+        flows.remember(key, at: slot)
         return slot
     }
 
     private func newFlow(_ key: FlowKey, t: Int64, isTCP: Bool, frame: Int) -> Flow {
         interval.newFlows += 1
-        var flow = Flow(key: key, lastSeen: t, isTCP: isTCP, aIsLAN: key.a.isPrivate, bIsLAN: key.b.isPrivate)
+        var flow = Flow(key: key, isTCP: isTCP, aIsLAN: key.a.isPrivate, bIsLAN: key.b.isPrivate, lastSeen: t)
         if isTCP {
             totals.tcpStreams += 1
             if streams.count < limits.maxStreamRecords {
@@ -352,14 +412,16 @@ public final class TrafficAnalyzer {
         for _ in 0..<Swift.min(64, fresh) {
             let i = hand
             hand = (hand + 1) % fresh
-            guard let f = flows[i] else { return Int32(i) }
-            let idle = Int64(f.isTCP ? limits.idleSecondsTCP : limits.idleSecondsDatagram) &* 1_000_000_000
-            if now &- f.lastSeen > idle { oldest = (i, f.lastSeen); break }
-            if oldest == nil || f.lastSeen < oldest!.seen { oldest = (i, f.lastSeen) }
+            let f = flows[i]
+            guard f.pointee.live else { return Int32(i) }
+            let seen = f.pointee.lastSeen
+            let idle = Int64(f.pointee.isTCP ? limits.idleSecondsTCP : limits.idleSecondsDatagram) &* 1_000_000_000
+            if now &- seen > idle { oldest = (i, seen); break }
+            if oldest == nil || seen < oldest!.seen { oldest = (i, seen) }
         }
         let victim = oldest!.slot
-        if let f = flows[victim] { index.removeValue(forKey: f.key) }
-        flows[victim] = nil
+        if flows[victim].pointee.live { index.removeValue(forKey: flows[victim].pointee.key) }
+        flows[victim].pointee.live = false
         interval.evictedFlows += 1
         return Int32(victim)
     }
@@ -370,10 +432,12 @@ public final class TrafficAnalyzer {
     // Wireshark's TCP_A_* bits, for the per-direction "last segment flags".
     private static let aKeepAlive: UInt16 = 0x0008, aZeroWindowProbe: UInt16 = 0x0040
 
-    private func analyseTCP(_ flow: inout Flow, _ tcp: TCPHeader, forward fromA: Bool, t: Int64, direction: TrafficDirection, frame: Int) {
+    private func analyseTCP(_ flow: UnsafeMutablePointer<Flow>, _ tcp: TCPHeader, forward fromA: Bool, t: Int64, direction: TrafficDirection, frame: Int) {
         currentFrame = frame
-        var fwd = fromA ? flow.dirs.0 : flow.dirs.1
-        var rev = fromA ? flow.dirs.1 : flow.dirs.0
+        // Both directions' state, updated in place.
+        let raw = UnsafeMutableRawPointer(flow)
+        let fwd = (raw + (fromA ? Flow.directionOffsets.0 : Flow.directionOffsets.1)).assumingMemoryBound(to: Direction.self)
+        let rev = (raw + (fromA ? Flow.directionOffsets.1 : Flow.directionOffsets.0)).assumingMemoryBound(to: Direction.self)
         let flags = tcp.flags
         let seq = tcp.sequence, ack = tcp.acknowledgement
         let seglen = UInt32(tcp.payloadLength)
@@ -381,13 +445,13 @@ public final class TrafficAnalyzer {
         let synFinRst = flags & (Self.syn | Self.fin | Self.rst)
 
         // Base sequence numbers (for the reused-ports rule).
-        if fwd.baseSeq == nil { fwd.baseSeq = flags & Self.syn != 0 ? seq : seq &- 1 }
-        if rev.baseSeq == nil, flags & Self.ackFlag != 0 { rev.baseSeq = ack &- 1 }
+        if fwd.pointee.baseSeq == nil { fwd.pointee.baseSeq = flags & Self.syn != 0 ? seq : seq &- 1 }
+        if rev.pointee.baseSeq == nil, flags & Self.ackFlag != 0 { rev.pointee.baseSeq = ack &- 1 }
 
         var ta: UInt16 = 0
         var zeroWindowProbe = false
         var keepAlive = false
-        if seglen == 1 && seq == fwd.nextSeq && rev.window == 0 {
+        if seglen == 1 && seq == fwd.pointee.nextSeq && rev.pointee.window == 0 {
             zeroWindowProbe = true
             ta |= Self.aZeroWindowProbe
         } else {
@@ -396,39 +460,39 @@ public final class TrafficAnalyzer {
                 totals.zeroWindow += 1
                 interval.zeroWindow[direction, default: 0] += 1
             }
-            if seglen <= 1 && seq == fwd.nextSeq &- 1 && synFinRst == 0 {
+            if seglen <= 1 && seq == fwd.pointee.nextSeq &- 1 && synFinRst == 0 {
                 keepAlive = true
                 ta |= Self.aKeepAlive
             }
-            let same = seglen == 0 && seq == fwd.nextSeq && ack == fwd.lastAck && synFinRst == 0
+            let same = seglen == 0 && seq == fwd.pointee.nextSeq && ack == fwd.pointee.lastAck && synFinRst == 0
             var skipDup = false
-            if same && window != 0 && window == fwd.window && rev.lastFlags & Self.aKeepAlive != 0 { skipDup = true }
-            else if same && window == 0 && window == fwd.window && rev.lastFlags & Self.aZeroWindowProbe != 0 { skipDup = true }
-            if !skipDup && same && window != 0 && window == fwd.window {
-                fwd.dupAcks = fwd.dupAcks == 0xFFFF_FFFF ? 1 : fwd.dupAcks &+ 1
+            if same && window != 0 && window == fwd.pointee.window && rev.pointee.lastFlags & Self.aKeepAlive != 0 { skipDup = true }
+            else if same && window == 0 && window == fwd.pointee.window && rev.pointee.lastFlags & Self.aZeroWindowProbe != 0 { skipDup = true }
+            if !skipDup && same && window != 0 && window == fwd.pointee.window {
+                fwd.pointee.dupAcks = fwd.pointee.dupAcks == 0xFFFF_FFFF ? 1 : fwd.pointee.dupAcks &+ 1
             }
         }
-        if ack != fwd.lastAck { fwd.dupAcks = 0 }
+        if ack != fwd.pointee.lastAck { fwd.pointee.dupAcks = 0 }
         // An ACK of data never seen: Wireshark marks the reverse duplicate-ACK count as -1 (unsigned).
-        if rev.maxSeqToBeAcked != 0 && seqGT(ack, rev.maxSeqToBeAcked) && flags & Self.ackFlag != 0 {
-            if seqLT(rev.maxSeqToBeAcked, rev.nextSeq) { rev.maxSeqToBeAcked = rev.nextSeq } else { rev.dupAcks = 0xFFFF_FFFF }
+        if rev.pointee.maxSeqToBeAcked != 0 && seqGT(ack, rev.pointee.maxSeqToBeAcked) && flags & Self.ackFlag != 0 {
+            if seqLT(rev.pointee.maxSeqToBeAcked, rev.pointee.nextSeq) { rev.pointee.maxSeqToBeAcked = rev.pointee.nextSeq } else { rev.pointee.dupAcks = 0xFFFF_FFFF }
         }
 
         var retransmitted = false
         if seglen > 0 || flags & (Self.syn | Self.fin) != 0 {
-            var notAdvanced = fwd.nextSeq != 0 && seqLT(seq, fwd.nextSeq)
+            var notAdvanced = fwd.pointee.nextSeq != 0 && seqLT(seq, fwd.pointee.nextSeq)
             if !keepAlive {
-                if seglen > 1 && fwd.nextSeq &- 1 == seq { notAdvanced = false }
-                if seglen > 0 && rev.lastAck != 0 && !seqGT(seq &+ seglen, rev.lastAck) {
+                if seglen > 1 && fwd.pointee.nextSeq &- 1 == seq { notAdvanced = false }
+                if seglen > 0 && rev.pointee.lastAck != 0 && !seqGT(seq &+ seglen, rev.pointee.lastAck) {
                     countRetransmission(direction, fast: false)  // spurious: every byte was already ACKed
                     retransmitted = true
-                } else if notAdvanced && rev.dupAcks >= 2 && rev.lastAck == seq && UInt64(bitPattern: t &- rev.lastAckTime) < 20_000_000 {
+                } else if notAdvanced && rev.pointee.dupAcks >= 2 && rev.pointee.lastAck == seq && UInt64(bitPattern: t &- rev.pointee.lastAckTime) < 20_000_000 {
                     countRetransmission(direction, fast: true)
                     retransmitted = true
                 } else {
-                    let threshold: UInt64 = flow.firstRTT == 0 ? 3_000_000 : UInt64(bitPattern: flow.firstRTT)
+                    let threshold: UInt64 = flow.pointee.firstRTT == 0 ? 3_000_000 : UInt64(bitPattern: flow.pointee.firstRTT)
                     let synFin: UInt32 = flags & (Self.syn | Self.fin) != 0 ? 1 : 0
-                    if notAdvanced && UInt64(bitPattern: t &- fwd.nextSeqTime) < threshold && fwd.nextSeq != seq &+ seglen &+ synFin {
+                    if notAdvanced && UInt64(bitPattern: t &- fwd.pointee.nextSeqTime) < threshold && fwd.pointee.nextSeq != seq &+ seglen &+ synFin {
                         tcpTrace?(frame, "out_of_order")
                         totals.outOfOrder += 1
                         interval.outOfOrder[direction, default: 0] += 1
@@ -443,63 +507,62 @@ public final class TrafficAnalyzer {
         var nextSeq = seq &+ seglen
         if (seglen > 0 || flags & (Self.syn | Self.fin) != 0) && flags & (Self.syn | Self.fin) != 0 { nextSeq = nextSeq &+ 1 }
         if !zeroWindowProbe {
-            if seqGT(nextSeq, fwd.nextSeq) || fwd.nextSeq == 0 {
-                fwd.nextSeq = nextSeq
-                fwd.nextSeqTime = t
+            if seqGT(nextSeq, fwd.pointee.nextSeq) || fwd.pointee.nextSeq == 0 {
+                fwd.pointee.nextSeq = nextSeq
+                fwd.pointee.nextSeqTime = t
                 // SEQ/ACK RTT probe (Karn: never for data sent twice), for flows without timestamps.
-                if seglen > 0, !retransmitted, !fwd.sawTimestamps, tcp.timestampValue == nil { _ = fwd.sequenceEnds.insert(nextSeq, at: t) }
+                if seglen > 0, !retransmitted, !fwd.pointee.sawTimestamps, tcp.timestampValue == nil { _ = fwd.pointee.sequenceEnds.insert(nextSeq, at: t) }
             }
-            if seq == fwd.maxSeqToBeAcked || fwd.maxSeqToBeAcked == 0 { fwd.maxSeqToBeAcked = fwd.nextSeq }
+            if seq == fwd.pointee.maxSeqToBeAcked || fwd.pointee.maxSeqToBeAcked == 0 { fwd.pointee.maxSeqToBeAcked = fwd.pointee.nextSeq }
         }
-        if retransmitted { fwd.sequenceEnds.invalidate(after: seq) }
-        fwd.window = window
-        fwd.lastAck = ack
-        fwd.lastAckTime = t
-        fwd.lastFlags = ta
+        if retransmitted { fwd.pointee.sequenceEnds.invalidate(after: seq) }
+        fwd.pointee.window = window
+        fwd.pointee.lastAck = ack
+        fwd.pointee.lastAckTime = t
+        fwd.pointee.lastFlags = ta
 
         // Continuous RTT (pping): a TSval is timed once, on a segment that carries data or SYN/FIN (pure
         // ACKs are never timed); the other side's first echo of it closes the sample. The leg is the
         // echoing side's.
-        let echoerLAN = fromA ? flow.aIsLAN : flow.bIsLAN
+        let echoerLAN = fromA ? flow.pointee.aIsLAN : flow.pointee.bIsLAN
         if let tsval = tcp.timestampValue {
-            fwd.sawTimestamps = true
-            if seglen > 0 || flags & (Self.syn | Self.fin) != 0, !retransmitted, !fwd.timestamps.contains(tsval) {
-                _ = fwd.timestamps.insert(tsval, at: t)
+            fwd.pointee.sawTimestamps = true
+            if seglen > 0 || flags & (Self.syn | Self.fin) != 0, !retransmitted, !fwd.pointee.timestamps.contains(tsval) {
+                _ = fwd.pointee.timestamps.insert(tsval, at: t)
             }
         }
         if flags & Self.ackFlag != 0 {
-            if let tsecr = tcp.timestampEcho, tsecr != 0, let sent = rev.timestamps.take(exactly: tsecr) {
-                addRTT(RTTSample(leg: echoerLAN ? .lan : .wan, method: .timestamps, microseconds: (t - sent) / 1000, client: flow.client))
-            } else if tcp.timestampEcho == nil, !rev.sawTimestamps, let sent = rev.sequenceEnds.takeAcknowledged(by: ack) {
-                addRTT(RTTSample(leg: echoerLAN ? .lan : .wan, method: .seqack, microseconds: (t - sent) / 1000, client: flow.client))
+            if let tsecr = tcp.timestampEcho, tsecr != 0, let sent = rev.pointee.timestamps.take(exactly: tsecr) {
+                addRTT(RTTSample(leg: echoerLAN ? .lan : .wan, method: .timestamps, microseconds: (t - sent) / 1000, client: flow.pointee.client))
+            } else if tcp.timestampEcho == nil, !rev.pointee.sawTimestamps, let sent = rev.pointee.sequenceEnds.takeAcknowledged(by: ack) {
+                addRTT(RTTSample(leg: echoerLAN ? .lan : .wan, method: .seqack, microseconds: (t - sent) / 1000, client: flow.pointee.client))
             }
         }
-        if fromA { flow.dirs.0 = fwd; flow.dirs.1 = rev } else { flow.dirs.1 = fwd; flow.dirs.0 = rev }
 
         // Handshake RTT (Wireshark's tcp.analysis.initial_rtt): the latest pure SYN to the first frame
         // with ACK and without SYN after it, in either direction. The SYN/ACK in between splits it into
         // the leg towards the responder and the leg towards the initiator.
         if flags & Self.syn != 0 && flags & Self.ackFlag == 0 {
             if t != 0 {
-                flow.lastSyn = t
-                flow.synFromA = fromA
-                flow.synAckAfterSyn = 0
-                if flow.stream >= 0, streams[Int(flow.stream)].synFrame == nil { streams[Int(flow.stream)].synFrame = frame }
+                flow.pointee.lastSyn = t
+                flow.pointee.synFromA = fromA
+                flow.pointee.synAckAfterSyn = 0
+                if flow.pointee.stream >= 0, streams[Int(flow.pointee.stream)].synFrame == nil { streams[Int(flow.pointee.stream)].synFrame = frame }
             }
         } else if flags & Self.syn != 0 {
-            if flow.lastSyn != 0, flow.synAckAfterSyn == 0 { flow.synAckAfterSyn = t }
-        } else if flags & Self.ackFlag != 0, flow.lastSyn != 0, flow.firstRTT == 0 {
-            let rtt = t - flow.lastSyn
+            if flow.pointee.lastSyn != 0, flow.pointee.synAckAfterSyn == 0 { flow.pointee.synAckAfterSyn = t }
+        } else if flags & Self.ackFlag != 0, flow.pointee.lastSyn != 0, flow.pointee.firstRTT == 0 {
+            let rtt = t - flow.pointee.lastSyn
             if rtt != 0 {
-                flow.firstRTT = rtt
-                if flow.stream >= 0 { streams[Int(flow.stream)].handshakeNanoseconds = rtt }
-                if flow.synAckAfterSyn != 0 {
-                    let initiatorLAN = flow.synFromA ? flow.aIsLAN : flow.bIsLAN
-                    let responderLAN = flow.synFromA ? flow.bIsLAN : flow.aIsLAN
+                flow.pointee.firstRTT = rtt
+                if flow.pointee.stream >= 0 { streams[Int(flow.pointee.stream)].handshakeNanoseconds = rtt }
+                if flow.pointee.synAckAfterSyn != 0 {
+                    let initiatorLAN = flow.pointee.synFromA ? flow.pointee.aIsLAN : flow.pointee.bIsLAN
+                    let responderLAN = flow.pointee.synFromA ? flow.pointee.bIsLAN : flow.pointee.aIsLAN
                     addRTT(RTTSample(leg: responderLAN ? .lan : .wan, method: .handshake,
-                                     microseconds: (flow.synAckAfterSyn - flow.lastSyn) / 1000, client: flow.client))
+                                     microseconds: (flow.pointee.synAckAfterSyn - flow.pointee.lastSyn) / 1000, client: flow.pointee.client))
                     addRTT(RTTSample(leg: initiatorLAN ? .lan : .wan, method: .handshake,
-                                     microseconds: (t - flow.synAckAfterSyn) / 1000, client: flow.client))
+                                     microseconds: (t - flow.pointee.synAckAfterSyn) / 1000, client: flow.pointee.client))
                 }
             }
         }

@@ -36,6 +36,9 @@ struct AnalyzeCommand: ParsableCommand {
     @Flag(help: .hidden)
     var traceTcp = false
 
+    @Flag(help: "Print on standard error how long reading and analysing took, from opening the file to the end of the analysis (`analysis_ns N`, for benchmarks).")
+    var timing = false
+
     @Flag(help: "Do not keep the per-TCP-stream list (first frame, handshake RTT): memory then stays flat whatever the number of flows.")
     var noStreams = false
 
@@ -96,6 +99,7 @@ struct AnalyzeCommand: ParsableCommand {
             pseudonymiser = Pseudonymiser(secret: try DeviceSecret(bytes: random))
         }
 
+        let started = ContinuousClock.now
         let capture: CaptureHandle
         do { capture = try CaptureHandle.openFile(file) } catch {
             if json { try emit(Output.failed(file: file, error: error)) }
@@ -110,10 +114,8 @@ struct AnalyzeCommand: ParsableCommand {
         if linkType == 123 { analyzer.pseudoHeaderBytes = 4 }  // DLT_SUNATM
         var windows = WindowedAggregation(windowMicroseconds: Int64(max(1, windowSeconds)) * 1_000_000, maxSeries: 4900)
         var failure: CaptureError?
-        var lastTime: Int64 = 0
         // One sampling interval of capture time per batch, as the live agent samples every interval.
-        let tick: Int64 = 10_000_000
-        var nextTick: Int64?
+        let clock = CaptureClock(intervalMicroseconds: 10_000_000)
         var closed: [WindowedAggregation.Window] = []
         func flush(at t: Int64) {
             var batch = SampleBatch()
@@ -122,27 +124,15 @@ struct AnalyzeCommand: ParsableCommand {
                                maxClients: 16, captureDrops: nil, into: &batch)
             closed += windows.add(batch, at: t)
         }
-        func handle(_ meta: PacketMeta, _ packetLinkType: Int32, _ view: inout HeaderView) {
-            let t = meta.timestampMicroseconds
-            if nextTick == nil { nextTick = t + tick }
-            // One flush per elapsed interval, but a clock jump in the file (malformed captures hold
-            // timestamps decades apart) costs one flush, not one per skipped interval.
-            if let n = nextTick, t >= n {
-                flush(at: n)
-                nextTick = t - n >= tick ? n + ((t - n) / tick + 1) * tick : n + tick
-            }
-            lastTime = t
-            guard PacketParser.supportedLinkTypes.contains(packetLinkType) else { analyzer.skip(meta, reason: .unsupportedLinkType); return }
-            switch PacketParser.parse(linkType: packetLinkType, view: &view, originalLength: meta.originalLength) {
-            case .success(let h): analyzer.process(meta, h)
-            case .failure(let reason): analyzer.skip(meta, reason: reason)
-            }
+        func handle(_ record: ParsedPacketPipeline.Record) {
+            if let due = clock.advance(to: record.meta.timestampMicroseconds) { flush(at: due) }
+            if let reason = record.skip { analyzer.skip(record.meta, reason: reason) } else { analyzer.process(record.meta, record.headers) }
         }
+        // The file is read and parsed on a second thread while this one analyses.
         do {
-            while true {
-                let outcome = try capture.next { meta, view in handle(meta, linkType, &view) }
-                if outcome == .end { break }
-            }
+            try ParsedPacketPipeline.run(read: { emit throws(CaptureError) in
+                while try capture.next({ meta, view in emit(meta, linkType, &view) }) != .end {}
+            }, consume: { handle($0) })
         } catch {
             failure = error
         }
@@ -153,16 +143,19 @@ struct AnalyzeCommand: ParsableCommand {
             failure = nil
             do {
                 let fallback = try PcapngFile(path: file)
-                while true {
-                    let outcome = try fallback.next { meta, packetLinkType, view in handle(meta, packetLinkType, &view) }
-                    if outcome == .end { break }
-                }
+                try ParsedPacketPipeline.run(read: { emit throws(CaptureError) in
+                    while try fallback.next({ meta, packetLinkType, view in emit(meta, packetLinkType, &view) }) != .end {}
+                }, consume: { handle($0) })
             } catch {
                 failure = error
             }
         }
-        flush(at: lastTime)
+        flush(at: clock.last)
         closed += windows.finish()
+        if timing {
+            let elapsed = ContinuousClock.now - started
+            printError("analysis_ns \(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)")
+        }
 
         let totals = analyzer.totals
         let output = Output(
@@ -182,6 +175,25 @@ struct AnalyzeCommand: ParsableCommand {
         if let failure {
             printError("meetpunt-agent analyze: \(failure)")
             throw ExitCode(1)
+        }
+    }
+
+    /// Interval boundaries in a capture's own time: one flush per elapsed interval, but a clock jump in
+    /// the file (malformed captures hold timestamps decades apart) costs one flush, not one per skipped
+    /// interval. A class so the per-packet closure reaches it without a boxed-variable access check.
+    final class CaptureClock {
+        let interval: Int64
+        private var next: Int64?
+        private(set) var last: Int64 = 0
+        init(intervalMicroseconds: Int64) { interval = intervalMicroseconds }
+
+        /// The boundary passed by a packet at `t`, if one was.
+        @inline(__always) func advance(to t: Int64) -> Int64? {
+            last = t
+            guard let n = next else { next = t + interval; return nil }
+            guard t >= n else { return nil }
+            next = t - n >= interval ? n + ((t - n) / interval + 1) * interval : n + interval
+            return n
         }
     }
 
