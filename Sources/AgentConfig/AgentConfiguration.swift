@@ -19,6 +19,9 @@ public struct AgentConfiguration: Sendable, Equatable {
         public var pinnedPublicKey: String?
         /// Allows `http://`: the token then travels in clear. For the demo on one host only.
         public var insecureDemo: Bool
+        /// How long the collector may hold the troubleshooting-session long poll open; 0 turns sessions off
+        /// (the agent then never asks).
+        public var sessionPollSeconds: Int = 25
 
         public init(url: String, tokenFile: String, requestTimeoutSeconds: Int = 10, caFile: String? = nil,
                     pinnedPublicKey: String? = nil, insecureDemo: Bool = false) {
@@ -230,6 +233,8 @@ public struct AgentConfiguration: Sendable, Equatable {
                                   requestTimeoutSeconds: try c.int("request_timeout_seconds", default: 10, range: 1...300),
                                   caFile: try c.optionalString("ca_file"), pinnedPublicKey: try c.optionalString("pinned_public_key"),
                                   insecureDemo: try c.bool("insecure_demo", default: false))
+        var collectorSettings = collector
+        collectorSettings.sessionPollSeconds = try c.int("session_poll_seconds", default: 25, range: 0...30)
         if url.hasPrefix("http://"), !collector.insecureDemo {
             throw ConfigError(file: file, line: c.lineOf("url"), key: "collector.url",
                               message: "http:// would send the device token in clear; use https:// (with collector.ca_file for a private CA), or set collector.insecure_demo: true for a demo on one host")
@@ -339,7 +344,7 @@ public struct AgentConfiguration: Sendable, Equatable {
         try g.finish()
 
         try top.finish()
-        return AgentConfiguration(deviceID: deviceID, collector: collector, stateDirectory: stateDirectory,
+        return AgentConfiguration(deviceID: deviceID, collector: collectorSettings, stateDirectory: stateDirectory,
                                   sampleIntervalSeconds: interval, reportWindowSeconds: window, maxSeriesPerWindow: maxSeries,
                                   spool: spool, shipping: shipping, clock: clock, link: link, lanClients: lan, wifi: wifi, health: health, capture: capture, privacy: privacy,
                                   logLevel: level)

@@ -42,7 +42,8 @@ public struct ReportAssembler: Sendable {
 
     public func assemble(seq: UInt64, windowStartMs: Int64, windowEndMs: Int64, epoch: KeyEpoch, series: [Series],
                          droppedSeries: Int, droppedBatches: Int = 0, spool: SpoolFigures = SpoolFigures(),
-                         configVersion: UInt64 = 0, rejectedConfigVersion: UInt64? = nil, logger: Logger) -> Report {
+                         configVersion: UInt64 = 0, rejectedConfigVersion: UInt64? = nil, troubleshootingSession: Int64? = nil,
+                         logger: Logger) -> Report {
         let (kept, guardDropped) = outgoingGuard.filter(series, logger: logger)
         var all = kept
         var own: [(String, Double)] = [("agent.guard_dropped_series", Double(guardDropped)), ("agent.dropped_series", Double(droppedSeries)),
@@ -61,7 +62,7 @@ public struct ReportAssembler: Sendable {
             all.append(Series(metric: name, unit: d.unit, labels: [:], count: 1, min: v, max: v, mean: v, last: v, sum: v, sketch: nil))
         }
         return Report(device: deviceID, seq: seq, windowStartMs: windowStartMs, windowEndMs: windowEndMs,
-                      keyEpoch: epoch.id, agentVersion: agentVersion, series: all)
+                      keyEpoch: epoch.id, agentVersion: agentVersion, series: all, troubleshootingSession: troubleshootingSession)
     }
 
     /// The spool's state as the agent reports it about itself.
@@ -150,8 +151,17 @@ public struct AgentPipeline: Service, CustomStringConvertible {
                     path.push(TimedBatch(time: time, epoch: epoch, batch: batch))
                     if shuttingDown { break }
                     next += .seconds(now.intervalSeconds)
-                    let deadline = next
-                    try? await cancelWhenGracefulShutdown { try await Task.sleep(until: deadline, clock: .continuous) }
+                    // Slept in steps of at most a second, so a troubleshooting session (a shorter interval)
+                    // or its end takes effect at once rather than after the interval in progress.
+                    while ContinuousClock.now < next, !Task.isShuttingDownGracefully, !Task.isCancelled {
+                        let step = min(next, ContinuousClock.now + .seconds(1))
+                        try? await cancelWhenGracefulShutdown { try await Task.sleep(until: step, clock: .continuous) }
+                        let profile = settings.current
+                        if profile.session != now.session || profile.intervalSeconds != now.intervalSeconds {
+                            next = ContinuousClock.now
+                            break
+                        }
+                    }
                 }
                 // The pushing senses add their last interval, then the path drains and ends.
                 await BlockingCall.run { for p in pushers { p.stop() } }
@@ -160,15 +170,28 @@ public struct AgentPipeline: Service, CustomStringConvertible {
             // Consumer: windows by the batches' own monotonic time, dated once the wall clock is plausible.
             group.addTask { [self] in
                 var windowSeconds = settings.current.windowSeconds
+                var windowSession = settings.current.session
                 var windows = WindowedAggregation(windowMicroseconds: Int64(windowSeconds) * 1_000_000, maxSeries: configuration.maxSeriesPerWindow)
+                windows.session = windowSession
                 var dating = WindowDating(anchor: WallClockAnchor(floorMilliseconds: configuration.clock.wallClockFloorMilliseconds),
                                           maxPending: configuration.clock.maxUnanchoredWindows)
                 for await timed in path.batches {
-                    if settings.current.windowSeconds != windowSeconds {
-                        // New remote settings: the open window ends here, the next one has the new length.
+                    let profile = settings.current
+                    if profile.windowSeconds != windowSeconds || profile.session != windowSession {
+                        // New remote settings, or a troubleshooting session starting or ending: the open
+                        // window ends here, the next one has the new length and tag.
                         for w in windows.finish() { await spoolDated(dating.finished(w), droppedBatches: path.takeDropped()) }
-                        windowSeconds = settings.current.windowSeconds
+                        if let ended = windowSession, profile.session == nil {
+                            // Said here, where it takes effect: on time even while the collector is unreachable.
+                            let byClock = settings.session.map { ContinuousClock.now >= $0.ends } ?? false
+                            logger.notice(byClock ? "troubleshooting session over: its end time was reached; back to the normal profile"
+                                                  : "troubleshooting session over; back to the normal profile",
+                                          metadata: ["session.id": "\(ended)", "window.seconds": "\(profile.windowSeconds)"])
+                        }
+                        windowSeconds = profile.windowSeconds
+                        windowSession = profile.session
                         windows = WindowedAggregation(windowMicroseconds: Int64(windowSeconds) * 1_000_000, maxSeries: configuration.maxSeriesPerWindow)
+                        windows.session = windowSession
                     }
                     var batch = timed.batch
                     // Windows this batch closes were sampled before its reading: they are dated with the
@@ -218,7 +241,8 @@ public struct AgentPipeline: Service, CustomStringConvertible {
         let report = assembler.assemble(seq: seq, windowStartMs: dated.startMs, windowEndMs: dated.endMs, epoch: epoch, series: window.series,
                                         droppedSeries: window.droppedSeries, droppedBatches: droppedBatches,
                                         spool: .init(drops: drops, reports: spool.count, bytes: spool.bytesOnDisk),
-                                        configVersion: running.version, rejectedConfigVersion: running.rejectedVersion, logger: logger)
+                                        configVersion: running.version, rejectedConfigVersion: running.rejectedVersion,
+                                        troubleshootingSession: window.session, logger: logger)
         let body: [UInt8]
         do { body = try Gzip.compress(ReportAssembler.encode(report)) } catch {
             spool.countUnspooled()
@@ -235,6 +259,7 @@ public struct AgentPipeline: Service, CustomStringConvertible {
         switch result {
         case .success:
             logger.info("report spooled", metadata: ["report.seq": "\(seq)", "report.series": "\(report.series.count)",
+                                                     "report.session": "\(window.session.map(String.init) ?? "-")",
                                                      "report.gzip_bytes": "\(body.count)", "report.window_end_ms": "\(dated.endMs)"])
         case .failure(let e):
             // The drops this report carried are handed to the next one.

@@ -14,7 +14,13 @@ public struct WindowedAggregation: Sendable {
         public var endMicroseconds: Int64
         public var series: [Series]
         public var droppedSeries: Int
+        /// The troubleshooting session the window was sampled for (see ``WindowedAggregation/session``).
+        public var session: Int64? = nil
     }
+
+    /// Stamped on every window this aggregation closes: the pipeline starts a new aggregation when the
+    /// profile changes, so a window never mixes a session's samples with normal ones.
+    public var session: Int64?
 
     public let windowMicroseconds: Int64
     private var aggregator: WindowAggregator
@@ -70,6 +76,6 @@ public struct WindowedAggregation: Sendable {
 
     private mutating func close(end: Int64) -> Window {
         let (series, dropped) = aggregator.drain()
-        return Window(epoch: epoch, startMicroseconds: start, endMicroseconds: end, series: series, droppedSeries: dropped)
+        return Window(epoch: epoch, startMicroseconds: start, endMicroseconds: end, series: series, droppedSeries: dropped, session: session)
     }
 }

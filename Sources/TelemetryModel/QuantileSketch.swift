@@ -79,9 +79,9 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
             throw TelemetryModelError(.invalidSketch,
                                       "cannot merge sketches of relative accuracy \(other.relativeAccuracy) and \(relativeAccuracy)")
         }
-        zeroCount += other.zeroCount
-        for (index, n) in other.buckets { buckets[index, default: 0] += n }
-        for (index, n) in other.negativeBuckets { negativeBuckets[index, default: 0] += n }
+        zeroCount = zeroCount.saturatingAdd(other.zeroCount)
+        for (index, n) in other.buckets { buckets[index] = buckets[index, default: 0].saturatingAdd(n) }
+        for (index, n) in other.negativeBuckets { negativeBuckets[index] = negativeBuckets[index, default: 0].saturatingAdd(n) }
         collapseIfNeeded()
     }
 
@@ -191,5 +191,13 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
             try c.encode(negSorted, forKey: .negativeIndex)
             try c.encode(negSorted.map { negativeBuckets[$0]! }, forKey: .negativeCount)
         }
+    }
+}
+
+extension FixedWidthInteger {
+    /// `self + other`, held at the type's bounds instead of trapping.
+    @inlinable public func saturatingAdd(_ other: Self) -> Self {
+        let (r, overflow) = addingReportingOverflow(other)
+        return overflow ? (other > 0 ? .max : .min) : r
     }
 }

@@ -6,8 +6,10 @@
 public struct Report: Codable, Sendable, Equatable {
     /// The schema version this build writes. The collector accepts ``supportedSchemaVersions``.
     /// 1: the first. 2: sketches may hold negative values (`neg_index`/`neg_count`, for dBm).
-    public static let currentSchemaVersion = 2
-    public static let supportedSchemaVersions: ClosedRange<Int> = 1...2
+    /// 3: `troubleshooting_session`. Agents write 3 only on a report that carries it, so collectors that
+    /// accept 1...2 keep taking their other reports.
+    public static let currentSchemaVersion = 3
+    public static let supportedSchemaVersions: ClosedRange<Int> = 1...3
 
     public var schema: Int
     /// The pseudonymous device id from the agent's configuration (never a serial number or MAC).
@@ -23,10 +25,15 @@ public struct Report: Codable, Sendable, Equatable {
     /// The agent's software version, for fleet views.
     public var agentVersion: String
     public var series: [Series]
+    /// The troubleshooting session this window was sampled for (its profile: short interval and window);
+    /// the collector stores such a report in the `troubleshooting` data class. Schema 3.
+    public var troubleshootingSession: Int64?
 
     public init(device: String, seq: UInt64, windowStartMs: Int64, windowEndMs: Int64, keyEpoch: UInt32,
-                agentVersion: String, series: [Series], schema: Int = Report.currentSchemaVersion) {
-        self.schema = schema
+                agentVersion: String, series: [Series], troubleshootingSession: Int64? = nil,
+                schema: Int? = nil) {
+        self.schema = schema ?? (troubleshootingSession == nil ? 2 : 3)
+        self.troubleshootingSession = troubleshootingSession
         self.device = device
         self.seq = seq
         self.windowStartMs = windowStartMs
@@ -42,6 +49,7 @@ public struct Report: Codable, Sendable, Equatable {
         case windowEndMs = "window_end_ms"
         case keyEpoch = "key_epoch"
         case agentVersion = "agent_version"
+        case troubleshootingSession = "troubleshooting_session"
     }
 }
 

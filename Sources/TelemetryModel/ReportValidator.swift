@@ -12,6 +12,12 @@ public struct ReportValidator: Sendable {
         public var maxWindowMs: Int64 = 3_660_000
         /// How far in the future a window may end (device clock ahead of the collector).
         public var maxClockSkewMs: Int64 = 300_000
+        /// Samples one series may summarise: an hour's window of per-packet RTTs stays far below it, and
+        /// sums of counts over a fleet's reports stay far from overflowing.
+        public var maxSamplesPerSeries = 1_000_000_000
+        /// Largest magnitude of any value (bytes in an hour at 100 Gbit/s are 4.5e13): sums over a fleet's
+        /// reports then stay finite.
+        public var maxMagnitude = 1e18
         public init() {}
     }
 
@@ -36,7 +42,7 @@ public struct ReportValidator: Sendable {
             (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
                 || b == UInt8(ascii: "-") || b == UInt8(ascii: "_") || b == UInt8(ascii: ".")
         }
-        guard ok else { return Violation(path: "device", message: "device id must be 1–64 of A–Z a–z 0–9 - _ .") }
+        guard ok, id != ".", id != ".." else { return Violation(path: "device", message: "device id must be 1–64 of A–Z a–z 0–9 - _ ., and not . or ..") }
         if let found = identifierGuard.finding(in: id) {
             return Violation(path: "device", message: "device id looks like a raw \(found.rawValue); device ids must be pseudonymous")
         }
@@ -49,6 +55,12 @@ public struct ReportValidator: Sendable {
             return Violation(path: "schema", message: "unknown schema version \(report.schema); this collector accepts \(Report.supportedSchemaVersions.lowerBound)...\(Report.supportedSchemaVersions.upperBound)")
         }
         if let v = validateDeviceID(report.device) { return v }
+        if let session = report.troubleshootingSession {
+            guard report.schema >= 3 else {
+                return Violation(path: "troubleshooting_session", message: "troubleshooting_session needs schema 3; this report says schema \(report.schema)")
+            }
+            guard session >= 1 else { return Violation(path: "troubleshooting_session", message: "session ids start at 1") }
+        }
         guard report.seq >= 1 else {
             return Violation(path: "seq", message: "sequence numbers start at 1; 0 is never sent by an agent")
         }
@@ -111,8 +123,11 @@ public struct ReportValidator: Sendable {
             }
         }
         guard s.count > 0 else { return Violation(path: "\(path).count", message: "count must be positive") }
-        for (name, x) in zip(["min", "max", "mean", "last", "sum"], s.numbers) where !x.isFinite {
-            return Violation(path: "\(path).\(name)", message: "value is not finite")
+        guard s.count <= limits.maxSamplesPerSeries else {
+            return Violation(path: "\(path).count", message: "count \(s.count) is above \(limits.maxSamplesPerSeries) samples per series")
+        }
+        for (name, x) in zip(["min", "max", "mean", "last", "sum"], s.numbers) where !x.isFinite || Swift.abs(x) > limits.maxMagnitude {
+            return Violation(path: "\(path).\(name)", message: x.isFinite ? "magnitude above \(limits.maxMagnitude)" : "value is not finite")
         }
         guard s.min <= s.max, s.mean >= s.min - 1e-9 * Swift.abs(s.min), s.mean <= s.max + 1e-9 * Swift.abs(s.max) else {
             return Violation(path: path, message: "min \(s.min), mean \(s.mean), max \(s.max) are inconsistent")

@@ -11,7 +11,7 @@ import ServiceLifecycle
 
 @main
 struct MeetpuntAgent: AsyncParsableCommand {
-    static let version = "0.3.0"
+    static let version = "0.4.0"
     static let configuration = CommandConfiguration(
         commandName: "meetpunt-agent",
         abstract: "Meetpunt's on-router telemetry agent: samples links, LAN clients, Wi-Fi and router health, pseudonymises identifiers, ships aggregates.",
@@ -112,6 +112,12 @@ struct Run: AsyncParsableCommand {
         }, onConfigVersion: { await checkIn.desired(version: $0) }, logger: logger)
 
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: shipper), .init(service: pipeline)]
+        if config.collector.sessionPollSeconds > 0 {
+            // Its own transport: a long poll outlasts the request timeout reports are sent with.
+            let poll = try CurlTransport(baseURL: config.collector.url, token: token, timeoutSeconds: config.collector.sessionPollSeconds + 15,
+                                         caFile: config.collector.caFile, pinnedPublicKey: config.collector.pinnedPublicKey)
+            services.append(.init(service: SessionCheckIn(transport: poll, settings: settings, waitSeconds: config.collector.sessionPollSeconds, logger: logger)))
+        }
         if let duration {
             services.append(.init(service: StopAfter(duration: .seconds(duration)), successTerminationBehavior: .gracefullyShutdownGroup))
         }

@@ -11,9 +11,9 @@ struct MeetpuntCollector: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "meetpunt-collector",
         abstract: "Meetpunt's collector: authenticates devices, stores aggregates, enforces retention, serves the query API.",
-        version: "0.3.0",
-        subcommands: [Serve.self, DeviceCommand.self, TokenCommand.self, Purge.self, Export.self, Erase.self, AuditCommand.self, Summary.self,
-                      LoadTest.self])
+        version: "0.4.0",
+        subcommands: [Serve.self, DeviceCommand.self, TokenCommand.self, SessionCommand.self, Purge.self, Export.self, Erase.self, AuditCommand.self,
+                      Summary.self, LoadTest.self])
 }
 
 /// Loads configuration, retention policy and storage the same way for every subcommand.
@@ -68,7 +68,7 @@ struct Serve: AsyncParsableCommand {
             FileHandle.standardOutput.write(Data("meetpunt-collector serving HTTPS only, certificate \(tls.certificateChainFile)\n".utf8))
         }
         do {
-            let app = try buildApplication(api: api, services: [purge, fleetFlush]) { port in
+            let app = try buildApplication(api: api, services: [purge, fleetFlush, SessionExpiryService(api: api)]) { port in
                 FileHandle.standardOutput.write(Data("meetpunt-collector listening on \(host):\(port)\n".utf8))
             }
             try await app.runService()
@@ -258,6 +258,66 @@ struct Erase: AsyncParsableCommand {
         try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "erase device data",
                                                    deviceID: id, reason: reason, outcome: "ok", detail: detail))
         print("erased \(id): \(detail)")
+    }
+}
+
+struct SessionCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "session", abstract: "Troubleshooting sessions: high-resolution data from one device for a while.",
+                                                    subcommands: [Start.self, Stop.self, List.self])
+
+    static func line(_ s: TroubleshootingSession, nowMs: Int64) -> String {
+        let iso = ISO8601DateFormatter()
+        let state = s.isRunning(at: nowMs) ? "running, \((s.endMs - nowMs + 999) / 1000) s left" : (s.stoppedAtMs != nil ? "stopped by \(s.stoppedBy ?? "?")" : "ended")
+        return "\(s.id)\t\(s.deviceID)\t\(iso.string(from: Date(timeIntervalSince1970: Double(s.startedAtMs) / 1000)))\t\(state)\t\(s.intervalSeconds)s/\(s.windowSeconds)s\t\(s.actor)\t\(s.reason)"
+    }
+
+    struct Start: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Start a session; the agent switches to the session profile at its next check-in (within a second when it is online).")
+        @OptionGroup var options: CollectorOptions
+        @Argument var device: String
+        @Option(help: "Why (request or ticket reference), for the audit trail.") var reason: String
+        @Option(help: "How long, in minutes (default: sessions.default_minutes).") var minutes: Int?
+
+        func run() async throws {
+            let api = try options.api(logLevel: .warning)
+            do {
+                let s = try await api.startSession(device: device, actor: CollectorOptions.cliActor, reason: reason, seconds: minutes.map { $0 * 60 })
+                print(SessionCommand.line(s, nowMs: api.clock()))
+            } catch let e as APIError { throw ValidationError("\(e.path.map { "\($0): " } ?? "")\(e.message)") }
+        }
+    }
+
+    struct Stop: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Stop the device's running session; the agent reverts at its next check-in.")
+        @OptionGroup var options: CollectorOptions
+        @Argument var device: String
+        @Option(help: "Why, for the audit trail.") var reason: String?
+
+        func run() async throws {
+            let api = try options.api(logLevel: .warning)
+            guard let s = try await api.store.runningSession(device: device, nowMs: api.clock()) else {
+                throw ValidationError("no troubleshooting session is running for \(device)")
+            }
+            do { try await api.stopSession(device: device, id: s.id, actor: CollectorOptions.cliActor, reason: reason) } catch let e as APIError {
+                throw ValidationError(e.message)
+            }
+            print("session \(s.id) of \(device) stopped")
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List sessions, newest first: id, device, start, state, profile, who, reason.")
+        @OptionGroup var options: CollectorOptions
+        @Argument var device: String?
+        @Option(help: "At most this many.") var limit = 50
+
+        func run() async throws {
+            let api = try options.api(logLevel: .warning)
+            try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "list troubleshooting sessions",
+                                                       deviceID: device, reason: nil, outcome: "ok"))
+            let now = api.clock()
+            for s in try await api.store.sessions(device: device, limit: limit) { print(SessionCommand.line(s, nowMs: now)) }
+        }
     }
 }
 

@@ -26,7 +26,7 @@ import TelemetryModel
         var sketch = QuantileSketch()
         sketch.add(1)
         let series = Series(metric: "link.rx_rate", unit: "bits_per_second", labels: [:], count: 1, min: 1, max: 1, mean: 1, last: 1, sum: 1, sketch: sketch)
-        let report = Report(device: "d", seq: 1, windowStartMs: 0, windowEndMs: 1, keyEpoch: 1, agentVersion: "v", series: [series])
+        let report = Report(device: "d", seq: 1, windowStartMs: 0, windowEndMs: 1, keyEpoch: 1, agentVersion: "v", series: [series], troubleshootingSession: 1)
         let json = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(report)) as? [String: Any])
         var fields = Set(json.keys)
         let first = try #require((json["series"] as? [[String: Any]])?.first)

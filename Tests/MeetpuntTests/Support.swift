@@ -185,6 +185,33 @@ final class ChildProcess: @unchecked Sendable {  // `collected` is guarded by `l
         throw TestFailure("timed out waiting for \(needle):\n\(text)")
     }
 
+    /// `waitFor` for async tests: sleeps without holding a cooperative thread (long synchronous waits
+    /// starve the other tests' tasks on a 2-core machine).
+    func awaitLine(_ needle: String, timeout: Double = 30) async throws -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if let line = text.split(separator: "\n").first(where: { $0.contains(needle) }) { return String(line) }
+            guard process.isRunning else { throw TestFailure("process exited before printing \(needle):\n\(text)") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        // Once more after the deadline: a starved test task must not miss a line that did come.
+        if let line = text.split(separator: "\n").first(where: { $0.contains(needle) }) { return String(line) }
+        throw TestFailure("timed out waiting for \(needle):\n\(text)")
+    }
+
+    func awaitExit(timeout: Double = 60) async throws -> Int32 {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning {
+            guard Date() < deadline else {
+                process.terminate()
+                throw TestFailure("process did not exit in \(timeout) s:\n\(text)")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        try await Task.sleep(for: .milliseconds(100))
+        return process.terminationStatus
+    }
+
     func waitForExit(timeout: Double = 60) throws -> Int32 {
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning {
@@ -216,7 +243,7 @@ final class CollectorProcess {
     var sqlitePath: String { directory.appendingPathComponent("collector.sqlite").path }
 
     /// `tls`: (certificate, key) PEM files to serve HTTPS with.
-    init(device: String, tls: (String, String)? = nil) throws {
+    init(device: String, tls: (String, String)? = nil, extraConfig: String = "") throws {
         directory = try TestSupport.tempDirectory()
         self.device = device
         var listen = "listen: {host: 127.0.0.1, port: 0}"
@@ -226,6 +253,7 @@ final class CollectorProcess {
             \(listen)
             storage: {sqlite_path: \(directory.path)/collector.sqlite}
             retention_file: \(TestSupport.repositoryRoot.path)/collector/retention.yaml
+            \(extraConfig)
             """.write(toFile: config, atomically: true, encoding: .utf8)
         let exe = TestSupport.executable("meetpunt-collector")
         try TestSupport.sh("\(exe) device add \(device) --config \(config) --token-file \(directory.path)/device.token")

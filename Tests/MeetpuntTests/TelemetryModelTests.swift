@@ -51,9 +51,27 @@ import TelemetryModel
         #expect(ReportValidator().validate(old, nowMs: report.windowEndMs + 1000)?.path == "series[0].sketch")
     }
 
+    /// Schema 3: a report sampled for a troubleshooting session says which; the field is refused in older
+    /// schemas, and a report without it is still written as schema 2 (collectors before 0.4 take it).
+    @Test func schemaThreeGoldenFileCarriesTheSession() throws {
+        let data = try Data(contentsOf: TestSupport.fixtures.appendingPathComponent("report-v3.json"))
+        let report = try JSONDecoder().decode(Report.self, from: data)
+        #expect(report.schema == 3 && report.troubleshootingSession == 17)
+        #expect(ReportValidator().validate(report, nowMs: report.windowEndMs + 1000) == nil)
+        #expect(try JSONDecoder().decode(Report.self, from: JSONEncoder().encode(report)) == report)
+        var old = report
+        old.schema = 2
+        #expect(ReportValidator().validate(old, nowMs: report.windowEndMs + 1000)?.path == "troubleshooting_session")
+        let plain = Report(device: "d", seq: 1, windowStartMs: 0, windowEndMs: 1, keyEpoch: 1, agentVersion: "v", series: [])
+        #expect(plain.schema == 2)
+        #expect(!String(decoding: try JSONEncoder().encode(plain), as: UTF8.self).contains("troubleshooting"))
+        let tagged = Report(device: "d", seq: 1, windowStartMs: 0, windowEndMs: 1, keyEpoch: 1, agentVersion: "v", series: [], troubleshootingSession: 5)
+        #expect(tagged.schema == 3)
+    }
+
     @Test func docsProtocolExampleIsTheGoldenFile() throws {
         let doc = try String(contentsOf: TestSupport.repositoryRoot.appendingPathComponent("docs/protocol.md"), encoding: .utf8)
-        for name in ["report-v1.json", "report-v2.json"] {
+        for name in ["report-v1.json", "report-v2.json", "report-v3.json"] {
             let golden = try String(contentsOf: TestSupport.fixtures.appendingPathComponent(name), encoding: .utf8)
             #expect(doc.contains(golden.trimmingCharacters(in: .whitespacesAndNewlines)), "docs/protocol.md shows Fixtures/\(name) verbatim")
         }

@@ -22,6 +22,17 @@ public struct CollectorConfiguration: Sendable {
     public var fleetMinReports: Int = 10
     /// Serve HTTPS with this certificate chain and key (PEM files); nil serves plain HTTP.
     public var tls: TLSFiles?
+    /// Troubleshooting sessions: their length when none is asked for, the longest allowed, and the profile
+    /// the agent switches to.
+    public var sessions = SessionSettings()
+
+    public struct SessionSettings: Sendable, Equatable {
+        public var defaultMinutes = 30
+        public var maxMinutes = 240
+        public var intervalSeconds = 1
+        public var windowSeconds = 10
+        public init() {}
+    }
 
     public struct TLSFiles: Sendable, Equatable {
         public var certificateChainFile: String
@@ -101,6 +112,17 @@ public struct CollectorConfiguration: Sendable {
         let fleetMin = try fleetSection.int("min_reports", default: 10, range: 1...1_000_000)
         try fleetSection.finish()
 
+        var sessionSection = try top.mapping("sessions")
+        var sessions = SessionSettings()
+        sessions.maxMinutes = try sessionSection.int("max_minutes", default: 240, range: 1...1440)
+        sessions.defaultMinutes = try sessionSection.int("default_minutes", default: min(30, sessions.maxMinutes), range: 1...sessions.maxMinutes)
+        sessions.intervalSeconds = try sessionSection.int("interval_seconds", default: 1, range: 1...60)
+        sessions.windowSeconds = try sessionSection.int("window_seconds", default: 10, range: sessions.intervalSeconds...600)
+        guard sessions.windowSeconds % sessions.intervalSeconds == 0 else {
+            throw CollectorError(.configuration, "\(file): sessions.window_seconds (\(sessions.windowSeconds)) must be a whole multiple of sessions.interval_seconds (\(sessions.intervalSeconds))")
+        }
+        try sessionSection.finish()
+
         var logging = try top.mapping("logging")
         let level = try logging.string("level", default: "info", allowed: ["trace", "debug", "info", "notice", "warning", "error", "critical"])
         try logging.finish()
@@ -113,6 +135,7 @@ public struct CollectorConfiguration: Sendable {
         c.maxReportsPerBatch = maxBatch
         c.fleetMinReports = fleetMin
         c.tls = tls
+        c.sessions = sessions
         return c
     }
 

@@ -44,6 +44,29 @@ public func buildApplication(api: CollectorAPI, services: [any Service] = [],
         return try await api.revokeToken(request, id: id)
     }
     router.get("/v1/audit") { request, _ in try await api.auditTrail(request) }
+    router.get("/v1/session") { request, _ in try await api.deviceSession(request) }
+    router.post("/v1/devices/:id/sessions") { request, context in try await api.postSession(request, device: try context.parameters.require("id")) }
+    router.get("/v1/devices/:id/sessions") { request, context in try await api.listSessions(request, device: try context.parameters.require("id")) }
+    router.delete("/v1/devices/:id/sessions/:sid") { request, context in
+        guard let sid = Int64(try context.parameters.require("sid")) else {
+            throw APIError(.badRequest, "bad_parameter", "session id must be an integer", path: "sid")
+        }
+        return try await api.deleteSession(request, device: try context.parameters.require("id"), id: sid)
+    }
+
+    let dashboard = Dashboard(api: api)
+    router.get("/ui") { _, _ in dashboard.redirect("/ui/fleet") }
+    router.get("/ui/style.css") { _, _ in dashboard.stylesheet() }
+    router.get("/ui/login") { request, _ in try await dashboard.loginPage(request) }
+    router.post("/ui/login") { request, _ in try await dashboard.login(request) }
+    router.post("/ui/logout") { request, _ in try await dashboard.logout(request) }
+    router.get("/ui/fleet") { request, _ in try await dashboard.fleetPage(request) }
+    router.get("/ui/devices/:id") { request, context in try await dashboard.devicePage(request, device: try context.parameters.require("id")) }
+    router.post("/ui/devices/:id/sessions") { request, context in try await dashboard.startSession(request, device: try context.parameters.require("id")) }
+    router.post("/ui/devices/:id/sessions/:sid/stop") { request, context in
+        try await dashboard.stopSession(request, device: try context.parameters.require("id"), id: Int64(try context.parameters.require("sid")) ?? -1)
+    }
+    router.get("/ui/devices/:id/export") { request, context in try await dashboard.export(request, device: try context.parameters.require("id")) }
 
     var server = HTTPServerBuilder.http1()
     if let files = api.configuration.tls {

@@ -71,9 +71,7 @@ public struct CollectorAPI: Sendable {
     func audit(_ principal: Principal, action: String, device: String?, request: Request, outcome: String, detail: String? = nil) async throws {
         // The stated reason is free text from the caller: printable characters only, bounded, and no raw
         // identifiers (a ticket text may quote a customer's address).
-        let reason = request.headers[HTTPField.Name("X-Meetpunt-Reason")!].map { raw in
-            validator.identifierGuard.redact(String(String(raw.unicodeScalars.filter { $0.value >= 0x20 && $0.value != 0x7F }.map(Character.init)).prefix(200)))
-        }
+        let reason = request.headers[HTTPField.Name("X-Meetpunt-Reason")!].map { Self.sanitizeReason($0, guard: validator.identifierGuard) }
         try await store.appendAudit(AuditEntry(atMs: clock(), actor: principal.actor, action: action, deviceID: device,
                                                reason: reason, outcome: outcome, detail: detail))
     }
@@ -153,12 +151,12 @@ public struct CollectorAPI: Sendable {
             switch outcome {
             case .stored(let n):
                 results[a.index] = .init(seq: a.report.seq, status: .stored, storedSeries: n)
-                await fleet.add(a.report)
-                metrics.stored.increment()
+                if a.report.troubleshootingSession == nil { await fleet.add(a.report) }  // session windows would weigh one device ten times
+                metrics.countStored()
                 metrics.agentReported(a.report)
             case .duplicate:
                 results[a.index] = .init(seq: a.report.seq, status: .duplicate)
-                metrics.duplicates.increment()
+                metrics.countDuplicate()
             }
         }
         for case let r? in results where r.status == .rejected { metrics.rejected(reason: r.error?.code ?? "rejected") }
@@ -206,10 +204,10 @@ public struct CollectorAPI: Sendable {
         let outcome = try await store.ingest([(report, classes)], receivedAtMs: now)[0]
         switch outcome {
         case .stored:
-            await fleet.add(report)
-            metrics.stored.increment()
+            if report.troubleshootingSession == nil { await fleet.add(report) }
+            metrics.countStored()
             metrics.agentReported(report)
-        case .duplicate: metrics.duplicates.increment()
+        case .duplicate: metrics.countDuplicate()
         }
         return outcome
     }
@@ -228,7 +226,17 @@ public struct CollectorAPI: Sendable {
         if let v = validator.validate(report, nowMs: now) {
             throw APIError(.unprocessableContent, "invalid_report", v.message, path: v.path)
         }
-        let classes = report.series.map { MetricCatalog.descriptor(named: $0.metric)!.dataClass }
+        var classes = report.series.map { MetricCatalog.descriptor(named: $0.metric)!.dataClass }
+        if let session = report.troubleshootingSession {
+            // Sampled for a troubleshooting session of this device: kept as troubleshooting data (short
+            // retention), whatever the metrics' own classes.
+            guard let s = try await store.sessions(device: report.device, limit: 200).first(where: { $0.id == session }),
+                  report.windowStartMs >= s.startedAtMs - 60_000, report.windowStartMs <= s.endMs + 60_000 else {
+                throw APIError(.unprocessableContent, "invalid_report", "troubleshooting session \(session) is not one of this device's sessions, or the window lies outside it",
+                               path: "troubleshooting_session")
+            }
+            classes = classes.map { _ in .troubleshooting }
+        }
         for (i, c) in classes.enumerated() where report.windowEndMs < policy.cutoffMs(c, nowMs: now) {
             throw APIError(.unprocessableContent, "expired", "window ended \((now - report.windowEndMs) / RetentionPolicy.millisecondsPerDay) days ago; data class \(c) is kept at most \(policy.maxAgeDays[c]!) days",
                            path: "series[\(i)]")
@@ -248,7 +256,8 @@ public struct CollectorAPI: Sendable {
 
     /// A decoding error as a path and a reason, without echoing input.
     public static func describe(_ error: any Error) -> String {
-        guard let e = error as? DecodingError else { return "\(error)" }
+        // Other decoder errors (a number too large for its type) carry the raw input: not echoed.
+        guard let e = error as? DecodingError else { return "a value cannot be read (a number out of range for its field, or not JSON)" }
         func path(_ c: [any CodingKey]) -> String {
             c.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingCharacters(in: CharacterSet(charactersIn: "."))
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Prometheus
+import Synchronization
 import TelemetryModel
 
 /// The collector's own health in Prometheus' text format (`GET /metrics`), with bounded cardinality: no
@@ -19,6 +20,28 @@ public final class CollectorMetrics: Sendable {
 
     /// Metrics whose fleet percentiles are exposed (from the last complete 5-minute bucket).
     public let fleetMetrics: [String]
+
+    /// The same health figures as the Prometheus series, readable by the dashboard (the registry's
+    /// counters can be written, not read). Since this process started.
+    public struct Health: Sendable {
+        public var stored = 0
+        public var duplicates = 0
+        public var rejected: [String: Int] = [:]
+        public var purgeRuns = 0
+        public var purgeFailures = 0
+        public var lastPurgeMs: Int64?
+        public var agentDrops: [String: Double] = [:]
+    }
+    private let healthState = Mutex(Health())
+    public var health: Health { healthState.withLock { $0 } }
+    func countStored() {
+        stored.increment()
+        healthState.withLock { $0.stored += 1 }
+    }
+    func countDuplicate() {
+        duplicates.increment()
+        healthState.withLock { $0.duplicates += 1 }
+    }
 
     public init(fleetMetrics: [String] = ["wifi.station.signal_dbm", "wifi.station.snr_db", "link.rx_rate", "link.tx_rate"]) {
         self.fleetMetrics = fleetMetrics.filter { MetricCatalog.descriptor(named: $0) != nil }
@@ -42,6 +65,7 @@ public final class CollectorMetrics: Sendable {
     func rejected(reason: String) {
         registry.makeCounter(descriptor: Self.named("meetpunt_ingest_reports_total", "Reports received, by outcome (stored, duplicate, rejected)."), labels: [("outcome", "rejected")]).increment()
         registry.makeCounter(descriptor: Self.named("meetpunt_ingest_rejected_reports_total", "Reports rejected, by the API's error code."), labels: [("reason", reason)]).increment()
+        healthState.withLock { $0.rejected[reason, default: 0] += 1 }
     }
 
     /// What agents said about themselves in a stored report: their drops, summed over the fleet.
@@ -58,6 +82,7 @@ public final class CollectorMetrics: Sendable {
             default: continue
             }
             registry.makeCounter(descriptor: Self.named("meetpunt_agent_reported_drops_total", "Drops agents reported in their own reports, summed over every device."), labels: [("kind", kind)]).increment(by: s.sum)
+            healthState.withLock { $0.agentDrops[kind, default: 0] += s.sum }
         }
     }
 
@@ -67,6 +92,9 @@ public final class CollectorMetrics: Sendable {
             purgeLastSuccess.set(to: Double(atMs) / 1000)
         } else {
             purgeFailures.increment()
+        }
+        healthState.withLock { h in
+            if ok { h.purgeRuns += 1; h.lastPurgeMs = atMs } else { h.purgeFailures += 1 }
         }
     }
 

@@ -30,9 +30,11 @@ public struct FleetCell: Sendable, Equatable {
     public var sketch: QuantileSketch?
 
     public mutating func merge(_ other: FleetCell) {
-        reports += other.reports
-        count += other.count
-        sum += other.sum
+        // Saturating: a cell must never trap the collector, whatever reports it merges.
+        reports = reports.saturatingAdd(other.reports)
+        count = count.saturatingAdd(other.count)
+        let total = sum + other.sum
+        sum = total.isFinite ? total : (total > 0 ? .greatestFiniteMagnitude : -.greatestFiniteMagnitude)
         min = Swift.min(min, other.min)
         max = Swift.max(max, other.max)
         switch (sketch, other.sketch) {

@@ -112,6 +112,34 @@ public final class SQLiteStore: TelemetryStore {
                 CREATE INDEX fleet_windows_expiry ON fleet_windows(bucket_start_ms);
                 """)
         }
+        m.registerMigration("v5-dashboard-and-troubleshooting-sessions") { db in
+            try db.execute(sql: """
+                CREATE TABLE web_sessions (
+                    id_hash BLOB PRIMARY KEY,
+                    token_id INTEGER NOT NULL REFERENCES tokens(id),
+                    csrf TEXT NOT NULL,
+                    created_at_ms INTEGER NOT NULL,
+                    expires_at_ms INTEGER NOT NULL
+                ) WITHOUT ROWID;
+                CREATE INDEX web_sessions_expiry ON web_sessions(expires_at_ms);
+                CREATE INDEX report_data_recent ON report_data(window_end_ms);
+                CREATE TABLE troubleshooting_sessions (
+                    id INTEGER PRIMARY KEY,
+                    device_id TEXT NOT NULL REFERENCES devices(id),
+                    actor TEXT NOT NULL,
+                    reason TEXT NOT NULL,
+                    started_at_ms INTEGER NOT NULL,
+                    ends_at_ms INTEGER NOT NULL,
+                    stopped_at_ms INTEGER,
+                    stopped_by TEXT,
+                    end_recorded INTEGER NOT NULL DEFAULT 0,
+                    interval_seconds INTEGER NOT NULL,
+                    window_seconds INTEGER NOT NULL
+                );
+                CREATE INDEX troubleshooting_sessions_device ON troubleshooting_sessions(device_id, started_at_ms);
+                CREATE INDEX troubleshooting_sessions_open ON troubleshooting_sessions(end_recorded, ends_at_ms);
+                """)
+        }
         return m
     }
 
@@ -290,7 +318,7 @@ public final class SQLiteStore: TelemetryStore {
     }
 
     /// Tables that hold a device's data; erase empties each of them for the device.
-    public static let deviceDataTables = ["report_data", "reports"]
+    public static let deviceDataTables = ["report_data", "reports", "troubleshooting_sessions"]
 
     private func storage<T>(_ what: String, _ body: () async throws -> T) async throws -> T {
         do { return try await body() } catch let e as CollectorError { throw e } catch {
@@ -355,6 +383,12 @@ public final class SQLiteStore: TelemetryStore {
         }
     }
 
+    public func token(id: Int64) async throws -> TokenRecord? {
+        try await storage("reading token") {
+            try await pool.read { db in try Row.fetchOne(db, sql: "SELECT * FROM tokens WHERE id = ?", arguments: [id]).map(Self.tokenRecord) }
+        }
+    }
+
     public func tokens() async throws -> [TokenRecord] {
         try await storage("listing tokens") {
             try await pool.read { db in try Row.fetchAll(db, sql: "SELECT * FROM tokens ORDER BY id").map(Self.tokenRecord) }
@@ -365,7 +399,9 @@ public final class SQLiteStore: TelemetryStore {
         try await storage("revoking token") {
             try await pool.write { db in
                 try db.execute(sql: "UPDATE tokens SET revoked_at_ms = ? WHERE id = ? AND revoked_at_ms IS NULL", arguments: [nowMs, id])
-                return db.changesCount == 1
+                let revoked = db.changesCount == 1
+                try db.execute(sql: "DELETE FROM web_sessions WHERE token_id = ?", arguments: [id])  // its dashboard logins end with it
+                return revoked
             }
         }
     }
@@ -505,6 +541,13 @@ public final class SQLiteStore: TelemetryStore {
                     counts["audit"] = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM audit WHERE at_ms < ?", arguments: [auditCutoff]) ?? 0
                     if !dryRun { try db.execute(sql: "DELETE FROM audit WHERE at_ms < ?", arguments: [auditCutoff]) }
                 }
+                if !dryRun {
+                    // A troubleshooting session is kept as long as the data it produced (expired dashboard logins go at each login).
+                    if let cutoff = cutoffs[.troubleshooting] {
+                        try db.execute(sql: "DELETE FROM troubleshooting_sessions WHERE end_recorded = 1 AND ends_at_ms < ? AND COALESCE(stopped_at_ms, ends_at_ms) < ?",
+                                       arguments: [cutoff, cutoff])
+                    }
+                }
                 return counts
             }
         }
@@ -532,6 +575,133 @@ public final class SQLiteStore: TelemetryStore {
         }
         try await storage("checkpointing the WAL after erasure") { try await truncateWAL() }
         return counts
+    }
+
+    // MARK: Dashboard
+
+    public func latestWindows(metrics: Set<String>, sinceMs: Int64, cutoffs: [DataClass: Int64]) async throws -> [StoredWindow] {
+        let filter = Self.retentionFilter(cutoffs)
+        // SQLite returns the other columns of the row that holds MAX() (a documented bare-column rule).
+        let sql = """
+            SELECT device_id, seq, data_class, window_start_ms, MAX(window_end_ms) AS window_end_ms, codec, series_count, payload
+            FROM report_data WHERE window_end_ms > ? AND \(filter.sql) GROUP BY device_id, data_class
+            """
+        let arguments = StatementArguments([sinceMs] + filter.arguments) ?? StatementArguments()
+        return try await storage("reading the newest windows") {
+            try await pool.read { db in
+                var out: [StoredWindow] = []
+                let rows = try Row.fetchCursor(db, sql: sql, arguments: arguments)
+                while let row = try rows.next() {
+                    let payload: Data = row["payload"]
+                    let series = try SeriesCodec.decompress([UInt8](payload), codec: row["codec"], seriesCount: row["series_count"])
+                    let (device, seq, c, start, end): (String, Int64, String, Int64, Int64) =
+                        (row["device_id"], row["seq"], row["data_class"], row["window_start_ms"], row["window_end_ms"])
+                    for s in series where metrics.contains(s.metric) {
+                        out.append(StoredWindow(deviceID: device, seq: seq, dataClass: c, metric: s.metric, unit: s.unit, labels: s.labels,
+                                                windowStartMs: start, windowEndMs: end, count: s.count, min: s.min, max: s.max,
+                                                mean: s.mean, last: s.last, sum: s.sum, sketch: s.sketch))
+                    }
+                }
+                return out
+            }
+        }
+    }
+
+    public func createWebSession(_ session: WebSession) async throws {
+        try await storage("starting a dashboard session") {
+            try await pool.write { db in
+                try db.execute(sql: "DELETE FROM web_sessions WHERE expires_at_ms < ?", arguments: [session.createdAtMs])
+                try db.execute(sql: "INSERT INTO web_sessions (id_hash, token_id, csrf, created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?, ?)",
+                               arguments: [Data(session.idHash), session.tokenID, session.csrf, session.createdAtMs, session.expiresAtMs])
+            }
+        }
+    }
+
+    public func webSession(idHash: [UInt8], nowMs: Int64) async throws -> WebSession? {
+        try await storage("reading a dashboard session") {
+            try await pool.read { db in
+                guard let row = try Row.fetchOne(db, sql: "SELECT * FROM web_sessions WHERE id_hash = ? AND expires_at_ms > ?",
+                                                 arguments: [Data(idHash), nowMs]) else { return nil }
+                return WebSession(idHash: idHash, tokenID: row["token_id"], csrf: row["csrf"],
+                                  createdAtMs: row["created_at_ms"], expiresAtMs: row["expires_at_ms"])
+            }
+        }
+    }
+
+    public func deleteWebSession(idHash: [UInt8]) async throws {
+        try await storage("ending a dashboard session") {
+            try await pool.write { db in try db.execute(sql: "DELETE FROM web_sessions WHERE id_hash = ?", arguments: [Data(idHash)]) }
+        }
+    }
+
+    // MARK: Troubleshooting sessions
+
+    private static func session(_ row: Row) -> TroubleshootingSession {
+        TroubleshootingSession(id: row["id"], deviceID: row["device_id"], actor: row["actor"], reason: row["reason"],
+                               startedAtMs: row["started_at_ms"], endsAtMs: row["ends_at_ms"], stoppedAtMs: row["stopped_at_ms"],
+                               stoppedBy: row["stopped_by"], intervalSeconds: row["interval_seconds"], windowSeconds: row["window_seconds"])
+    }
+
+    private static let runningSQL = "device_id = ? AND started_at_ms <= ? AND ends_at_ms > ? AND stopped_at_ms IS NULL"
+
+    public func startSession(device: String, actor: String, reason: String, startMs: Int64, endMs: Int64,
+                             intervalSeconds: Int, windowSeconds: Int) async throws -> TroubleshootingSession? {
+        try await storage("starting a troubleshooting session") {
+            try await pool.write { db in
+                // One at a time per device, checked inside the write transaction (SQLite has one writer).
+                if try Bool.fetchOne(db, sql: "SELECT 1 FROM troubleshooting_sessions WHERE \(Self.runningSQL)", arguments: [device, startMs, startMs]) == true {
+                    return nil
+                }
+                try db.execute(sql: """
+                    INSERT INTO troubleshooting_sessions (device_id, actor, reason, started_at_ms, ends_at_ms, interval_seconds, window_seconds)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """, arguments: [device, actor, reason, startMs, endMs, intervalSeconds, windowSeconds])
+                return TroubleshootingSession(id: db.lastInsertedRowID, deviceID: device, actor: actor, reason: reason, startedAtMs: startMs,
+                                              endsAtMs: endMs, stoppedAtMs: nil, stoppedBy: nil, intervalSeconds: intervalSeconds, windowSeconds: windowSeconds)
+            }
+        }
+    }
+
+    public func stopSession(device: String, id: Int64, actor: String, nowMs: Int64) async throws -> Bool {
+        try await storage("stopping a troubleshooting session") {
+            try await pool.write { db in
+                try db.execute(sql: "UPDATE troubleshooting_sessions SET stopped_at_ms = ?, stopped_by = ?, end_recorded = 1 WHERE id = ? AND \(Self.runningSQL)",
+                               arguments: [nowMs, actor, id, device, nowMs, nowMs])
+                return db.changesCount == 1
+            }
+        }
+    }
+
+    public func sessions(device: String?, limit: Int) async throws -> [TroubleshootingSession] {
+        try await storage("listing troubleshooting sessions") {
+            try await pool.read { db in
+                if let device {
+                    return try Row.fetchAll(db, sql: "SELECT * FROM troubleshooting_sessions WHERE device_id = ? ORDER BY id DESC LIMIT ?",
+                                            arguments: [device, limit]).map(Self.session)
+                }
+                return try Row.fetchAll(db, sql: "SELECT * FROM troubleshooting_sessions ORDER BY id DESC LIMIT ?", arguments: [limit]).map(Self.session)
+            }
+        }
+    }
+
+    public func runningSession(device: String, nowMs: Int64) async throws -> TroubleshootingSession? {
+        try await storage("reading the running troubleshooting session") {
+            try await pool.read { db in
+                try Row.fetchOne(db, sql: "SELECT * FROM troubleshooting_sessions WHERE \(Self.runningSQL) ORDER BY id DESC LIMIT 1",
+                                 arguments: [device, nowMs, nowMs]).map(Self.session)
+            }
+        }
+    }
+
+    public func takeExpiredSessions(nowMs: Int64) async throws -> [TroubleshootingSession] {
+        try await storage("recording ended troubleshooting sessions") {
+            try await pool.write { db in
+                let ended = try Row.fetchAll(db, sql: "SELECT * FROM troubleshooting_sessions WHERE end_recorded = 0 AND ends_at_ms <= ? LIMIT 1000",
+                                             arguments: [nowMs]).map(Self.session)
+                for s in ended { try db.execute(sql: "UPDATE troubleshooting_sessions SET end_recorded = 1 WHERE id = ?", arguments: [s.id]) }
+                return ended
+            }
+        }
     }
 
     public func appendAudit(_ entry: AuditEntry) async throws {

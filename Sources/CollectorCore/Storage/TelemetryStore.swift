@@ -111,6 +111,7 @@ public protocol TelemetryStore: Sendable {
 
     func addToken(hash: [UInt8], role: TokenRole, deviceID: String?, name: String, nowMs: Int64) async throws -> TokenRecord
     func token(hash: [UInt8]) async throws -> (record: TokenRecord, hash: [UInt8])?
+    func token(id: Int64) async throws -> TokenRecord?
     func tokens() async throws -> [TokenRecord]
     func revokeToken(id: Int64, nowMs: Int64) async throws -> Bool
 
@@ -136,4 +137,85 @@ public protocol TelemetryStore: Sendable {
 
     func appendAudit(_ entry: AuditEntry) async throws
     func audit(device: String?, sinceMs: Int64, limit: Int) async throws -> [AuditEntry]
+
+    /// The newest stored window of each device, data class and series of `metrics` whose window ended
+    /// after `sinceMs` and has not expired (the dashboard's fleet tables: one report row per device and
+    /// class is read, whatever the device's history).
+    func latestWindows(metrics: Set<String>, sinceMs: Int64, cutoffs: [DataClass: Int64]) async throws -> [StoredWindow]
+
+    /// Dashboard sessions live in the database, so any collector process behind a load balancer knows them.
+    func createWebSession(_ session: WebSession) async throws
+    /// The session with this id hash if it has not expired at `nowMs`.
+    func webSession(idHash: [UInt8], nowMs: Int64) async throws -> WebSession?
+    func deleteWebSession(idHash: [UInt8]) async throws
+
+    /// Starts a troubleshooting session unless one is running for the device (then nil).
+    func startSession(device: String, actor: String, reason: String, startMs: Int64, endMs: Int64,
+                      intervalSeconds: Int, windowSeconds: Int) async throws -> TroubleshootingSession?
+    /// Ends the running session `id` of `device` now; false when it was not running.
+    func stopSession(device: String, id: Int64, actor: String, nowMs: Int64) async throws -> Bool
+    /// The device's sessions, newest first.
+    func sessions(device: String?, limit: Int) async throws -> [TroubleshootingSession]
+    /// The session of `device` running at `nowMs`, if any.
+    func runningSession(device: String, nowMs: Int64) async throws -> TroubleshootingSession?
+    /// Sessions that reached their end time without being stopped and whose end was not yet recorded:
+    /// marks them and returns them, once, whichever collector process asks (for the audit trail).
+    func takeExpiredSessions(nowMs: Int64) async throws -> [TroubleshootingSession]
+}
+
+/// An operator's request for high-resolution data from one device for a while.
+public struct TroubleshootingSession: Sendable, Equatable, Codable {
+    public var id: Int64
+    public var deviceID: String
+    public var actor: String
+    public var reason: String
+    public var startedAtMs: Int64
+    public var endsAtMs: Int64
+    public var stoppedAtMs: Int64?
+    public var stoppedBy: String?
+    public var intervalSeconds: Int
+    public var windowSeconds: Int
+
+    public init(id: Int64, deviceID: String, actor: String, reason: String, startedAtMs: Int64, endsAtMs: Int64,
+                stoppedAtMs: Int64?, stoppedBy: String?, intervalSeconds: Int, windowSeconds: Int) {
+        self.id = id
+        self.deviceID = deviceID
+        self.actor = actor
+        self.reason = reason
+        self.startedAtMs = startedAtMs
+        self.endsAtMs = endsAtMs
+        self.stoppedAtMs = stoppedAtMs
+        self.stoppedBy = stoppedBy
+        self.intervalSeconds = intervalSeconds
+        self.windowSeconds = windowSeconds
+    }
+
+    /// When it ended or will end.
+    public var endMs: Int64 { Swift.min(endsAtMs, stoppedAtMs ?? Int64.max) }
+    public func isRunning(at nowMs: Int64) -> Bool { startedAtMs <= nowMs && nowMs < endMs }
+
+    enum CodingKeys: String, CodingKey {
+        case id, actor, reason
+        case deviceID = "device", startedAtMs = "started_at_ms", endsAtMs = "ends_at_ms", stoppedAtMs = "stopped_at_ms",
+             stoppedBy = "stopped_by", intervalSeconds = "interval_seconds", windowSeconds = "window_seconds"
+    }
+}
+
+/// A dashboard login: the browser holds the random id in an HttpOnly cookie, the database its SHA-256.
+/// It acts for one operator or admin token (revoking the token ends the session) and carries the CSRF
+/// token every form of the session must send back.
+public struct WebSession: Sendable, Equatable {
+    public var idHash: [UInt8]
+    public var tokenID: Int64
+    public var csrf: String
+    public var createdAtMs: Int64
+    public var expiresAtMs: Int64
+
+    public init(idHash: [UInt8], tokenID: Int64, csrf: String, createdAtMs: Int64, expiresAtMs: Int64) {
+        self.idHash = idHash
+        self.tokenID = tokenID
+        self.csrf = csrf
+        self.createdAtMs = createdAtMs
+        self.expiresAtMs = expiresAtMs
+    }
 }
