@@ -19,8 +19,11 @@ if ! grep -qE "rx [1-9][0-9]* packets" var/demo-check.log; then
     exit 1
 fi
 
-phase "running tests"
-swift test --skip-build 2>&1 | tee var/test.log
+phase "running tests (one at a time)"
+# --no-parallel: many tests run real agents, collectors, Chromium and network namespaces and wait on
+# them; run side by side on two cores they starved each other's tasks (an in-process collector missing
+# its agent's 10 s timeout), which made the suite flaky. One at a time it takes ~5.5 min, and passes.
+swift test --skip-build --no-parallel 2>&1 | tee var/test.log
 status=${PIPESTATUS[0]}
 
 phase "delivery faults: kill -9 of the agent at random moments (issue 14 acceptance 1; LONG_FAULTS=1 for 1000)"

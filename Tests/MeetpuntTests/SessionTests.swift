@@ -37,11 +37,11 @@ import Testing
 
     /// Polls `condition` until it holds (the seconds it took) or `seconds` pass (nil); sleeps without
     /// holding a cooperative thread.
-    static func waitUntil(_ seconds: Double, _ condition: () throws -> Bool) async throws -> Double? {
+    static func waitUntil(_ seconds: Double, every pause: Duration = .milliseconds(200), _ condition: () throws -> Bool) async throws -> Double? {
         let start = Date()
         while Date().timeIntervalSince(start) < seconds {
             if try condition() { return Date().timeIntervalSince(start) }
-            try await Task.sleep(for: .milliseconds(50))
+            try await Task.sleep(for: pause)
         }
         // Once more after the deadline: a test task starved by the others must not miss what happened.
         return try condition() ? Date().timeIntervalSince(start) : nil
@@ -92,7 +92,7 @@ import Testing
         let reachSeconds = Double(first.ends_at_ms - first.started_at_ms - remaining) / 1000
         #expect(reachSeconds <= 5, "session reached the agent after \(reachSeconds) s")
         // 2. 1-second data, stored as troubleshooting data, within 15 s of the start.
-        _ = try await Self.waitUntil(45) { try Self.stored(collector).contains { $0.dataClass == "troubleshooting" } }
+        _ = try await Self.waitUntil(45, every: .milliseconds(500)) { try Self.stored(collector).contains { $0.dataClass == "troubleshooting" } }
         let firstData = try #require(try Self.stored(collector).first { $0.dataClass == "troubleshooting" }, "no troubleshooting data stored")
         let dataSeconds = Double(firstData.receivedMs - first.started_at_ms) / 1000
         #expect(dataSeconds <= 15, "1-second data after \(dataSeconds) s")
@@ -118,7 +118,7 @@ import Testing
         // Delivered after the freeze: the session's last window ends at its end time (±2 s: the interval
         // in progress, and when the agent got the session), and the next windows are normal again.
         let endMs = secondAnswer.ends_at_ms
-        _ = try await Self.waitUntil(90) { try Self.stored(collector).contains { $0.dataClass != "troubleshooting" && $0.startMs >= endMs - 2000 && $0.lengthMs > 10_500 } }
+        _ = try await Self.waitUntil(90, every: .seconds(1)) { try Self.stored(collector).contains { $0.dataClass != "troubleshooting" && $0.startMs >= endMs - 2000 && $0.lengthMs > 10_500 } }
         let windows = try Self.stored(collector)
         let lastOfSecond = try #require(windows.last { $0.dataClass == "troubleshooting" })
         let revertSeconds = Double(lastOfSecond.endMs - secondAnswer.started_at_ms) / 1000
@@ -127,7 +127,7 @@ import Testing
                 "no normal-profile window after the session: \(windows.suffix(6))")
 
         // 5. The audit trail: start and stop of the first, start and expiry of the second.
-        let expired = try await Self.waitUntil(30) { (try? TestSupport.sh("\(cli) audit --config \(collectorConfig)"))?.contains("troubleshooting session ended") == true }
+        let expired = try await Self.waitUntil(30, every: .seconds(1)) { (try? TestSupport.sh("\(cli) audit --config \(collectorConfig)"))?.contains("troubleshooting session ended") == true }
         #expect(expired != nil)
         let audit = try TestSupport.sh("\(cli) audit --config \(collectorConfig) --device session-1")
         #expect(audit.components(separatedBy: "start troubleshooting session").count == 3, "\(audit)")
