@@ -26,6 +26,11 @@ phase "running tests (one at a time)"
 swift test --skip-build --no-parallel 2>&1 | tee var/test.log
 status=${PIPESTATUS[0]}
 
+phase "the query API against docs/openapi.yaml with schemathesis (issue 16 acceptance 5)"
+COLLECTOR_BIN=.build/debug/meetpunt-collector ./scripts/openapi-check.sh 2>&1 | tee var/openapi-check.log
+openapi_status=${PIPESTATUS[0]}
+[ "$status" -eq 0 ] && status=$openapi_status
+
 phase "delivery faults: kill -9 of the agent at random moments (issue 14 acceptance 1; LONG_FAULTS=1 for 1000)"
 long=(); [ "${LONG_FAULTS:-0}" = 1 ] && long=(--long)
 ./scripts/faults/delivery-faults.py --mode kill "${long[@]}" 2>&1 | tee var/faults-kill.log
