@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The main job on this host: a collector on SQLite (under var/demo), a registered device, and an agent
-# sampling this host's interfaces, until Ctrl-C or DURATION seconds (default 40); then a summary of what
-# the collector holds.
+# sampling this host's interfaces; the dashboard's URL and a one-time login link are printed, and both
+# keep running until Ctrl-C (or DURATION seconds, when set); then a summary of what the collector holds.
 source "$(dirname "$0")/lib.sh"
-DURATION=${DURATION:-40}
+DURATION=${DURATION:-}
 
 phase "installing Debian packages (when missing)"
 ensure_packages "${BUILD_PACKAGES[@]}"
@@ -22,6 +22,9 @@ listen: {host: 127.0.0.1, port: 0}
 storage: {sqlite_path: collector.sqlite}
 retention_file: $PWD/collector/retention.yaml
 purge: {interval_seconds: 600}
+# One device on this host: fleet figures are shown from a single report (a real fleet keeps the default
+# of 10, so that no fleet figure describes one household).
+fleet: {min_reports: 1}
 YAML
 "$bin/meetpunt-collector" device add demo-host --config "$demo/collector.yaml" --token-file "$demo/agent.token" >/dev/null
 "$bin/meetpunt-collector" serve --config "$demo/collector.yaml" > "$demo/collector.log" 2>&1 &
@@ -45,9 +48,26 @@ lan_clients: {interfaces: ["*"]}
 YAML
 "$bin/meetpunt-agent" check-config "$demo/agent.yaml"
 
-phase "running the agent for ${DURATION} s (Ctrl-C to stop early)"
-"$bin/meetpunt-agent" run --config "$demo/agent.yaml" --duration "$DURATION" 2> "$demo/agent.log" &
+if [ -n "$DURATION" ]; then
+    phase "running the agent for ${DURATION} s (Ctrl-C to stop early)"
+    "$bin/meetpunt-agent" run --config "$demo/agent.yaml" --duration "$DURATION" 2> "$demo/agent.log" &
+else
+    phase "running the agent until Ctrl-C"
+    "$bin/meetpunt-agent" run --config "$demo/agent.yaml" 2> "$demo/agent.log" &
+fi
 agent=$!
+link=$("$bin/meetpunt-collector" dashboard login-link --name demo-operator --minutes 60 --config "$demo/collector.yaml")
+cat <<TEXT
+
+  Dashboard:       http://127.0.0.1:$port/ui/
+  One-time login:  http://127.0.0.1:$port$link
+                   (works once, for 60 minutes; a new one: $bin/meetpunt-collector dashboard login-link --config $demo/collector.yaml)
+  A troubleshooting session (1-second data for 5 minutes):
+                   $bin/meetpunt-collector session start demo-host --reason "trying it" --minutes 5 --config $demo/collector.yaml
+  The collector listens on 127.0.0.1 only: from another machine, ssh -L $port:127.0.0.1:$port this-host first.
+  Windows arrive every 10 s; the first charts fill within a minute.
+
+TEXT
 trap 'kill -INT $agent 2>/dev/null || true' INT
 while kill -0 "$agent" 2>/dev/null; do wait "$agent" || true; done
 trap - INT

@@ -12,7 +12,7 @@ struct MeetpuntCollector: AsyncParsableCommand {
         commandName: "meetpunt-collector",
         abstract: "Meetpunt's collector: authenticates devices, stores aggregates, enforces retention, serves the query API.",
         version: "0.4.0",
-        subcommands: [Serve.self, DeviceCommand.self, TokenCommand.self, SessionCommand.self, Purge.self, Export.self, Erase.self, AuditCommand.self,
+        subcommands: [Serve.self, DeviceCommand.self, TokenCommand.self, SessionCommand.self, DashboardCommand.self, Purge.self, Export.self, Erase.self, AuditCommand.self,
                       Summary.self, LoadTest.self])
 }
 
@@ -258,6 +258,36 @@ struct Erase: AsyncParsableCommand {
         try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "erase device data",
                                                    deviceID: id, reason: reason, outcome: "ok", detail: detail))
         print("erased \(id): \(detail)")
+    }
+}
+
+struct DashboardCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "dashboard", abstract: "The web dashboard under /ui.", subcommands: [LoginLink.self])
+
+    struct LoginLink: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "login-link",
+            abstract: "Print a one-time dashboard login link (a path; put the collector's address in front) for an operator.",
+            discussion: "Logs in as the operator token named --name, which is created when there is none. The link works once, for --minutes.")
+        @OptionGroup var options: CollectorOptions
+        @Option(help: "The operator token's name.") var name = "dashboard"
+        @Option(help: "How long the link stays valid.") var minutes = 30
+
+        func run() async throws {
+            guard (1...1440).contains(minutes) else { throw ValidationError("--minutes must be 1 to 1440") }
+            let api = try options.api(logLevel: .warning)
+            var token = try await api.store.tokens().last { $0.name == name && $0.revokedAtMs == nil && ($0.role == .operator_ || $0.role == .admin) }
+            if token == nil {
+                let (_, record) = try await api.issueToken(role: .operator_, name: name, device: nil)
+                token = record
+                try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "token add", deviceID: nil,
+                                                           reason: nil, outcome: "ok", detail: "id=\(record.id) role=operator name=\(name) (for a login link)"))
+            }
+            let path = try await Dashboard(api: api).loginLink(token: token!, minutes: minutes)
+            try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "dashboard login link", deviceID: nil,
+                                                       reason: nil, outcome: "ok", detail: "token=\(name) minutes=\(minutes)"))
+            print(path)
+        }
     }
 }
 

@@ -70,5 +70,17 @@ import Testing
         let views = audit.split(separator: "\n").filter { $0.contains("view device page") && $0.contains("operator:noc") && $0.contains("acceptance") }
         #expect(views.count == (result.device_views_with_reason ?? -1), "audited views \(views.count): \(audit)")
         #expect(try TestSupport.sh("\(cli) audit --config \(collectorConfig)").contains("dashboard login"))
+
+        // The demo's one-time login link: it logs in once, then never again.
+        let link = try TestSupport.sh("\(cli) dashboard login-link --name demo-operator --minutes 5 --config \(collectorConfig)").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(link.hasPrefix("/ui/login/once?code="), "\(link)")
+        let first = try TestSupport.sh("curl -s -o /dev/null -D - 'http://127.0.0.1:\(collector.port)\(link)'")
+        #expect(first.hasPrefix("HTTP/1.1 303") && first.contains("meetpunt_session=") && first.contains("HttpOnly"), "\(first)")
+        let cookie = try #require(first.firstMatch(of: /meetpunt_session=([A-Za-z0-9_-]+)/).map { String($0.1) })
+        #expect(try TestSupport.sh("curl -s -o /dev/null -w '%{http_code}' -b meetpunt_session=\(cookie) http://127.0.0.1:\(collector.port)/ui/fleet") == "200")
+        #expect(try TestSupport.sh("curl -s -o /dev/null -w '%{http_code}' 'http://127.0.0.1:\(collector.port)\(link)'") == "401", "used twice")
+        let code = String(link.split(separator: "=").last ?? "")
+        #expect(try TestSupport.sh("curl -s -o /dev/null -w '%{http_code}' -b meetpunt_session=\(code) http://127.0.0.1:\(collector.port)/ui/fleet") == "303",
+                "a login link is not a session cookie")
     }
 }

@@ -33,7 +33,7 @@ public struct Dashboard: Sendable {
     /// The request's live session, or nil (no cookie, unknown, expired, or its token revoked).
     func session(_ request: Request) async throws -> Session? {
         guard let id = request.cookies[Self.sessionCookie]?.value, !id.isEmpty, id.count <= 128 else { return nil }
-        guard let web = try await api.store.webSession(idHash: Self.hash(id), nowMs: api.clock()),
+        guard let web = try await api.store.webSession(idHash: Self.hash(id), nowMs: api.clock()), !web.isLoginLink,
               let token = try await api.store.token(id: web.tokenID), token.revokedAtMs == nil,
               token.role == .operator_ || token.role == .admin else { return nil }
         return Session(web: web, principal: Principal(token: token))
@@ -191,6 +191,35 @@ public struct Dashboard: Sendable {
         var r = redirect(next)
         r.setCookie(cookie(Self.sessionCookie, id, maxAge: Int(Self.sessionMilliseconds / 1000), request: request))
         r.setCookie(cookie(Self.loginCSRFCookie, "", maxAge: 0, request: request))
+        return r
+    }
+
+    /// Makes a one-time login link for `token` (an operator or admin token), valid `minutes`: the path to
+    /// open, with the code. Only the code's hash is stored; it works once.
+    public func loginLink(token: TokenRecord, minutes: Int) async throws -> String {
+        let code = Self.randomToken(), now = api.clock()
+        try await api.store.createWebSession(WebSession(idHash: Self.hash(code), tokenID: token.id, csrf: Self.randomToken(),
+                                                        createdAtMs: now, expiresAtMs: now + Int64(minutes) * 60_000, isLoginLink: true))
+        return "/ui/login/once?code=" + code
+    }
+
+    /// `GET /ui/login/once?code=…`: exchanges a one-time login link for a session.
+    public func loginOnce(_ request: Request) async throws -> Response {
+        let code = Self.query(request)["code"] ?? ""
+        guard !code.isEmpty, code.count <= 128, let link = try await api.store.webSession(idHash: Self.hash(code), nowMs: api.clock()), link.isLoginLink,
+              try await api.store.deleteWebSession(idHash: link.idHash),  // once: whoever deletes it first logs in
+              let record = try await api.store.token(id: link.tokenID), record.revokedAtMs == nil,
+              record.role == .operator_ || record.role == .admin else {
+            return loginForm(next: "/ui/fleet", error: "That login link is not valid: it was used already, has expired, or its token was revoked.",
+                             status: .unauthorized, request: request)
+        }
+        let id = Self.randomToken(), now = api.clock()
+        try await api.store.createWebSession(WebSession(idHash: Self.hash(id), tokenID: record.id, csrf: Self.randomToken(),
+                                                        createdAtMs: now, expiresAtMs: now + Self.sessionMilliseconds))
+        try await api.store.appendAudit(AuditEntry(atMs: now, actor: Principal(token: record).actor, action: "dashboard login",
+                                                   deviceID: nil, reason: nil, outcome: "ok", detail: "one-time link"))
+        var r = redirect("/ui/fleet")
+        r.setCookie(cookie(Self.sessionCookie, id, maxAge: Int(Self.sessionMilliseconds / 1000), request: request))
         return r
     }
 

@@ -59,6 +59,7 @@ public func buildApplication(api: CollectorAPI, services: [any Service] = [],
     router.get("/ui/style.css") { _, _ in dashboard.stylesheet() }
     router.get("/ui/login") { request, _ in try await dashboard.loginPage(request) }
     router.post("/ui/login") { request, _ in try await dashboard.login(request) }
+    router.get("/ui/login/once") { request, _ in try await dashboard.loginOnce(request) }
     router.post("/ui/logout") { request, _ in try await dashboard.logout(request) }
     router.get("/ui/fleet") { request, _ in try await dashboard.fleetPage(request) }
     router.get("/ui/devices/:id") { request, context in try await dashboard.devicePage(request, device: try context.parameters.require("id")) }

@@ -119,7 +119,8 @@ public final class SQLiteStore: TelemetryStore {
                     token_id INTEGER NOT NULL REFERENCES tokens(id),
                     csrf TEXT NOT NULL,
                     created_at_ms INTEGER NOT NULL,
-                    expires_at_ms INTEGER NOT NULL
+                    expires_at_ms INTEGER NOT NULL,
+                    kind TEXT NOT NULL DEFAULT 'session'
                 ) WITHOUT ROWID;
                 CREATE INDEX web_sessions_expiry ON web_sessions(expires_at_ms);
                 CREATE INDEX report_data_recent ON report_data(window_end_ms);
@@ -611,8 +612,9 @@ public final class SQLiteStore: TelemetryStore {
         try await storage("starting a dashboard session") {
             try await pool.write { db in
                 try db.execute(sql: "DELETE FROM web_sessions WHERE expires_at_ms < ?", arguments: [session.createdAtMs])
-                try db.execute(sql: "INSERT INTO web_sessions (id_hash, token_id, csrf, created_at_ms, expires_at_ms) VALUES (?, ?, ?, ?, ?)",
-                               arguments: [Data(session.idHash), session.tokenID, session.csrf, session.createdAtMs, session.expiresAtMs])
+                try db.execute(sql: "INSERT INTO web_sessions (id_hash, token_id, csrf, created_at_ms, expires_at_ms, kind) VALUES (?, ?, ?, ?, ?, ?)",
+                               arguments: [Data(session.idHash), session.tokenID, session.csrf, session.createdAtMs, session.expiresAtMs,
+                                           session.isLoginLink ? "login_link" : "session"])
             }
         }
     }
@@ -623,14 +625,17 @@ public final class SQLiteStore: TelemetryStore {
                 guard let row = try Row.fetchOne(db, sql: "SELECT * FROM web_sessions WHERE id_hash = ? AND expires_at_ms > ?",
                                                  arguments: [Data(idHash), nowMs]) else { return nil }
                 return WebSession(idHash: idHash, tokenID: row["token_id"], csrf: row["csrf"],
-                                  createdAtMs: row["created_at_ms"], expiresAtMs: row["expires_at_ms"])
+                                  createdAtMs: row["created_at_ms"], expiresAtMs: row["expires_at_ms"], isLoginLink: (row["kind"] as String) == "login_link")
             }
         }
     }
 
-    public func deleteWebSession(idHash: [UInt8]) async throws {
+    public func deleteWebSession(idHash: [UInt8]) async throws -> Bool {
         try await storage("ending a dashboard session") {
-            try await pool.write { db in try db.execute(sql: "DELETE FROM web_sessions WHERE id_hash = ?", arguments: [Data(idHash)]) }
+            try await pool.write { db in
+                try db.execute(sql: "DELETE FROM web_sessions WHERE id_hash = ?", arguments: [Data(idHash)])
+                return db.changesCount == 1
+            }
         }
     }
 

@@ -147,7 +147,9 @@ public protocol TelemetryStore: Sendable {
     func createWebSession(_ session: WebSession) async throws
     /// The session with this id hash if it has not expired at `nowMs`.
     func webSession(idHash: [UInt8], nowMs: Int64) async throws -> WebSession?
-    func deleteWebSession(idHash: [UInt8]) async throws
+    /// Deletes the session or login link; false when it was not there (a link used twice).
+    @discardableResult
+    func deleteWebSession(idHash: [UInt8]) async throws -> Bool
 
     /// Starts a troubleshooting session unless one is running for the device (then nil).
     func startSession(device: String, actor: String, reason: String, startMs: Int64, endMs: Int64,
@@ -210,12 +212,16 @@ public struct WebSession: Sendable, Equatable {
     public var csrf: String
     public var createdAtMs: Int64
     public var expiresAtMs: Int64
+    /// A one-time login link (`meetpunt-collector dashboard login-link`), not a session: it is exchanged
+    /// for a session once, and never accepted as a session cookie.
+    public var isLoginLink: Bool
 
-    public init(idHash: [UInt8], tokenID: Int64, csrf: String, createdAtMs: Int64, expiresAtMs: Int64) {
+    public init(idHash: [UInt8], tokenID: Int64, csrf: String, createdAtMs: Int64, expiresAtMs: Int64, isLoginLink: Bool = false) {
         self.idHash = idHash
         self.tokenID = tokenID
         self.csrf = csrf
         self.createdAtMs = createdAtMs
         self.expiresAtMs = expiresAtMs
+        self.isLoginLink = isLoginLink
     }
 }
