@@ -27,6 +27,10 @@ let package = Package(
         // Only `meetpunt-collector loadtest` (the collector's own load generator) uses it; never the agent.
         // Same URL as Hummingbird's, so the pin in Package.resolved (1.37.0) serves both.
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.25.0"),
+        // The collector's OTLP export of fleet aggregates. OTLP/HTTP only: the gRPC trait would build
+        // grpc-swift for a transport the exporter does not use.
+        .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0", traits: ["OTLPHTTP"]),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
     ],
     targets: [
         // MARK: C libraries (module.modulemap + shim.h only)
@@ -73,6 +77,8 @@ let package = Package(
             .product(name: "HummingbirdTLS", package: "hummingbird"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "OTel", package: "swift-otel"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "HTTPTypes", package: "swift-http-types"),
             .product(name: "GRDB", package: "GRDB.swift"),

@@ -68,7 +68,11 @@ struct Serve: AsyncParsableCommand {
             FileHandle.standardOutput.write(Data("meetpunt-collector serving HTTPS only, certificate \(tls.certificateChainFile)\n".utf8))
         }
         do {
-            let app = try buildApplication(api: api, services: [purge, fleetFlush, SessionExpiryService(api: api)]) { port in
+            var services: [any Service] = [purge, fleetFlush, SessionExpiryService(api: api)]
+            if let otlp = api.configuration.otlp {
+                services.append(FleetOTLPService(api: api, settings: otlp, serviceVersion: MeetpuntCollector.configuration.version))
+            }
+            let app = try buildApplication(api: api, services: services) { port in
                 FileHandle.standardOutput.write(Data("meetpunt-collector listening on \(host):\(port)\n".utf8))
             }
             try await app.runService()

@@ -25,6 +25,8 @@ public struct CollectorConfiguration: Sendable {
     /// Troubleshooting sessions: their length when none is asked for, the longest allowed, and the profile
     /// the agent switches to.
     public var sessions = SessionSettings()
+    /// Export the fleet aggregates over OTLP/HTTP; nil: no export.
+    public var otlp: FleetOTLPExport.Settings?
 
     public struct SessionSettings: Sendable, Equatable {
         public var defaultMinutes = 30
@@ -123,6 +125,17 @@ public struct CollectorConfiguration: Sendable {
         }
         try sessionSection.finish()
 
+        var otlp: FleetOTLPExport.Settings?
+        if top.keys.contains("otlp") {
+            var o = try top.mapping("otlp")
+            let endpoint = try o.string("endpoint")
+            guard endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://") else {
+                throw CollectorError(.configuration, "\(file): otlp.endpoint must be an http:// or https:// URL (the OTLP/HTTP metrics URL, e.g. http://otel-collector:4318/v1/metrics)")
+            }
+            otlp = FleetOTLPExport.Settings(endpoint: endpoint, intervalSeconds: try o.int("interval_seconds", default: 60, range: 1...3600))
+            try o.finish()
+        }
+
         var logging = try top.mapping("logging")
         let level = try logging.string("level", default: "info", allowed: ["trace", "debug", "info", "notice", "warning", "error", "critical"])
         try logging.finish()
@@ -136,6 +149,7 @@ public struct CollectorConfiguration: Sendable {
         c.fleetMinReports = fleetMin
         c.tls = tls
         c.sessions = sessions
+        c.otlp = otlp
         return c
     }
 
