@@ -10,7 +10,23 @@ public struct SampleBatch: Sendable {
     }
 
     public private(set) var samples: [Sample] = []
+    /// Many samples of one series, in order (RTTs of an interval): folded with one key lookup.
+    public struct Run: Sendable {
+        public let descriptor: MetricDescriptor
+        public let labels: [String: String]
+        public let values: [Double]
+    }
+    public private(set) var runs: [Run] = []
     public init() {}
+
+    /// Adds the samples `values` of one series, in order.
+    public mutating func add(_ name: String, _ labels: [String: String], values: [Double]) {
+        guard !values.isEmpty else { return }
+        guard let d = MetricCatalog.descriptor(named: name) else {
+            preconditionFailure("metric \(name) is not in MetricCatalog")
+        }
+        runs.append(Run(descriptor: d, labels: labels, values: values))
+    }
 
     /// Adds a sample of the catalogued metric `name`; an uncatalogued name is a programming error.
     public mutating func add(_ name: String, _ labels: [String: String], _ value: Double) {

@@ -17,8 +17,11 @@ public enum TrafficSamples {
         batch.add("traffic.flows_evicted", [:], Double(interval.evictedFlows))
         batch.add("traffic.rtt_samples_dropped", [:], Double(interval.rttDropped))
         if let captureDrops { batch.add("traffic.capture_drops", [:], Double(captureDrops)) }
-        for s in interval.rtt {
-            batch.add("traffic.tcp.rtt", ["leg": s.leg.rawValue, "method": s.method.rawValue], Double(s.microseconds) / 1000)
+        // Thousands of RTT samples an interval fall into six series: grouped first, each series folded once.
+        var byKind: [RTTKind: [Double]] = [:]
+        for s in interval.rtt { byKind[RTTKind(leg: s.leg, method: s.method), default: []].append(Double(s.microseconds) / 1000) }
+        for (k, values) in byKind.sorted(by: { ($0.key.leg.rawValue, $0.key.method.rawValue) < ($1.key.leg.rawValue, $1.key.method.rawValue) }) {
+            batch.add("traffic.tcp.rtt", ["leg": k.leg.rawValue, "method": k.method.rawValue], values: values)
         }
         for (name, table) in [("traffic.tcp.retransmissions", interval.retransmissions), ("traffic.tcp.fast_retransmissions", interval.fastRetransmissions),
                               ("traffic.tcp.out_of_order", interval.outOfOrder), ("traffic.tcp.zero_window", interval.zeroWindow)] {
@@ -44,11 +47,18 @@ public enum TrafficSamples {
             batch.add("traffic.client.packets", ["peer": peer], Double(c.packets))
         }
         batch.add("traffic.clients_unreported", [:], Double(max(0, ranked.count - maxClients) + interval.clientsDropped))
+        var byPeer: [PeerLeg: [Double]] = [:]
         for s in interval.rtt {
             guard let mac = s.client, let peer = peerOf[mac] else { continue }
-            batch.add("traffic.client.rtt", ["peer": peer, "leg": s.leg.rawValue], Double(s.microseconds) / 1000)
+            byPeer[PeerLeg(peer: peer, leg: s.leg), default: []].append(Double(s.microseconds) / 1000)
+        }
+        for (k, values) in byPeer.sorted(by: { ($0.key.peer, $0.key.leg.rawValue) < ($1.key.peer, $1.key.leg.rawValue) }) {
+            batch.add("traffic.client.rtt", ["peer": k.peer, "leg": k.leg.rawValue], values: values)
         }
     }
+
+    struct RTTKind: Hashable { let leg: RTTLeg; let method: RTTMethod }
+    struct PeerLeg: Hashable { let peer: String; let leg: RTTLeg }
 
     static func macBytes(_ mac: UInt64) -> [UInt8] { (0..<6).map { UInt8(truncatingIfNeeded: mac >> (8 * (5 - $0))) } }
 }

@@ -65,6 +65,7 @@ public struct WindowedAggregation: Sendable {
         }
         lastSample = max(lastSample, t)
         for s in batch.samples { aggregator.add(s.descriptor, labels: s.labels, value: s.value) }
+        for r in batch.runs { aggregator.add(r.descriptor, labels: r.labels, values: r.values) }
         return closed
     }
 

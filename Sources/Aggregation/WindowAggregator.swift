@@ -54,6 +54,22 @@ public struct WindowAggregator: Sendable {
         accumulators[key]!.fold(value)
     }
 
+    /// Folds several samples of one series in order: the key is hashed once (an interval's RTT samples
+    /// are thousands of one series).
+    public mutating func add(_ descriptor: MetricDescriptor, labels: [String: String], values: [Double]) {
+        guard !values.isEmpty else { return }
+        let key = SeriesKey(metric: descriptor.name, labels: labels)
+        if accumulators[key] == nil {
+            guard accumulators.count < maxSeries else {
+                droppedSeries += 1
+                return
+            }
+            accumulators[key] = Accumulator(unit: descriptor.unit, sketch: descriptor.kind.isSketched ? QuantileSketch() : nil)
+            order.append(key)
+        }
+        for v in values where v.isFinite { accumulators[key]!.fold(v) }
+    }
+
     /// The window's series in first-seen order, and a fresh, empty aggregator state.
     public mutating func drain() -> (series: [Series], droppedSeries: Int) {
         let series = order.compactMap { key -> Series? in

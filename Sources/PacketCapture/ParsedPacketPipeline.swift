@@ -28,7 +28,7 @@ public enum ParsedPacketPipeline {
     /// and calls `consume` for every record in order on the calling thread. Returns when `read` returns
     /// and every record was consumed; a `CaptureError` thrown by `read` is rethrown then (after the
     /// records read before it).
-    public static func run(batchSize: Int = 1024, depth: Int = 4,
+    public static func run(batchSize: Int = 4096, depth: Int = 8,
                            read: @escaping (Emit) throws(CaptureError) -> Void,
                            consume: (Record) -> Void) throws(CaptureError) {
         precondition(batchSize > 0 && depth > 1)

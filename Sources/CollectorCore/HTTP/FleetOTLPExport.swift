@@ -1,4 +1,5 @@
 import CoreMetrics
+import Foundation
 import Logging
 import OTel
 import ServiceLifecycle
@@ -110,5 +111,5 @@ public struct FleetOTLPService: Service {
 
 /// A random id for this collector process (OTel's `service.instance.id`).
 enum ProcessIdentity {
-    static let instanceID: String = (0..<16).map { _ in String(UInt8.random(in: 0...255), radix: 16) }.joined()
+    static let instanceID: String = (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
 }
