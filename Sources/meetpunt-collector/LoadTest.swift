@@ -34,6 +34,8 @@ struct LoadTest: AsyncParsableCommand {
     @Option(help: "Reports per request: consecutive windows of one device.") var reportsPerRequest = 10
     @Option(help: "Series per report, 60–100.") var series = 92
     @Option(help: "Seed of the simulated fleet: the same seed gives the same devices, clients and values.") var seed: UInt64 = 1
+    @Flag(help: "Start every device's windows ten minutes ago instead of a day ago, so each device's first reports are its newest (the dashboard's render benchmark: every device reporting).")
+    var recent = false
     @Option(help: "Device ids are <prefix>-00000, …; default lt-<current time in base 36>, new on every run.") var devicePrefix: String?
     @Option(help: "Also write every report sent as InfluxDB line protocol to this file (a line per series; tags: device and the labels).")
     var influxOut: String?
@@ -59,7 +61,7 @@ struct LoadTest: AsyncParsableCommand {
     func run() async throws {
         let clock = ContinuousClock()
         let nowMs = Int64(Date().timeIntervalSince1970 * 1000)
-        let windows = LoadWindows(nowMs: nowMs)
+        let windows = LoadWindows(nowMs: nowMs, recent: recent)
         let prefix = devicePrefix ?? "lt-" + String(nowMs / 1000, radix: 36)
         let width = Swift.max(5, String(devices - 1).count)
         var fleet: [LoadDevice] = []
@@ -435,8 +437,8 @@ struct LoadWindows: Sendable {
     static let slots: UInt64 = 287
     let firstStartMs: Int64
 
-    init(nowMs: Int64) {
-        firstStartMs = nowMs - Int64(Self.slots + 1) * Self.lengthMs
+    init(nowMs: Int64, recent: Bool = false) {
+        firstStartMs = nowMs - (recent ? 3 : Int64(Self.slots + 1)) * Self.lengthMs
     }
 
     /// Window of report `seq` (1, 2, …) of a device whose windows start `offsetMs` after the grid; `reused` when

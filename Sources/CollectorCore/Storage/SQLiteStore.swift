@@ -309,13 +309,18 @@ public final class SQLiteStore: TelemetryStore {
     }
 
     public func settings(device: String) async throws -> AgentSettingsDocument? {
-        let row = try await storage("reading device settings") {
-            try await pool.read { db in try Row.fetchOne(db, sql: "SELECT version, settings FROM device_settings WHERE device_id = ?", arguments: [device]) }
+        // The closure returns Sendable values, so this is GRDB's async read: a `Row` result made the
+        // compiler pick the blocking one, which held a cooperative thread while waiting for a reader that
+        // a suspended task held — the collector hung under load (10,000 devices, one report per request).
+        let found: (version: Int64, text: String)? = try await storage("reading device settings") {
+            try await pool.read { db in
+                try Row.fetchOne(db, sql: "SELECT version, settings FROM device_settings WHERE device_id = ?", arguments: [device])
+                    .map { (version: $0["version"] as Int64, text: $0["settings"] as String) }
+            }
         }
-        guard let row else { return nil }
-        let text: String = row["settings"]
-        let settings = try JSONDecoder().decode(AgentSettings.self, from: Data(text.utf8))
-        return AgentSettingsDocument(device: device, version: UInt64(row["version"] as Int64), settings: settings)
+        guard let found else { return nil }
+        let settings = try JSONDecoder().decode(AgentSettings.self, from: Data(found.text.utf8))
+        return AgentSettingsDocument(device: device, version: UInt64(found.version), settings: settings)
     }
 
     /// Tables that hold a device's data; erase empties each of them for the device.
