@@ -54,8 +54,10 @@ for page in "ui/fleet" "ui/devices/$device?range=1h&reason=render+benchmark"; do
         t=$(curl -s -o "$work/page.html" -w '%{time_total} %{http_code} %{size_download}' -b "$cookie" "http://127.0.0.1:$port/$page")
         times+=("$t")
     done
-    printf '%s\n' "${times[@]}" | awk -v page="/${page%%\?*}" '
-        { s[NR] = $1; code = $2; size = $3 }
-        END { n = asort(s); printf "%-28s HTTP %s, %d bytes: median %.0f ms, min %.0f ms, max %.0f ms over %d fetches\n",
-              page, code, size, s[int((n + 1) / 2)] * 1000, s[1] * 1000, s[n] * 1000, n }'
+    sorted=$(printf '%s\n' "${times[@]}" | sort -n)
+    code=$(head -1 <<<"$sorted" | cut -d' ' -f2); size=$(head -1 <<<"$sorted" | cut -d' ' -f3)
+    ms() { awk -v t="$1" 'BEGIN { printf "%.0f", t * 1000 }'; }
+    median=$(sed -n "$(( (RUNS + 1) / 2 ))p" <<<"$sorted" | cut -d' ' -f1)
+    printf '%-28s HTTP %s, %s bytes: median %s ms, min %s ms, max %s ms over %s fetches\n' "/${page%%\?*}" "$code" "$size" \
+        "$(ms "$median")" "$(ms "$(head -1 <<<"$sorted" | cut -d' ' -f1)")" "$(ms "$(tail -1 <<<"$sorted" | cut -d' ' -f1)")" "$RUNS"
 done
