@@ -171,12 +171,15 @@ public struct ConfigCheckIn: Sendable {
 /// session's profile, tags the windows it makes, and reverts when the collector says the session ended or
 /// at the end time by its own monotonic clock, whichever comes first: an agent cut off from the
 /// collector does not stay in a session.
-public struct SessionCheckIn: Service {
+public struct SessionCheckIn: Service, CustomStringConvertible {
     let transport: any ReportTransport
     let settings: RuntimeSettings
     let logger: Logger
     /// How long the collector may hold a poll open (it answers at once when something changed).
     let waitSeconds: Int
+
+    /// What service-lifecycle logs for this service.
+    public var description: String { "SessionCheckIn(wait: \(waitSeconds) s)" }
 
     public init(transport: any ReportTransport, settings: RuntimeSettings, waitSeconds: Int = 25, logger: Logger) {
         self.transport = transport

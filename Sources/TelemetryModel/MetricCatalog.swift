@@ -7,11 +7,12 @@ public struct DataClass: RawRepresentable, Hashable, Sendable, Codable, CustomSt
     public static let link = DataClass(rawValue: "link")
     /// LAN client presence by pseudonym: personal data, kept shortest among the telemetry classes.
     public static let clients = DataClass(rawValue: "clients")
-    /// Radio and per-station quality (later issue).
+    /// Radio and per-station quality (nl80211).
     public static let wifi = DataClass(rawValue: "wifi")
-    /// Packet-header derived performance: traffic data under telecom secrecy (later issue).
+    /// Packet-header derived performance: traffic data under telecom secrecy (capture).
     public static let traffic = DataClass(rawValue: "traffic")
-    /// Data from on-demand troubleshooting sessions (later issue).
+    /// Data from on-demand troubleshooting sessions: every series of a report that carries
+    /// `troubleshooting_session`, whatever its metric's own class.
     public static let troubleshooting = DataClass(rawValue: "troubleshooting")
     /// The collector's own audit trail of operator access.
     public static let audit = DataClass(rawValue: "audit")

@@ -54,6 +54,10 @@ struct Serve: AsyncParsableCommand {
             printError("meetpunt-collector: \(e.message)")
             throw ExitCode(2)
         }
+        if api.configuration.otlp != nil, let problem = FleetOTLPExport.environmentProblem() {
+            printError("meetpunt-collector: \(problem)")
+            throw ExitCode(2)
+        }
         if let port {
             var c = api.configuration
             c.port = port

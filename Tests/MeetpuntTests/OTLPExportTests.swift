@@ -92,5 +92,9 @@ import TelemetryModel
             """.write(toFile: config, atomically: true, encoding: .utf8)
         let out = try TestSupport.sh("\(TestSupport.executable("meetpunt-collector")) serve --config \(config) 2>&1", check: false)
         #expect(out.contains("otlp.endpoint"), "\(out)")
+        // An environment that would turn swift-otel to gRPC (not in this build) is refused with one line.
+        #expect(FleetOTLPExport.environmentProblem(["OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"])?.contains("OTLP/HTTP only") == true)
+        #expect(FleetOTLPExport.environmentProblem(["OTEL_SDK_DISABLED": "true"]) != nil)
+        #expect(FleetOTLPExport.environmentProblem(["PATH": "/usr/bin"]) == nil)
     }
 }

@@ -255,7 +255,7 @@ public struct Dashboard: Sendable {
 
         // Fleet distributions from the aggregates merged at ingest: percentiles of merged sketches.
         let from = now - 6 * 3_600_000
-        body += "<h2>Fleet distributions, last 6 hours</h2><p class=\"hint\">Percentiles over every device's windows, from sketches merged at ingest (5-minute buckets); a cohort's bucket fewer than \(api.configuration.fleetMinReports) reports contributed to is withheld.</p>"
+        body += "<h2>Fleet distributions, last 6 hours</h2><p class=\"hint\">Percentiles over every device's windows, from sketches merged at ingest (5-minute buckets); a cohort's bucket fewer than \(api.configuration.fleetMinReports) report\(api.configuration.fleetMinReports == 1 ? "" : "s") contributed to is withheld.</p>"
         for (metric, title, cohort, quantiles) in [
             ("link.rx_rate", "Receive throughput per interface", nil as String?, [0.5, 0.9, 0.99]),
             ("wifi.station.signal_dbm", "Wi-Fi client signal", nil, [0.1, 0.5, 0.9]),

@@ -31,8 +31,22 @@ public struct FleetOTLPExport: Sendable {
     /// The OTLP metric name of a catalogue metric.
     public static func name(_ metric: String) -> String { "meetpunt.fleet." + metric }
 
+    /// swift-otel applies `OTEL_*` environment variables over the configuration; those that would break
+    /// the export (a gRPC protocol this build lacks, an SDK switched off) are refused at start with one
+    /// line, rather than a crash or silence.
+    public static func environmentProblem(_ env: [String: String] = ProcessInfo.processInfo.environment) -> String? {
+        for key in ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"] where (env[key] ?? "").hasPrefix("grpc") {
+            return "\(key)=\(env[key]!) is set, but this collector exports OTLP/HTTP only (otlp.endpoint in collector.yaml): unset it"
+        }
+        for key in ["OTEL_SDK_DISABLED", "OTEL_METRICS_EXPORTER"] where env[key] != nil {
+            return "\(key) is set; the collector's OTLP export is configured in collector.yaml (otlp:), not by \(key): unset it"
+        }
+        return nil
+    }
+
     /// The backend's factory (what the gauges are made with) and the service that exports them.
     public static func makeBackend(_ settings: Settings, serviceVersion: String, logger: Logger) throws -> (factory: any MetricsFactory, service: any Service) {
+        if let problem = environmentProblem() { throw CollectorError(.configuration, problem) }
         var c = OTel.Configuration.default
         c.serviceName = "meetpunt-collector"
         c.resourceAttributes = ["service.version": serviceVersion, "service.instance.id": ProcessIdentity.instanceID]

@@ -586,7 +586,9 @@ public final class SQLiteStore: TelemetryStore {
     // MARK: Dashboard
 
     public func latestWindows(metrics: Set<String>, sinceMs: Int64, cutoffs: [DataClass: Int64]) async throws -> [StoredWindow] {
-        let filter = Self.retentionFilter(cutoffs)
+        // Only the classes the metrics live in: each row read is a payload to decode.
+        let classes = Set(metrics.compactMap { MetricCatalog.descriptor(named: $0)?.dataClass })
+        let filter = Self.retentionFilter(cutoffs.filter { classes.contains($0.key) })
         // SQLite returns the other columns of the row that holds MAX() (a documented bare-column rule).
         let sql = """
             SELECT device_id, seq, data_class, window_start_ms, MAX(window_end_ms) AS window_end_ms, codec, series_count, payload
