@@ -31,6 +31,8 @@ let package = Package(
         // grpc-swift for a transport the exporter does not use.
         .package(url: "https://github.com/swift-otel/swift-otel", from: "1.6.0", traits: ["OTLPHTTP"]),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        // The collector's PostgreSQL backend (storage.backend: postgres).
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.0"),
     ],
     targets: [
         // MARK: C libraries (module.modulemap + shim.h only)
@@ -78,6 +80,7 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "OTel", package: "swift-otel"),
+            .product(name: "PostgresNIO", package: "postgres-nio"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -24,7 +24,7 @@ ensure_packages() {
 
 BUILD_PACKAGES=(git gcc libc6-dev libstdc++-12-dev binutils pkg-config libpcap-dev libnl-3-dev libnl-genl-3-dev libnl-route-3-dev libcurl4-openssl-dev
                 libyaml-dev libssl-dev zlib1g-dev libzstd-dev libsqlite3-dev iproute2 ethtool curl)
-TEST_PACKAGES=(iputils-ping xz-utils binutils python3 tcpdump openssl e2fsprogs prometheus chromium chromium-driver python3-selenium fonts-dejavu-core)
+TEST_PACKAGES=(postgresql-15 postgresql-client-15 iputils-ping xz-utils binutils python3 tcpdump openssl e2fsprogs prometheus chromium chromium-driver python3-selenium fonts-dejavu-core)
 
 ensure_swift() {
     if ! command -v swift >/dev/null 2>&1; then

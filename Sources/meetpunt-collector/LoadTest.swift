@@ -92,138 +92,135 @@ struct LoadTest: AsyncParsableCommand {
 
         // MARK: Register the fleet in the collector's database
 
-        let api: CollectorAPI
-        do { api = try options.api(logLevel: .warning) } catch let e as CollectorError {
-            printError("meetpunt-collector: \(e.message)")
-            throw ExitCode(2)
-        }
-        guard reportsPerRequest <= api.configuration.maxReportsPerBatch else {
-            throw ValidationError("--reports-per-request \(reportsPerRequest) is over the collector's ingest.max_reports_per_batch (\(api.configuration.maxReportsPerBatch))")
-        }
-        let sqlitePath = api.configuration.sqlitePath
-        let ids = Set(fleet.map(\.id))
-        if let taken = try await api.store.devices().first(where: { ids.contains($0.id) }) {
-            throw ValidationError("device \(taken.id) is already registered in \(sqlitePath) and its seq numbers would collide: choose another --device-prefix")
-        }
-        let registering = clock.now
-        var tokenIDs: [Int64] = []
-        for i in fleet.indices {
-            _ = try await api.store.addDevice(fleet[i].id, nowMs: api.clock())
-            let (token, record) = try await api.issueToken(role: .device, name: fleet[i].id, device: fleet[i].id)
-            fleet[i].token = token
-            tokenIDs.append(record.id)
-        }
-        try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "token add", deviceID: nil,
-                                                   reason: "loadtest", outcome: "ok", detail: "\(fleet.count) device tokens for \(prefix)-*"))
-        print("loadtest: registered \(fleet.count) devices (\(fleet[0].id) … \(fleet[fleet.count - 1].id)) and their tokens in \(sqlitePath) "
-              + "in \(Self.format(Self.milliseconds(clock.now - registering) / 1000, 1)) s")
-
-        // MARK: Send
-
-        let workers = Swift.min(concurrency, fleet.count)
-        let endpoint = (url.hasSuffix("/") ? String(url.dropLast()) : url) + "/v1/report-batches"
-        let perRequest = reportsPerRequest
-        let registered = fleet
-        let before = Self.databaseBytes(sqlitePath)
-        print("loadtest: \(series) series per report, \(perRequest) reports per request, \(workers) requests in flight, "
-              + "\(seconds) s against \(endpoint)")
-        let client = HTTPClient(
-            eventLoopGroup: HTTPClient.defaultEventLoopGroup,
-            configuration: HTTPClient.Configuration(
-                redirectConfiguration: .disallow,
-                timeout: .init(connect: .seconds(10), read: .seconds(120)),
-                connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: workers)))
-        let started = clock.now
-        let deadline = started + .seconds(seconds)
-        let total: LoadTally
-        do {
-            total = try await withThrowingTaskGroup(of: LoadTally.self, returning: LoadTally.self) { group in
-                for w in 0..<workers {
-                    let mine = stride(from: w, to: registered.count, by: workers).map { registered[$0] }
-                    group.addTask {
-                        try await LoadTest.worker(fleet: mine, client: client, endpoint: endpoint, until: deadline,
-                                                  perRequest: perRequest, windows: windows, sink: sink)
-                    }
-                }
-                var merged = LoadTally()
-                for try await tally in group { merged.merge(tally) }
-                return merged
+        try await options.withAPI(logLevel: .warning) { api in
+            guard reportsPerRequest <= api.configuration.maxReportsPerBatch else {
+                throw ValidationError("--reports-per-request \(reportsPerRequest) is over the collector's ingest.max_reports_per_batch (\(api.configuration.maxReportsPerBatch))")
             }
-        } catch {
-            try? await client.shutdown()
-            _ = try? await sink?.close()
-            throw error
-        }
-        let elapsed = Self.milliseconds(clock.now - started) / 1000
-        try await client.shutdown()
-        if let sink {
-            let (lines, fields, bytes) = try await sink.close()
-            print("loadtest: wrote \(lines) lines, \(fields) values, \(bytes) bytes of line protocol to \(influxOut ?? "-")")
-        }
+            let sqlitePath = api.configuration.sqlitePath
+            let ids = Set(fleet.map(\.id))
+            if let taken = try await api.store.devices().first(where: { ids.contains($0.id) }) {
+                throw ValidationError("device \(taken.id) is already registered in \(sqlitePath) and its seq numbers would collide: choose another --device-prefix")
+            }
+            let registering = clock.now
+            var tokenIDs: [Int64] = []
+            for i in fleet.indices {
+                _ = try await api.store.addDevice(fleet[i].id, nowMs: api.clock())
+                let (token, record) = try await api.issueToken(role: .device, name: fleet[i].id, device: fleet[i].id)
+                fleet[i].token = token
+                tokenIDs.append(record.id)
+            }
+            try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "token add", deviceID: nil,
+                                                       reason: "loadtest", outcome: "ok", detail: "\(fleet.count) device tokens for \(prefix)-*"))
+            print("loadtest: registered \(fleet.count) devices (\(fleet[0].id) … \(fleet[fleet.count - 1].id)) and their tokens in \(sqlitePath) "
+                  + "in \(Self.format(Self.milliseconds(clock.now - registering) / 1000, 1)) s")
 
-        // MARK: What the collector holds
+            // MARK: Send
 
-        let after = Self.databaseBytes(sqlitePath)
-        let held = try await api.store.devices().filter { ids.contains($0.id) }.reduce(0) { $0 + $1.reports }
-        for id in tokenIDs { _ = try await api.store.revokeToken(id: id, nowMs: api.clock()) }
-        try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "token revoke", deviceID: nil,
-                                                   reason: "loadtest", outcome: "ok", detail: "\(tokenIDs.count) device tokens for \(prefix)-*"))
+            let workers = Swift.min(concurrency, fleet.count)
+            let endpoint = (url.hasSuffix("/") ? String(url.dropLast()) : url) + "/v1/report-batches"
+            let perRequest = reportsPerRequest
+            let registered = fleet
+            let before = Self.databaseBytes(sqlitePath)
+            print("loadtest: \(series) series per report, \(perRequest) reports per request, \(workers) requests in flight, "
+                  + "\(seconds) s against \(endpoint)")
+            let client = HTTPClient(
+                eventLoopGroup: HTTPClient.defaultEventLoopGroup,
+                configuration: HTTPClient.Configuration(
+                    redirectConfiguration: .disallow,
+                    timeout: .init(connect: .seconds(10), read: .seconds(120)),
+                    connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: workers)))
+            let started = clock.now
+            let deadline = started + .seconds(seconds)
+            let total: LoadTally
+            do {
+                total = try await withThrowingTaskGroup(of: LoadTally.self, returning: LoadTally.self) { group in
+                    for w in 0..<workers {
+                        let mine = stride(from: w, to: registered.count, by: workers).map { registered[$0] }
+                        group.addTask {
+                            try await LoadTest.worker(fleet: mine, client: client, endpoint: endpoint, until: deadline,
+                                                      perRequest: perRequest, windows: windows, sink: sink)
+                        }
+                    }
+                    var merged = LoadTally()
+                    for try await tally in group { merged.merge(tally) }
+                    return merged
+                }
+            } catch {
+                try? await client.shutdown()
+                _ = try? await sink?.close()
+                throw error
+            }
+            let elapsed = Self.milliseconds(clock.now - started) / 1000
+            try await client.shutdown()
+            if let sink {
+                let (lines, fields, bytes) = try await sink.close()
+                print("loadtest: wrote \(lines) lines, \(fields) values, \(bytes) bytes of line protocol to \(influxOut ?? "-")")
+            }
 
-        // MARK: Figures
+            // MARK: What the collector holds
 
-        let acknowledged = total.stored + total.duplicates
-        let latencies = total.latenciesMs.sorted()
-        let p50 = Self.percentile(latencies, 0.50), p90 = Self.percentile(latencies, 0.90), p99 = Self.percentile(latencies, 0.99)
-        let perSecond = elapsed > 0 ? Double(acknowledged) / elapsed : 0
-        let growth = (after.main + after.wal) - (before.main + before.wal)
-        let perReport = total.stored > 0 ? Double(growth) / Double(total.stored) : 0
-        let perSeries = total.storedSeries > 0 ? Double(growth) / Double(total.storedSeries) : 0
-        func row(_ label: String, _ value: String) { print(label.padding(toLength: 26, withPad: " ", startingAt: 0) + value) }
-        print("")
-        row("reports sent", "\(total.sent) in \(total.requests) requests over \(Self.format(elapsed, 1)) s")
-        row("acknowledged", "\(acknowledged) (stored \(total.stored), duplicate \(total.duplicates)); \(total.storedSeries) series stored")
-        row("rejected", "\(total.rejected)")
-        row("not acknowledged", "\(total.sent - acknowledged - total.rejected) (retry \(total.retried), missing from answers \(total.missing), in failed requests \(total.inFailedRequests))")
-        row("failed requests", "\(total.failedRequests)")
-        row("throughput", "\(Self.format(perSecond, 1)) reports/s, \(Self.format(elapsed > 0 ? Double(total.storedSeries) / elapsed : 0, 0)) series/s")
-        row("request latency", "p50 \(Self.format(p50, 1)) ms, p90 \(Self.format(p90, 1)) ms, p99 \(Self.format(p99, 1)) ms, max \(Self.format(latencies.last ?? 0, 1)) ms (\(latencies.count) answers)")
-        if total.requests > 0 {
-            row("request body", "\(total.gzipBytes / total.requests) bytes gzip, \(total.jsonBytes / total.requests) bytes JSON (mean); "
-                + "\(total.gzipBytes / Swift.max(1, total.sent)) gzip bytes per report")
-            row("generator", "\(Self.format(Self.milliseconds(total.buildTime) / Double(total.requests), 2)) ms per request to build, encode and gzip (in this process)")
-        }
-        if total.reusedWindows > 0 {
-            row("windows reused", "\(total.reusedWindows) reports: their device had used up its day of 5-minute windows (\(LoadWindows.slots)) and started again")
-        }
-        row("database", "\(sqlitePath): \(after.main) bytes + WAL \(after.wal) bytes (before the run \(before.main) + \(before.wal))")
-        row("on disk per report", "\(Self.format(perReport, 0)) bytes per report, \(Self.format(perSeries, 1)) bytes per series (growth \(growth) bytes / stored); "
-            + "the main file alone \(Self.format(total.stored > 0 ? Double(after.main - before.main) / Double(total.stored) : 0, 0)) bytes per report")
-        row("collector holds", "\(held) reports of the \(fleet.count) simulated devices; \(total.stored) acknowledged stored"
-            + (held == total.stored ? ": no loss, no duplicates" : ": MISMATCH"))
-        if !total.rejections.isEmpty {
-            print("first rejections:")
-            for r in total.rejections.prefix(3) { print("  \(r)") }
-        }
-        if !total.failures.isEmpty {
-            print("first failures:")
-            for f in total.failures.prefix(3) { print("  \(f)") }
-        }
-        print("loadtest-figures: devices=\(fleet.count) seconds=\(seconds) series=\(series) sent=\(total.sent) stored=\(total.stored) "
-              + "stored_series=\(total.storedSeries) reports_per_second=\(Self.format(perSecond, 1)) p50_ms=\(Self.format(p50, 1)) "
-              + "p99_ms=\(Self.format(p99, 1)) rejected=\(total.rejected) failed=\(total.failedRequests) db_growth_bytes=\(growth) "
-              + "bytes_per_report=\(Self.format(perReport, 0)) bytes_per_series=\(Self.format(perSeries, 1)) held=\(held)")
-        print("loadtest: \(fleet.count) devices, \(seconds) s, \(Self.format(perSecond, 1)) reports/s, p50 \(Self.format(p50, 1)) ms, "
-              + "p99 \(Self.format(p99, 1)) ms, \(total.rejected) rejected, \(total.failedRequests) failed, \(Self.format(perReport, 0)) bytes/report on disk")
+            let after = Self.databaseBytes(sqlitePath)
+            let held = try await api.store.devices().filter { ids.contains($0.id) }.reduce(0) { $0 + $1.reports }
+            for id in tokenIDs { _ = try await api.store.revokeToken(id: id, nowMs: api.clock()) }
+            try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "token revoke", deviceID: nil,
+                                                       reason: "loadtest", outcome: "ok", detail: "\(tokenIDs.count) device tokens for \(prefix)-*"))
 
-        var problems: [String] = []
-        if total.rejected > 0 { problems.append("\(total.rejected) reports rejected") }
-        if acknowledged != total.sent { problems.append("\(total.sent - acknowledged) of \(total.sent) reports not acknowledged") }
-        if total.duplicates > 0 { problems.append("\(total.duplicates) reports sent once were answered duplicate") }
-        if total.failedRequests > 0 { problems.append("\(total.failedRequests) requests failed") }
-        if held != total.stored { problems.append("the collector holds \(held) reports of the simulated devices, \(total.stored) were acknowledged stored") }
-        if !problems.isEmpty {
-            printError("loadtest failed: " + problems.joined(separator: "; "))
-            throw ExitCode(1)
+            // MARK: Figures
+
+            let acknowledged = total.stored + total.duplicates
+            let latencies = total.latenciesMs.sorted()
+            let p50 = Self.percentile(latencies, 0.50), p90 = Self.percentile(latencies, 0.90), p99 = Self.percentile(latencies, 0.99)
+            let perSecond = elapsed > 0 ? Double(acknowledged) / elapsed : 0
+            let growth = (after.main + after.wal) - (before.main + before.wal)
+            let perReport = total.stored > 0 ? Double(growth) / Double(total.stored) : 0
+            let perSeries = total.storedSeries > 0 ? Double(growth) / Double(total.storedSeries) : 0
+            func row(_ label: String, _ value: String) { print(label.padding(toLength: 26, withPad: " ", startingAt: 0) + value) }
+            print("")
+            row("reports sent", "\(total.sent) in \(total.requests) requests over \(Self.format(elapsed, 1)) s")
+            row("acknowledged", "\(acknowledged) (stored \(total.stored), duplicate \(total.duplicates)); \(total.storedSeries) series stored")
+            row("rejected", "\(total.rejected)")
+            row("not acknowledged", "\(total.sent - acknowledged - total.rejected) (retry \(total.retried), missing from answers \(total.missing), in failed requests \(total.inFailedRequests))")
+            row("failed requests", "\(total.failedRequests)")
+            row("throughput", "\(Self.format(perSecond, 1)) reports/s, \(Self.format(elapsed > 0 ? Double(total.storedSeries) / elapsed : 0, 0)) series/s")
+            row("request latency", "p50 \(Self.format(p50, 1)) ms, p90 \(Self.format(p90, 1)) ms, p99 \(Self.format(p99, 1)) ms, max \(Self.format(latencies.last ?? 0, 1)) ms (\(latencies.count) answers)")
+            if total.requests > 0 {
+                row("request body", "\(total.gzipBytes / total.requests) bytes gzip, \(total.jsonBytes / total.requests) bytes JSON (mean); "
+                    + "\(total.gzipBytes / Swift.max(1, total.sent)) gzip bytes per report")
+                row("generator", "\(Self.format(Self.milliseconds(total.buildTime) / Double(total.requests), 2)) ms per request to build, encode and gzip (in this process)")
+            }
+            if total.reusedWindows > 0 {
+                row("windows reused", "\(total.reusedWindows) reports: their device had used up its day of 5-minute windows (\(LoadWindows.slots)) and started again")
+            }
+            row("database", "\(sqlitePath): \(after.main) bytes + WAL \(after.wal) bytes (before the run \(before.main) + \(before.wal))")
+            row("on disk per report", "\(Self.format(perReport, 0)) bytes per report, \(Self.format(perSeries, 1)) bytes per series (growth \(growth) bytes / stored); "
+                + "the main file alone \(Self.format(total.stored > 0 ? Double(after.main - before.main) / Double(total.stored) : 0, 0)) bytes per report")
+            row("collector holds", "\(held) reports of the \(fleet.count) simulated devices; \(total.stored) acknowledged stored"
+                + (held == total.stored ? ": no loss, no duplicates" : ": MISMATCH"))
+            if !total.rejections.isEmpty {
+                print("first rejections:")
+                for r in total.rejections.prefix(3) { print("  \(r)") }
+            }
+            if !total.failures.isEmpty {
+                print("first failures:")
+                for f in total.failures.prefix(3) { print("  \(f)") }
+            }
+            print("loadtest-figures: devices=\(fleet.count) seconds=\(seconds) series=\(series) sent=\(total.sent) stored=\(total.stored) "
+                  + "stored_series=\(total.storedSeries) reports_per_second=\(Self.format(perSecond, 1)) p50_ms=\(Self.format(p50, 1)) "
+                  + "p99_ms=\(Self.format(p99, 1)) rejected=\(total.rejected) failed=\(total.failedRequests) db_growth_bytes=\(growth) "
+                  + "bytes_per_report=\(Self.format(perReport, 0)) bytes_per_series=\(Self.format(perSeries, 1)) held=\(held)")
+            print("loadtest: \(fleet.count) devices, \(seconds) s, \(Self.format(perSecond, 1)) reports/s, p50 \(Self.format(p50, 1)) ms, "
+                  + "p99 \(Self.format(p99, 1)) ms, \(total.rejected) rejected, \(total.failedRequests) failed, \(Self.format(perReport, 0)) bytes/report on disk")
+
+            var problems: [String] = []
+            if total.rejected > 0 { problems.append("\(total.rejected) reports rejected") }
+            if acknowledged != total.sent { problems.append("\(total.sent - acknowledged) of \(total.sent) reports not acknowledged") }
+            if total.duplicates > 0 { problems.append("\(total.duplicates) reports sent once were answered duplicate") }
+            if total.failedRequests > 0 { problems.append("\(total.failedRequests) requests failed") }
+            if held != total.stored { problems.append("the collector holds \(held) reports of the simulated devices, \(total.stored) were acknowledged stored") }
+            if !problems.isEmpty {
+                printError("loadtest failed: " + problems.joined(separator: "; "))
+                throw ExitCode(1)
+            }
         }
     }
 

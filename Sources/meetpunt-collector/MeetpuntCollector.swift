@@ -21,17 +21,43 @@ struct CollectorOptions: ParsableArguments {
     @Option(name: .shortAndLong, help: "Collector configuration file.")
     var config: String = "collector/collector.yaml"
 
-    func api(logLevel: Logger.Level? = nil) throws -> CollectorAPI {
+    /// The configured store (not yet running) and an API over it.
+    func open(logLevel: Logger.Level? = nil) throws(CollectorError) -> (StoreHandle, CollectorAPI) {
         // The database holds pseudonyms, token hashes and the audit trail: owner-only files and folders.
         umask(0o077)
         let configuration = try CollectorConfiguration.load(path: config)
         let policy = try RetentionPolicy.load(path: configuration.retentionFile)
-        let directory = (configuration.sqlitePath as NSString).deletingLastPathComponent
-        if !directory.isEmpty { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
-        let store = try SQLiteStore(path: configuration.sqlitePath)
         var logger = Logger(label: "meetpunt.collector")
         logger.logLevel = logLevel ?? Logger.Level(rawValue: configuration.logLevel) ?? .info
-        return CollectorAPI(store: store, policy: policy, configuration: configuration, logger: logger)
+        if configuration.postgres == nil {
+            let directory = (configuration.sqlitePath as NSString).deletingLastPathComponent
+            if !directory.isEmpty {
+                do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
+                    throw CollectorError(.storage, "cannot make the database folder \(directory): \(error.localizedDescription)")
+                }
+            }
+        }
+        let handle = try StoreHandle.open(configuration, logger: logger)
+        return (handle, CollectorAPI(store: handle.store, policy: policy, configuration: configuration, logger: logger))
+    }
+
+    /// Runs `body` with the API over a ready store (PostgreSQL connected and migrated); a configuration
+    /// or storage problem is one line on stderr and exit status 2.
+    func withAPI<T>(logLevel: Logger.Level? = nil, _ body: (CollectorAPI) async throws -> T) async throws -> T {
+        let (handle, api) = try Self.orExit { () throws(CollectorError) in try open(logLevel: logLevel) }
+        do {
+            return try await handle.run { _ in try await body(api) }
+        } catch let e as CollectorError where e.code == .storage || e.code == .configuration {
+            printError("meetpunt-collector: \(e.message)")
+            throw ExitCode(2)
+        }
+    }
+
+    static func orExit<T>(_ body: () throws(CollectorError) -> T) throws -> T {
+        do { return try body() } catch {
+            printError("meetpunt-collector: \(error.message)")
+            throw ExitCode(2)
+        }
     }
 
     /// Who ran the command, for the audit trail.
@@ -49,11 +75,7 @@ struct Serve: AsyncParsableCommand {
     var port: Int?
 
     func run() async throws {
-        var api: CollectorAPI
-        do { api = try options.api() } catch let e as CollectorError {
-            printError("meetpunt-collector: \(e.message)")
-            throw ExitCode(2)
-        }
+        var (handle, api) = try CollectorOptions.orExit { () throws(CollectorError) in try options.open() }
         if api.configuration.otlp != nil, let problem = FleetOTLPExport.environmentProblem() {
             printError("meetpunt-collector: \(problem)")
             throw ExitCode(2)
@@ -72,14 +94,20 @@ struct Serve: AsyncParsableCommand {
             FileHandle.standardOutput.write(Data("meetpunt-collector serving HTTPS only, certificate \(tls.certificateChainFile)\n".utf8))
         }
         do {
-            var services: [any Service] = [purge, fleetFlush, SessionExpiryService(api: api)]
-            if let otlp = api.configuration.otlp {
-                services.append(FleetOTLPService(api: api, settings: otlp, serviceVersion: MeetpuntCollector.configuration.version))
+            // The store (PostgreSQL's connection pool) outlives the HTTP server: it stops after the last request.
+            try await handle.run { _ in
+                var services: [any Service] = [purge, fleetFlush, SessionExpiryService(api: api)]
+                if let otlp = api.configuration.otlp {
+                    services.append(FleetOTLPService(api: api, settings: otlp, serviceVersion: MeetpuntCollector.configuration.version))
+                }
+                let app = try buildApplication(api: api, services: services) { port in
+                    FileHandle.standardOutput.write(Data("meetpunt-collector listening on \(host):\(port)\n".utf8))
+                }
+                try await app.runService()
             }
-            let app = try buildApplication(api: api, services: services) { port in
-                FileHandle.standardOutput.write(Data("meetpunt-collector listening on \(host):\(port)\n".utf8))
-            }
-            try await app.runService()
+        } catch let e as CollectorError where e.code == .storage {
+            printError("meetpunt-collector: \(e.message)")
+            throw ExitCode(2)
         } catch {
             // One clear line and a non-zero exit: a collector that cannot serve must not look alive.
             printError("meetpunt-collector: serving on \(host):\(api.configuration.port) failed: \(error)")
@@ -101,27 +129,28 @@ struct DeviceCommand: AsyncParsableCommand {
         @Option(help: "Why (request or ticket reference), for the audit trail.") var reason: String?
 
         func run() async throws {
-            let api = try options.api(logLevel: .warning)
-            guard try await api.store.deviceExists(id) else { throw ValidationError("no device \(id)") }
-            if let set {
-                let settings: AgentSettings
-                do { settings = try JSONDecoder().decode(AgentSettings.self, from: Data(set.utf8)) } catch {
-                    throw ValidationError("--set is not valid settings JSON: \(CollectorAPI.describe(error))")
+            try await options.withAPI(logLevel: .warning) { api in
+                guard try await api.store.deviceExists(id) else { throw ValidationError("no device \(id)") }
+                if let set {
+                    let settings: AgentSettings
+                    do { settings = try JSONDecoder().decode(AgentSettings.self, from: Data(set.utf8)) } catch {
+                        throw ValidationError("--set is not valid settings JSON: \(CollectorAPI.describe(error))")
+                    }
+                    let doc: AgentSettingsDocument
+                    do { doc = try await api.changeSettings(settings, device: id) } catch let e as APIError {
+                        throw ValidationError("\(e.path.map { "\($0): " } ?? "")\(e.message)")
+                    }
+                    try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "change device settings",
+                                                               deviceID: id, reason: reason, outcome: "ok", detail: "version=\(doc.version)"))
                 }
-                let doc: AgentSettingsDocument
-                do { doc = try await api.changeSettings(settings, device: id) } catch let e as APIError {
-                    throw ValidationError("\(e.path.map { "\($0): " } ?? "")\(e.message)")
+                guard let doc = try await api.store.settings(device: id) else {
+                    print("\(id): no remote settings; it runs its local configuration")
+                    return
                 }
-                try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "change device settings",
-                                                           deviceID: id, reason: reason, outcome: "ok", detail: "version=\(doc.version)"))
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                print("\(id): version \(doc.version) \(String(decoding: try encoder.encode(doc.settings), as: UTF8.self))")
             }
-            guard let doc = try await api.store.settings(device: id) else {
-                print("\(id): no remote settings; it runs its local configuration")
-                return
-            }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print("\(id): version \(doc.version) \(String(decoding: try encoder.encode(doc.settings), as: UTF8.self))")
         }
     }
 
@@ -138,16 +167,17 @@ struct DeviceCommand: AsyncParsableCommand {
             if let found = IdentifierGuard().finding(in: id) {
                 throw ValidationError("device id looks like a \(found.rawValue); use a pseudonymous id, never a hardware address")
             }
-            let api = try options.api()
-            let added = try await api.store.addDevice(id, nowMs: api.clock())
-            let (token, record) = try await api.issueToken(role: .device, name: id, device: id)
-            try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "token add",
-                                                       deviceID: id, reason: nil, outcome: "ok", detail: "id=\(record.id) role=device"))
-            if let tokenFile {
-                _ = FileManager.default.createFile(atPath: tokenFile, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600])
+            try await options.withAPI() { api in
+                let added = try await api.store.addDevice(id, nowMs: api.clock())
+                let (token, record) = try await api.issueToken(role: .device, name: id, device: id)
+                try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "token add",
+                                                           deviceID: id, reason: nil, outcome: "ok", detail: "id=\(record.id) role=device"))
+                if let tokenFile {
+                    _ = FileManager.default.createFile(atPath: tokenFile, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600])
+                }
+                printError(added ? "device \(id) registered" : "device \(id) already registered; issued an additional token")
+                print(token)
             }
-            printError(added ? "device \(id) registered" : "device \(id) already registered; issued an additional token")
-            print(token)
         }
     }
 
@@ -155,7 +185,7 @@ struct DeviceCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List devices.")
         @OptionGroup var options: CollectorOptions
         func run() async throws {
-            for d in try await options.api().store.devices() {
+            for d in try await options.withAPI(logLevel: .warning, { try await $0.store.devices() }) {
                 print("\(d.id)\treports=\(d.reports)\tlast_seq=\(d.lastSeq.map(String.init) ?? "-")")
             }
         }
@@ -175,14 +205,15 @@ struct TokenCommand: AsyncParsableCommand {
 
         func run() async throws {
             guard let r = TokenRole(rawValue: role), r != .device else { throw ValidationError("--role must be operator or admin") }
-            let api = try options.api()
-            let (token, record) = try await api.issueToken(role: r, name: name, device: nil)
-            try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "token add",
-                                                       deviceID: nil, reason: nil, outcome: "ok", detail: "id=\(record.id) role=\(role) name=\(name)"))
-            if let tokenFile {
-                _ = FileManager.default.createFile(atPath: tokenFile, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600])
+            try await options.withAPI() { api in
+                let (token, record) = try await api.issueToken(role: r, name: name, device: nil)
+                try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "token add",
+                                                           deviceID: nil, reason: nil, outcome: "ok", detail: "id=\(record.id) role=\(role) name=\(name)"))
+                if let tokenFile {
+                    _ = FileManager.default.createFile(atPath: tokenFile, contents: Data((token + "\n").utf8), attributes: [.posixPermissions: 0o600])
+                }
+                print(token)
             }
-            print(token)
         }
     }
 
@@ -190,7 +221,7 @@ struct TokenCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List tokens (never their values).")
         @OptionGroup var options: CollectorOptions
         func run() async throws {
-            for t in try await options.api().store.tokens() {
+            for t in try await options.withAPI(logLevel: .warning, { try await $0.store.tokens() }) {
                 print("\(t.id)\t\(t.role.rawValue)\t\(t.name)\t\(t.deviceID ?? "-")\t\(t.revokedAtMs == nil ? "active" : "revoked")")
             }
         }
@@ -201,11 +232,12 @@ struct TokenCommand: AsyncParsableCommand {
         @OptionGroup var options: CollectorOptions
         @Argument var id: Int64
         func run() async throws {
-            let api = try options.api()
-            guard try await api.store.revokeToken(id: id, nowMs: api.clock()) else { throw ValidationError("no active token \(id)") }
-            try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "token revoke",
-                                                       deviceID: nil, reason: nil, outcome: "ok", detail: "id=\(id)"))
-            print("revoked \(id)")
+            try await options.withAPI() { api in
+                guard try await api.store.revokeToken(id: id, nowMs: api.clock()) else { throw ValidationError("no active token \(id)") }
+                try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "token revoke",
+                                                           deviceID: nil, reason: nil, outcome: "ok", detail: "id=\(id)"))
+                print("revoked \(id)")
+            }
         }
     }
 }
@@ -216,9 +248,10 @@ struct Purge: AsyncParsableCommand {
     @Flag(help: "Count what would be deleted without deleting.") var dryRun = false
 
     func run() async throws {
-        let api = try options.api(logLevel: .warning)
-        let counts = try await api.store.purge(cutoffs: api.policy.cutoffs(nowMs: api.clock()), dryRun: dryRun)
-        for (k, v) in counts.sorted(by: { $0.key < $1.key }) { print("\(k)\t\(v)\(dryRun ? " (dry run)" : "")") }
+        try await options.withAPI(logLevel: .warning) { api in
+            let counts = try await api.store.purge(cutoffs: api.policy.cutoffs(nowMs: api.clock()), dryRun: dryRun)
+            for (k, v) in counts.sorted(by: { $0.key < $1.key }) { print("\(k)\t\(v)\(dryRun ? " (dry run)" : "")") }
+        }
     }
 }
 
@@ -236,18 +269,19 @@ struct Export: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let api = try options.api(logLevel: .warning)
-        guard try await api.store.deviceExists(id) else { throw ValidationError("no device \(id)") }
-        let export = try await api.exportData(device: id)
-        try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "export device data",
-                                                   deviceID: id, reason: reason, outcome: "ok", detail: format))
-        if format == "csv" {
-            guard let metric else { throw ValidationError("CSV export is per metric: add --metric NAME") }
-            print(DeviceExport.csv(export.classes.values.flatMap(\.windows).filter { $0.metric == metric }), terminator: "")
-        } else {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
-            print(String(decoding: try encoder.encode(export), as: UTF8.self))
+        try await options.withAPI(logLevel: .warning) { api in
+            guard try await api.store.deviceExists(id) else { throw ValidationError("no device \(id)") }
+            let export = try await api.exportData(device: id)
+            try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "export device data",
+                                                       deviceID: id, reason: reason, outcome: "ok", detail: format))
+            if format == "csv" {
+                guard let metric else { throw ValidationError("CSV export is per metric: add --metric NAME") }
+                print(DeviceExport.csv(export.classes.values.flatMap(\.windows).filter { $0.metric == metric }), terminator: "")
+            } else {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+                print(String(decoding: try encoder.encode(export), as: UTF8.self))
+            }
         }
     }
 }
@@ -259,13 +293,14 @@ struct Erase: AsyncParsableCommand {
     @Option(help: "Why (request or ticket reference), for the audit trail.") var reason: String?
 
     func run() async throws {
-        let api = try options.api(logLevel: .warning)
-        guard try await api.store.deviceExists(id) else { throw ValidationError("no device \(id)") }
-        let counts = try await api.store.erase(device: id)
-        let detail = counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
-        try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "erase device data",
-                                                   deviceID: id, reason: reason, outcome: "ok", detail: detail))
-        print("erased \(id): \(detail)")
+        try await options.withAPI(logLevel: .warning) { api in
+            guard try await api.store.deviceExists(id) else { throw ValidationError("no device \(id)") }
+            let counts = try await api.store.erase(device: id)
+            let detail = counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "erase device data",
+                                                       deviceID: id, reason: reason, outcome: "ok", detail: detail))
+            print("erased \(id): \(detail)")
+        }
     }
 }
 
@@ -283,18 +318,19 @@ struct DashboardCommand: AsyncParsableCommand {
 
         func run() async throws {
             guard (1...1440).contains(minutes) else { throw ValidationError("--minutes must be 1 to 1440") }
-            let api = try options.api(logLevel: .warning)
-            var token = try await api.store.tokens().last { $0.name == name && $0.revokedAtMs == nil && ($0.role == .operator_ || $0.role == .admin) }
-            if token == nil {
-                let (_, record) = try await api.issueToken(role: .operator_, name: name, device: nil)
-                token = record
-                try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "token add", deviceID: nil,
-                                                           reason: nil, outcome: "ok", detail: "id=\(record.id) role=operator name=\(name) (for a login link)"))
+            try await options.withAPI(logLevel: .warning) { api in
+                var token = try await api.store.tokens().last { $0.name == name && $0.revokedAtMs == nil && ($0.role == .operator_ || $0.role == .admin) }
+                if token == nil {
+                    let (_, record) = try await api.issueToken(role: .operator_, name: name, device: nil)
+                    token = record
+                    try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "token add", deviceID: nil,
+                                                               reason: nil, outcome: "ok", detail: "id=\(record.id) role=operator name=\(name) (for a login link)"))
+                }
+                let path = try await Dashboard(api: api).loginLink(token: token!, minutes: minutes)
+                try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "dashboard login link", deviceID: nil,
+                                                           reason: nil, outcome: "ok", detail: "token=\(name) minutes=\(minutes)"))
+                print(path)
             }
-            let path = try await Dashboard(api: api).loginLink(token: token!, minutes: minutes)
-            try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "dashboard login link", deviceID: nil,
-                                                       reason: nil, outcome: "ok", detail: "token=\(name) minutes=\(minutes)"))
-            print(path)
         }
     }
 }
@@ -317,11 +353,12 @@ struct SessionCommand: AsyncParsableCommand {
         @Option(help: "How long, in minutes (default: sessions.default_minutes).") var minutes: Int?
 
         func run() async throws {
-            let api = try options.api(logLevel: .warning)
-            do {
-                let s = try await api.startSession(device: device, actor: CollectorOptions.cliActor, reason: reason, seconds: minutes.map { $0 * 60 })
-                print(SessionCommand.line(s, nowMs: api.clock()))
-            } catch let e as APIError { throw ValidationError("\(e.path.map { "\($0): " } ?? "")\(e.message)") }
+            try await options.withAPI(logLevel: .warning) { api in
+                do {
+                    let s = try await api.startSession(device: device, actor: CollectorOptions.cliActor, reason: reason, seconds: minutes.map { $0 * 60 })
+                    print(SessionCommand.line(s, nowMs: api.clock()))
+                } catch let e as APIError { throw ValidationError("\(e.path.map { "\($0): " } ?? "")\(e.message)") }
+            }
         }
     }
 
@@ -332,14 +369,15 @@ struct SessionCommand: AsyncParsableCommand {
         @Option(help: "Why, for the audit trail.") var reason: String?
 
         func run() async throws {
-            let api = try options.api(logLevel: .warning)
-            guard let s = try await api.store.runningSession(device: device, nowMs: api.clock()) else {
-                throw ValidationError("no troubleshooting session is running for \(device)")
+            try await options.withAPI(logLevel: .warning) { api in
+                guard let s = try await api.store.runningSession(device: device, nowMs: api.clock()) else {
+                    throw ValidationError("no troubleshooting session is running for \(device)")
+                }
+                do { try await api.stopSession(device: device, id: s.id, actor: CollectorOptions.cliActor, reason: reason) } catch let e as APIError {
+                    throw ValidationError(e.message)
+                }
+                print("session \(s.id) of \(device) stopped")
             }
-            do { try await api.stopSession(device: device, id: s.id, actor: CollectorOptions.cliActor, reason: reason) } catch let e as APIError {
-                throw ValidationError(e.message)
-            }
-            print("session \(s.id) of \(device) stopped")
         }
     }
 
@@ -350,11 +388,12 @@ struct SessionCommand: AsyncParsableCommand {
         @Option(help: "At most this many.") var limit = 50
 
         func run() async throws {
-            let api = try options.api(logLevel: .warning)
-            try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "list troubleshooting sessions",
-                                                       deviceID: device, reason: nil, outcome: "ok"))
-            let now = api.clock()
-            for s in try await api.store.sessions(device: device, limit: limit) { print(SessionCommand.line(s, nowMs: now)) }
+            try await options.withAPI(logLevel: .warning) { api in
+                try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "list troubleshooting sessions",
+                                                           deviceID: device, reason: nil, outcome: "ok"))
+                let now = api.clock()
+                for s in try await api.store.sessions(device: device, limit: limit) { print(SessionCommand.line(s, nowMs: now)) }
+            }
         }
     }
 }
@@ -366,14 +405,15 @@ struct AuditCommand: AsyncParsableCommand {
     @Option(help: "At most this many entries.") var limit = 100
 
     func run() async throws {
-        let api = try options.api(logLevel: .warning)
-        try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "read audit trail",
-                                                   deviceID: device, reason: nil, outcome: "ok"))
-        let entries = try await api.store.audit(device: device, sinceMs: api.policy.cutoffMs(.audit, nowMs: api.clock()), limit: limit)
-        let iso = ISO8601DateFormatter()
-        for e in entries {
-            let at = iso.string(from: Date(timeIntervalSince1970: Double(e.atMs) / 1000))
-            print("\(at)\t\(e.actor)\t\(e.action)\t\(e.deviceID ?? "-")\t\(e.outcome)\t\(e.reason ?? "-")\t\(e.detail ?? "")")
+        try await options.withAPI(logLevel: .warning) { api in
+            try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "read audit trail",
+                                                       deviceID: device, reason: nil, outcome: "ok"))
+            let entries = try await api.store.audit(device: device, sinceMs: api.policy.cutoffMs(.audit, nowMs: api.clock()), limit: limit)
+            let iso = ISO8601DateFormatter()
+            for e in entries {
+                let at = iso.string(from: Date(timeIntervalSince1970: Double(e.atMs) / 1000))
+                print("\(at)\t\(e.actor)\t\(e.action)\t\(e.deviceID ?? "-")\t\(e.outcome)\t\(e.reason ?? "-")\t\(e.detail ?? "")")
+            }
         }
     }
 }
@@ -383,39 +423,40 @@ struct Summary: AsyncParsableCommand {
     @OptionGroup var options: CollectorOptions
 
     func run() async throws {
-        let api = try options.api(logLevel: .warning)
-        let now = api.clock()
-        let devices = try await api.store.devices()
-        try await api.store.appendAudit(AuditEntry(atMs: now, actor: CollectorOptions.cliActor, action: "summary",
-                                                   deviceID: nil, reason: nil, outcome: "ok", detail: "\(devices.count) devices"))
-        print("Meetpunt collector: \(devices.count) device(s)")
-        for d in devices {
-            let windows = try await api.store.windows(device: d.id, metric: nil, fromMs: 0, toMs: Int64.max,
-                                                      cutoffs: api.policy.cutoffs(nowMs: now), limit: Int.max)
-            let reportWindows = Set(windows.map(\.seq)).count
-            print("\ndevice \(d.id): \(reportWindows) report window(s), last seq \(d.lastSeq.map(String.init) ?? "-")")
-            let linkWindows = windows.filter { $0.metric.hasPrefix("link.") }
-            let interfaces = Set(linkWindows.compactMap { $0.labels["interface"] }).sorted()
-            if interfaces.isEmpty { print("  no link data yet") }
-            for name in interfaces {
-                let mine = linkWindows.filter { $0.labels["interface"] == name }
-                func total(_ m: String) -> Double { mine.filter { $0.metric == m }.reduce(0) { $0 + $1.sum } }
-                func latest(_ m: String) -> StoredWindow? { mine.filter { $0.metric == m }.max { $0.windowEndMs < $1.windowEndMs } }
-                let speed = latest("link.speed").map { "\(Self.count($0.last)) Mb/s" } ?? "speed unknown"
-                let duplex = latest("link.full_duplex").map { $0.last == 1 ? "full duplex" : "half duplex" } ?? ""
-                let up = latest("link.oper_up").map { $0.last == 1 ? "up" : "down" } ?? "?"
-                func rates(_ m: String) -> String {
-                    guard let w = latest(m) else { return "-" }
-                    return "mean \(Self.rate(w.mean)), p99 \(Self.rate(w.sketch?.quantile(0.99) ?? w.max))"
+        try await options.withAPI(logLevel: .warning) { api in
+            let now = api.clock()
+            let devices = try await api.store.devices()
+            try await api.store.appendAudit(AuditEntry(atMs: now, actor: CollectorOptions.cliActor, action: "summary",
+                                                       deviceID: nil, reason: nil, outcome: "ok", detail: "\(devices.count) devices"))
+            print("Meetpunt collector: \(devices.count) device(s)")
+            for d in devices {
+                let windows = try await api.store.windows(device: d.id, metric: nil, fromMs: 0, toMs: Int64.max,
+                                                          cutoffs: api.policy.cutoffs(nowMs: now), limit: Int.max)
+                let reportWindows = Set(windows.map(\.seq)).count
+                print("\ndevice \(d.id): \(reportWindows) report window(s), last seq \(d.lastSeq.map(String.init) ?? "-")")
+                let linkWindows = windows.filter { $0.metric.hasPrefix("link.") }
+                let interfaces = Set(linkWindows.compactMap { $0.labels["interface"] }).sorted()
+                if interfaces.isEmpty { print("  no link data yet") }
+                for name in interfaces {
+                    let mine = linkWindows.filter { $0.labels["interface"] == name }
+                    func total(_ m: String) -> Double { mine.filter { $0.metric == m }.reduce(0) { $0 + $1.sum } }
+                    func latest(_ m: String) -> StoredWindow? { mine.filter { $0.metric == m }.max { $0.windowEndMs < $1.windowEndMs } }
+                    let speed = latest("link.speed").map { "\(Self.count($0.last)) Mb/s" } ?? "speed unknown"
+                    let duplex = latest("link.full_duplex").map { $0.last == 1 ? "full duplex" : "half duplex" } ?? ""
+                    let up = latest("link.oper_up").map { $0.last == 1 ? "up" : "down" } ?? "?"
+                    func rates(_ m: String) -> String {
+                        guard let w = latest(m) else { return "-" }
+                        return "mean \(Self.rate(w.mean)), p99 \(Self.rate(w.sketch?.quantile(0.99) ?? w.max))"
+                    }
+                    let rxRate = rates("link.rx_rate"), txRate = rates("link.tx_rate")
+                    print("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(up), \(speed)\(duplex.isEmpty ? "" : ", " + duplex)")
+                    print("    rx \(Self.count(total("link.rx_packets"))) packets / \(Self.count(total("link.rx_bytes"))) bytes, tx \(Self.count(total("link.tx_packets"))) packets / \(Self.count(total("link.tx_bytes"))) bytes")
+                    print("    latest window: rx \(rxRate); tx \(txRate)")
                 }
-                let rxRate = rates("link.rx_rate"), txRate = rates("link.tx_rate")
-                print("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(up), \(speed)\(duplex.isEmpty ? "" : ", " + duplex)")
-                print("    rx \(Self.count(total("link.rx_packets"))) packets / \(Self.count(total("link.rx_bytes"))) bytes, tx \(Self.count(total("link.tx_packets"))) packets / \(Self.count(total("link.tx_bytes"))) bytes")
-                print("    latest window: rx \(rxRate); tx \(txRate)")
-            }
-            let clients = windows.filter { $0.metric == "lan.clients" }
-            if let c = clients.max(by: { $0.windowEndMs < $1.windowEndMs }) {
-                print("  LAN clients (latest window, \(c.labels["interface"] ?? "?")): \(Self.count(c.last))")
+                let clients = windows.filter { $0.metric == "lan.clients" }
+                if let c = clients.max(by: { $0.windowEndMs < $1.windowEndMs }) {
+                    print("  LAN clients (latest window, \(c.labels["interface"] ?? "?")): \(Self.count(c.last))")
+                }
             }
         }
     }

@@ -27,6 +27,36 @@ public struct CollectorConfiguration: Sendable {
     public var sessions = SessionSettings()
     /// Export the fleet aggregates over OTLP/HTTP; nil: no export.
     public var otlp: FleetOTLPExport.Settings?
+    /// Store in PostgreSQL instead of the SQLite file at ``sqlitePath``; nil: SQLite.
+    public var postgres: PostgresSettings?
+
+    /// Where the PostgreSQL server is and how to log in. The password is read from a file (never from
+    /// the configuration itself, never logged); the description leaves it out.
+    public struct PostgresSettings: Sendable, Equatable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        public var database: String
+        public var user: String
+        /// A file holding the password (first line); nil: no password (peer or trust authentication).
+        public var passwordFile: String?
+        /// `disable`, `prefer` or `require` (require verifies the server's certificate against the system roots).
+        public var tls: String
+        /// Connections this process opens at most.
+        public var maxConnections: Int
+
+        public init(host: String = "127.0.0.1", port: Int = 5432, database: String = "meetpunt", user: String = "meetpunt",
+                    passwordFile: String? = nil, tls: String = "prefer", maxConnections: Int = 8) {
+            self.host = host
+            self.port = port
+            self.database = database
+            self.user = user
+            self.passwordFile = passwordFile
+            self.tls = tls
+            self.maxConnections = maxConnections
+        }
+
+        public var description: String { "postgresql://\(user)@\(host):\(port)/\(database)" }
+    }
 
     public struct SessionSettings: Sendable, Equatable {
         public var defaultMinutes = 30
@@ -90,8 +120,26 @@ public struct CollectorConfiguration: Sendable {
         try listen.finish()
 
         var storage = try top.mapping("storage")
-        _ = try storage.string("backend", default: "sqlite", allowed: ["sqlite"])
+        let backend = try storage.string("backend", default: "sqlite", allowed: ["sqlite", "postgres"])
         let sqlitePath = resolve(try storage.string("sqlite_path", default: "../var/collector.sqlite"))
+        var postgres: PostgresSettings?
+        if storage.keys.contains("postgres") {
+            var p = try storage.mapping("postgres")
+            var settings = PostgresSettings()
+            settings.host = try p.string("host", default: settings.host)
+            settings.port = try p.int("port", default: settings.port, range: 1...65535)
+            settings.database = try p.string("database", default: settings.database)
+            settings.user = try p.string("user", default: settings.user)
+            if p.keys.contains("password_file") { settings.passwordFile = resolve(try p.string("password_file")) }
+            settings.tls = try p.string("tls", default: settings.tls, allowed: ["disable", "prefer", "require"])
+            settings.maxConnections = try p.int("max_connections", default: settings.maxConnections, range: 1...500)
+            try p.finish()
+            postgres = settings
+        }
+        if backend == "postgres" && postgres == nil {
+            throw CollectorError(.configuration, "\(file): storage.backend is postgres but there is no storage.postgres section (host, port, database, user, password_file)")
+        }
+        if backend == "sqlite" { postgres = nil }
         try storage.finish()
 
         let retentionFile = resolve(try top.string("retention_file", default: "retention.yaml"))
@@ -150,6 +198,7 @@ public struct CollectorConfiguration: Sendable {
         c.tls = tls
         c.sessions = sessions
         c.otlp = otlp
+        c.postgres = postgres
         return c
     }
 

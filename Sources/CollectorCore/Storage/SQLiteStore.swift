@@ -202,49 +202,6 @@ public final class SQLiteStore: TelemetryStore {
             """)
     }
 
-    // MARK: Group commit
-
-    /// Leader-based group commit. The first caller to find no write in progress becomes the writer: it
-    /// takes everything pending (its own reports and any that arrive while it waits), writes it in one
-    /// transaction, hands each caller its outcomes, and goes on while more is pending. A report is
-    /// acknowledged only after the transaction holding it committed; if the transaction fails, every
-    /// caller in it gets the error and nothing of it is stored. At most `maxReports` reports per
-    /// transaction; waiting callers are bounded by the server's concurrent requests.
-    actor GroupCommit {
-        typealias Entry = (report: Report, classes: [DataClass], receivedAtMs: Int64)
-        private var pending: [(entries: [Entry], continuation: CheckedContinuation<[IngestOutcome], any Error>?)] = []
-        private var writing = false
-        let maxReports = 256
-
-        func submit(_ entries: [Entry], write: @Sendable ([Entry]) async throws -> [IngestOutcome]) async throws -> [IngestOutcome] {
-            if writing {
-                return try await withCheckedThrowingContinuation { pending.append((entries, $0)) }
-            }
-            writing = true
-            defer { writing = false }
-            pending.insert((entries, nil), at: 0)
-            var mine: Result<[IngestOutcome], any Error>?
-            while !pending.isEmpty {
-                var take = 0, count = 0
-                while take < pending.count, take == 0 || count + pending[take].entries.count <= maxReports {
-                    count += pending[take].entries.count
-                    take += 1
-                }
-                let group = Array(pending.prefix(take))
-                pending.removeFirst(take)
-                let result: Result<[IngestOutcome], any Error>
-                do { result = .success(try await write(group.flatMap(\.entries))) } catch { result = .failure(error) }
-                var offset = 0
-                for g in group {
-                    let part = result.map { Array($0[offset..<(offset + g.entries.count)]) }
-                    offset += g.entries.count
-                    if let c = g.continuation { c.resume(with: part) } else { mine = part }
-                }
-            }
-            return try mine!.get()
-        }
-    }
-
     // MARK: Fleet aggregates
 
     public func mergeFleet(_ cells: [FleetCell]) async throws {
@@ -428,11 +385,8 @@ public final class SQLiteStore: TelemetryStore {
     private func write(_ batch: [(report: Report, classes: [DataClass], receivedAtMs: Int64)]) async throws -> [IngestOutcome] {
         let reports = batch.map { ($0.report, $0.classes) }
         // Encoded before the write transaction: the single writer holds the lock for the inserts only.
-        let encoded = try reports.map { (report, classes) -> [(String, Int, Data)] in
-            precondition(classes.count == report.series.count)
-            var byClass: [String: [Series]] = [:]
-            for (i, s) in report.series.enumerated() { byClass[classes[i].rawValue, default: []].append(s) }
-            return try byClass.sorted { $0.key < $1.key }.map { ($0.key, $0.value.count, Data(try SeriesCodec.compress($0.value))) }
+        let encoded = try reports.map { (report, classes) in
+            try ReportRows.payloads(report, classes).map { ($0.dataClass, $0.seriesCount, Data($0.payload)) }
         }
         return try await storage("storing reports") {
             try await pool.write { db in
@@ -488,28 +442,20 @@ public final class SQLiteStore: TelemetryStore {
         let filter = Self.retentionFilter(cutoffs)
         let sql = "SELECT * FROM report_data WHERE device_id = ? AND window_end_ms > ? AND window_start_ms < ? AND \(filter.sql)"
         let arguments = StatementArguments([device, fromMs, toMs] + filter.arguments) ?? StatementArguments()
-        var out = try await storage("reading series") {
+        let out = try await storage("reading series") {
             try await pool.read { db in
                 var out: [StoredWindow] = []
                 for row in try Row.fetchAll(db, sql: sql, arguments: arguments) {
                     let payload: Data = row["payload"]
-                    let series = try SeriesCodec.decompress([UInt8](payload), codec: row["codec"], seriesCount: row["series_count"])
-                    let (seq, c, start, end): (Int64, String, Int64, Int64) = (row["seq"], row["data_class"], row["window_start_ms"], row["window_end_ms"])
-                    for s in series where metric == nil || s.metric == metric {
-                        out.append(StoredWindow(deviceID: device, seq: seq, dataClass: c, metric: s.metric, unit: s.unit, labels: s.labels,
-                                                windowStartMs: start, windowEndMs: end, count: s.count, min: s.min, max: s.max,
-                                                mean: s.mean, last: s.last, sum: s.sum, sketch: s.sketch))
-                    }
+                    out += try ReportRows.windows(ReportRows.Row(deviceID: device, seq: row["seq"], dataClass: row["data_class"],
+                                                                 windowStartMs: row["window_start_ms"], windowEndMs: row["window_end_ms"],
+                                                                 codec: row["codec"], seriesCount: row["series_count"], payload: [UInt8](payload)),
+                                                  where: { metric == nil || $0 == metric })
                 }
                 return out
             }
         }
-        out.sort { a, b in
-            if a.windowStartMs != b.windowStartMs { return a.windowStartMs < b.windowStartMs }
-            if a.metric != b.metric { return a.metric < b.metric }
-            return canonicalLabelsJSON(a.labels) < canonicalLabelsJSON(b.labels)
-        }
-        return Array(out.prefix(limit))
+        return ReportRows.ordered(out, limit: limit)
     }
 
     // MARK: Retention, erasure, audit
@@ -601,14 +547,10 @@ public final class SQLiteStore: TelemetryStore {
                 let rows = try Row.fetchCursor(db, sql: sql, arguments: arguments)
                 while let row = try rows.next() {
                     let payload: Data = row["payload"]
-                    let series = try SeriesCodec.decompress([UInt8](payload), codec: row["codec"], seriesCount: row["series_count"])
-                    let (device, seq, c, start, end): (String, Int64, String, Int64, Int64) =
-                        (row["device_id"], row["seq"], row["data_class"], row["window_start_ms"], row["window_end_ms"])
-                    for s in series where metrics.contains(s.metric) {
-                        out.append(StoredWindow(deviceID: device, seq: seq, dataClass: c, metric: s.metric, unit: s.unit, labels: s.labels,
-                                                windowStartMs: start, windowEndMs: end, count: s.count, min: s.min, max: s.max,
-                                                mean: s.mean, last: s.last, sum: s.sum, sketch: s.sketch))
-                    }
+                    out += try ReportRows.windows(ReportRows.Row(deviceID: row["device_id"], seq: row["seq"], dataClass: row["data_class"],
+                                                                 windowStartMs: row["window_start_ms"], windowEndMs: row["window_end_ms"],
+                                                                 codec: row["codec"], seriesCount: row["series_count"], payload: [UInt8](payload)),
+                                                  where: { metrics.contains($0) })
                 }
                 return out
             }

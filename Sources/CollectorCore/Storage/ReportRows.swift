@@ -1,0 +1,46 @@
+import TelemetryModel
+
+/// The row layout both backends share: one row per report and data class, its series in a compact
+/// payload (``SeriesCodec``). Encoding and decoding live here so SQLite and PostgreSQL store and return
+/// exactly the same thing.
+enum ReportRows {
+    /// One stored report-and-class row as read back.
+    struct Row {
+        var deviceID: String
+        var seq: Int64
+        var dataClass: String
+        var windowStartMs: Int64
+        var windowEndMs: Int64
+        var codec: Int
+        var seriesCount: Int
+        var payload: [UInt8]
+    }
+
+    /// The report's series grouped by data class (sorted by class), each group compressed.
+    static func payloads(_ report: Report, _ classes: [DataClass]) throws -> [(dataClass: String, seriesCount: Int, payload: [UInt8])] {
+        precondition(classes.count == report.series.count)
+        var byClass: [String: [Series]] = [:]
+        for (i, s) in report.series.enumerated() { byClass[classes[i].rawValue, default: []].append(s) }
+        return try byClass.sorted { $0.key < $1.key }.map { ($0.key, $0.value.count, try SeriesCodec.compress($0.value)) }
+    }
+
+    /// The series of `row` whose metric passes `keep`, as stored windows.
+    static func windows(_ row: Row, where keep: (String) -> Bool) throws -> [StoredWindow] {
+        try SeriesCodec.decompress(row.payload, codec: row.codec, seriesCount: row.seriesCount).compactMap { s in
+            guard keep(s.metric) else { return nil }
+            return StoredWindow(deviceID: row.deviceID, seq: row.seq, dataClass: row.dataClass, metric: s.metric, unit: s.unit, labels: s.labels,
+                                windowStartMs: row.windowStartMs, windowEndMs: row.windowEndMs, count: s.count, min: s.min, max: s.max,
+                                mean: s.mean, last: s.last, sum: s.sum, sketch: s.sketch)
+        }
+    }
+
+    /// The order `windows(device:…)` answers in, on every backend: window start, metric, labels.
+    static func ordered(_ windows: [StoredWindow], limit: Int) -> [StoredWindow] {
+        let sorted = windows.map { ($0, canonicalLabelsJSON($0.labels)) }.sorted { a, b in
+            if a.0.windowStartMs != b.0.windowStartMs { return a.0.windowStartMs < b.0.windowStartMs }
+            if a.0.metric != b.0.metric { return a.0.metric < b.0.metric }
+            return a.1 < b.1
+        }
+        return Array(sorted.prefix(limit).map(\.0))
+    }
+}

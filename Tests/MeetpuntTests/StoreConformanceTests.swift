@@ -1,0 +1,277 @@
+@testable import CollectorCore
+import Foundation
+import Logging
+import Testing
+import TelemetryModel
+
+/// The storage conformance suite (issue 15, acceptance 1): every backend behind ``TelemetryStore`` runs
+/// the same tests and must answer alike — ingest, duplicates, queries, retention cut-offs, purge, erase,
+/// export, audit, fleet aggregates, settings, dashboard logins and troubleshooting sessions. SQLite on
+/// disk; PostgreSQL 15 started on loopback by `scripts/postgres/cluster.sh` (a new database per test).
+@Suite(.serialized) struct StoreConformanceTests {
+    static let day: Int64 = 86_400_000
+    /// 2026-11-20T00:00:00Z.
+    static let t0: Int64 = 1_795_132_800_000
+
+    static func report(_ device: String, seq: UInt64, endMs: Int64, series: [Series] = StorageTests.sample()) -> (report: Report, classes: [DataClass]) {
+        let classes = series.map { MetricCatalog.descriptor(named: $0.metric)?.dataClass ?? .traffic }
+        return (Report(device: device, seq: seq, windowStartMs: endMs - 300_000, windowEndMs: endMs, keyEpoch: 7, agentVersion: "conformance",
+                       series: series), classes)
+    }
+
+    static let keepAll: [DataClass: Int64] = Dictionary(uniqueKeysWithValues: DataClass.required.map { ($0, Int64.min) })
+
+    static func enabled(_ backend: Backend) -> Bool { backend == .sqlite || TestDatabases.postgresAvailable }
+
+    @Test(arguments: Backend.allCases)
+    func devicesAndTokensAreStoredAndRevoked(backend: Backend) async throws {
+        try #require(Self.enabled(backend), "PostgreSQL not available: needs root and postgresql-15, or MEETPUNT_TEST_POSTGRES")
+        try await TestDatabases.withStore(backend) { store, _ in
+            #expect(try await store.addDevice("dev-a", nowMs: 10))
+            #expect(try await !store.addDevice("dev-a", nowMs: 11), "a device added twice is there once")
+            #expect(try await store.deviceExists("dev-a"))
+            #expect(try await !store.deviceExists("dev-z"))
+            let hash = [UInt8](repeating: 0xA5, count: 32)
+            let device = try await store.addToken(hash: hash, role: .device, deviceID: "dev-a", name: "dev-a", nowMs: 20)
+            let op = try await store.addToken(hash: [UInt8](repeating: 0x5A, count: 32), role: .operator_, deviceID: nil, name: "noc", nowMs: 21)
+            #expect(device.id != op.id)
+            let found = try #require(try await store.token(hash: hash))
+            #expect(found.record == device && found.hash == hash)
+            #expect(try await store.token(id: op.id) == op)
+            #expect(try await store.token(hash: [UInt8](repeating: 1, count: 32)) == nil)
+            #expect(try await store.tokens().map(\.id) == [device.id, op.id])
+            try await store.createWebSession(WebSession(idHash: [1, 2, 3], tokenID: op.id, csrf: "c", createdAtMs: 30, expiresAtMs: 1_000))
+            #expect(try await store.revokeToken(id: op.id, nowMs: 40))
+            #expect(try await !store.revokeToken(id: op.id, nowMs: 41), "revoking twice changes nothing")
+            #expect(try await store.token(id: op.id)?.revokedAtMs == 40)
+            #expect(try await store.webSession(idHash: [1, 2, 3], nowMs: 50) == nil, "a revoked token's dashboard logins end with it")
+            let summary = try #require(try await store.devices().first)
+            #expect(summary.id == "dev-a" && summary.createdAtMs == 10 && summary.reports == 0 && summary.lastSeq == nil)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func reportsAreStoredOnceAndReadBackBitForBit(backend: Backend) async throws {
+        try #require(Self.enabled(backend), "PostgreSQL not available")
+        try await TestDatabases.withStore(backend) { store, _ in
+            _ = try await store.addDevice("dev-a", nowMs: 0)
+            _ = try await store.addDevice("dev-b", nowMs: 0)
+            let a1 = Self.report("dev-a", seq: 1, endMs: Self.t0 + 300_000)
+            let a2 = Self.report("dev-a", seq: 2, endMs: Self.t0 + 600_000)
+            let b1 = Self.report("dev-b", seq: 1, endMs: Self.t0 + 300_000)
+            // One batch: a duplicate inside it, and (device, seq) equal across devices is not a duplicate.
+            let outcomes = try await store.ingest([a1, a2, a1, b1], receivedAtMs: Self.t0 + 700_000)
+            let n = StorageTests.sample().count
+            #expect(outcomes == [.stored(series: n), .stored(series: n), .duplicate, .stored(series: n)])
+            #expect(try await store.ingest([a2], receivedAtMs: Self.t0 + 800_000) == [.duplicate], "sent again later: a duplicate")
+
+            let windows = try await store.windows(device: "dev-a", metric: nil, fromMs: 0, toMs: .max, cutoffs: Self.keepAll, limit: .max)
+            #expect(windows.count == 2 * n)
+            let first = windows.filter { $0.seq == 1 }.sorted { $0.metric < $1.metric }
+            for (w, s) in zip(first, StorageTests.sample().sorted { $0.metric < $1.metric }) {
+                #expect(w.metric == s.metric && w.unit == s.unit && w.labels == s.labels && w.count == s.count && w.sketch == s.sketch)
+                for (x, y) in [(w.min, s.min), (w.max, s.max), (w.mean, s.mean), (w.last, s.last), (w.sum, s.sum)] {
+                    #expect(x.bitPattern == y.bitPattern, "\(backend): \(s.metric) \(y) came back as \(x)")
+                }
+                #expect(w.windowStartMs == Self.t0 && w.windowEndMs == Self.t0 + 300_000 && w.deviceID == "dev-a")
+            }
+            #expect(windows.map(\.windowStartMs) == windows.map(\.windowStartMs).sorted(), "ordered by window start")
+            // Filters: metric, time range, limit.
+            let rtt = try await store.windows(device: "dev-a", metric: "traffic.rtt_ms", fromMs: 0, toMs: .max, cutoffs: Self.keepAll, limit: .max)
+            #expect(rtt.map(\.seq).sorted() == [1, 2] && rtt.allSatisfy { $0.metric == "traffic.rtt_ms" && $0.dataClass == "traffic" })
+            let late = try await store.windows(device: "dev-a", metric: nil, fromMs: Self.t0 + 400_000, toMs: .max, cutoffs: Self.keepAll, limit: .max)
+            #expect(Set(late.map(\.seq)) == [2])
+            #expect(try await store.windows(device: "dev-a", metric: nil, fromMs: 0, toMs: .max, cutoffs: Self.keepAll, limit: 3).count == 3)
+            #expect(try await store.windows(device: "dev-c", metric: nil, fromMs: 0, toMs: .max, cutoffs: Self.keepAll, limit: .max).isEmpty)
+
+            let devices = try await store.devices()
+            #expect(devices.map(\.id) == ["dev-a", "dev-b"])
+            #expect(devices[0].reports == 2 && devices[0].lastSeq == 2 && devices[0].lastReportAtMs == Self.t0 + 700_000)
+            #expect(devices[1].reports == 1 && devices[1].lastSeq == 1)
+
+            // The dashboard's newest window per device and class.
+            let latest = try await store.latestWindows(metrics: ["wifi.station.signal_dbm", "link.rx_bytes"], sinceMs: 0, cutoffs: Self.keepAll)
+            #expect(Set(latest.map { "\($0.deviceID)/\($0.metric)/\($0.seq)" })
+                    == ["dev-a/wifi.station.signal_dbm/2", "dev-a/link.rx_bytes/2", "dev-b/wifi.station.signal_dbm/1", "dev-b/link.rx_bytes/1"])
+        }
+    }
+
+    /// 400 concurrent submissions of 200 distinct reports: 200 stored, 200 duplicates, each caller told which.
+    @Test(arguments: Backend.allCases)
+    func concurrentIngestsEachGetTheirOwnOutcome(backend: Backend) async throws {
+        try #require(Self.enabled(backend), "PostgreSQL not available")
+        try await TestDatabases.withStore(backend) { store, _ in
+            _ = try await store.addDevice("gc-1", nowMs: 0)
+            let outcomes = try await withThrowingTaskGroup(of: IngestOutcome.self) { group in
+                for i in 0..<400 {
+                    let r = Self.report("gc-1", seq: UInt64(i % 200 + 1), endMs: Self.t0 + Int64(i % 200) * 1000)
+                    group.addTask { try await store.ingest([r], receivedAtMs: Self.t0)[0] }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            #expect(outcomes.filter { $0 == .duplicate }.count == 200)
+            #expect(try await store.devices().first?.reports == 200)
+            let windows = try await store.windows(device: "gc-1", metric: nil, fromMs: 0, toMs: .max, cutoffs: Self.keepAll, limit: .max)
+            #expect(windows.count == 200 * StorageTests.sample().count, "every series of every report, once")
+        }
+    }
+
+    /// Reports over 40 days in every telemetry class. Expired rows are never returned, before or after the
+    /// purge; the purge counts what it removes (a dry run counts the same without removing).
+    @Test(arguments: Backend.allCases)
+    func expiredDataIsNeverReturnedAndThePurgeRemovesIt(backend: Backend) async throws {
+        try #require(Self.enabled(backend), "PostgreSQL not available")
+        try await TestDatabases.withStore(backend) { store, configuration in
+            _ = try await store.addDevice("dev-r", nowMs: 0)
+            let reports = (0..<40).map { d in Self.report("dev-r", seq: UInt64(d + 1), endMs: Self.t0 + Int64(d) * Self.day + 3_600_000) }
+            _ = try await store.ingest(reports, receivedAtMs: Self.t0)
+            let now = Self.t0 + 40 * Self.day
+            // Clients 7 days, wifi 30, traffic 20 (cut-off just after midnight), link 20 less 2 hours (cut-off inside a day).
+            // Link holds three of the sample's five series.
+            var cutoffs: [DataClass: Int64] = [:]
+            cutoffs[.clients] = now - 7 * Self.day
+            cutoffs[.wifi] = now - 30 * Self.day
+            cutoffs[.link] = now - 20 * Self.day + 7_200_000  // inside day 20: its row (01:00) expired, its partition not
+            cutoffs[.traffic] = now - 20 * Self.day + 1
+            cutoffs[.troubleshooting] = now - 30 * Self.day
+            cutoffs[.audit] = now - 365 * Self.day
+            cutoffs[.fleet] = now - 400 * Self.day
+            func stored() async throws -> [String: Int] {
+                let w = try await store.windows(device: "dev-r", metric: nil, fromMs: 0, toMs: .max, cutoffs: cutoffs, limit: .max)
+                #expect(w.allSatisfy { $0.windowEndMs >= cutoffs[DataClass(rawValue: $0.dataClass)] ?? .max }, "nothing expired is returned")
+                return Dictionary(grouping: w, by: \.dataClass).mapValues(\.count)
+            }
+            let before = try await stored()
+            #expect(before["link"] == 19 * 3 && before["traffic"] == 20 && before["wifi"] == 30, "\(before)")
+            let dry = try await store.purge(cutoffs: cutoffs, dryRun: true)
+            #expect(dry["link"] == 21 * 3 && dry["traffic"] == 20 && dry["wifi"] == 10 && dry["reports"] == 10, "\(dry)")
+            #expect(try await store.windows(device: "dev-r", metric: nil, fromMs: 0, toMs: .max, cutoffs: Self.keepAll, limit: .max).count
+                    == 40 * StorageTests.sample().count, "a dry run removes nothing")
+            let purged = try await store.purge(cutoffs: cutoffs, dryRun: false)
+            #expect(purged == dry)
+            #expect(try await stored() == before)
+            let all = try await store.windows(device: "dev-r", metric: nil, fromMs: 0, toMs: .max, cutoffs: Self.keepAll, limit: .max)
+            #expect(all.allSatisfy { $0.windowEndMs >= cutoffs[DataClass(rawValue: $0.dataClass)]! }, "the purge removed every expired window")
+            #expect(try await store.purge(cutoffs: cutoffs, dryRun: false).values.allSatisfy { $0 == 0 }, "nothing left to purge")
+            if let pg = configuration.postgres {
+                // Whole expired days went as partitions (days 0–19); day 20 straddles the cut-off and stays, its expired row deleted.
+                let link = try TestDatabases.psql(pg, database: pg.database,
+                                                  "SELECT count(*) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'report_data_link'")
+                #expect(Int(link.trimmingCharacters(in: .whitespacesAndNewlines)) == 20, "link day partitions left: \(link)")
+            }
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func eraseRemovesOneDevicesDataAndExportShowsTheRest(backend: Backend) async throws {
+        try #require(Self.enabled(backend), "PostgreSQL not available")
+        try await TestDatabases.withStore(backend) { store, configuration in
+            let api = CollectorAPI(store: store, policy: .defaults, configuration: configuration, clock: { Self.t0 + Self.day }, logger: Logger(label: "test"))
+            for d in ["dev-x", "dev-y"] {
+                _ = try await store.addDevice(d, nowMs: 0)
+                _ = try await store.ingest([Self.report(d, seq: 1, endMs: Self.t0), Self.report(d, seq: 2, endMs: Self.t0 + 300_000)], receivedAtMs: Self.t0)
+            }
+            let session = try #require(try await store.startSession(device: "dev-x", actor: "operator:noc", reason: "T-1", startMs: Self.t0,
+                                                                    endMs: Self.t0 + 60_000, intervalSeconds: 1, windowSeconds: 10))
+            let export = try await api.exportData(device: "dev-x")
+            #expect(export.classes.values.reduce(0) { $0 + $1.windows.count } == 2 * StorageTests.sample().count)
+            let counts = try await store.erase(device: "dev-x")
+            #expect(counts["series_windows"] == 2 * StorageTests.sample().count && counts["reports"] == 2, "\(counts)")
+            #expect(try await store.windows(device: "dev-x", metric: nil, fromMs: 0, toMs: .max, cutoffs: Self.keepAll, limit: .max).isEmpty)
+            #expect(try await api.exportData(device: "dev-x").classes.values.allSatisfy { $0.windows.isEmpty })
+            #expect(try await store.sessions(device: "dev-x", limit: 10).isEmpty, "its troubleshooting session \(session.id) went too")
+            #expect(try await store.windows(device: "dev-y", metric: nil, fromMs: 0, toMs: .max, cutoffs: Self.keepAll, limit: .max).count
+                    == 2 * StorageTests.sample().count, "the other device keeps everything")
+            let x = try #require(try await store.devices().first { $0.id == "dev-x" })
+            #expect(x.reports == 0 && x.lastSeq == nil)
+            // After erasure the device starts again from seq 1, and is stored.
+            #expect(try await store.ingest([Self.report("dev-x", seq: 1, endMs: Self.t0)], receivedAtMs: Self.t0) == [.stored(series: StorageTests.sample().count)])
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func theAuditTrailIsReturnedNewestFirstAndFiltered(backend: Backend) async throws {
+        try #require(Self.enabled(backend), "PostgreSQL not available")
+        try await TestDatabases.withStore(backend) { store, _ in
+            for i in 0..<5 {
+                try await store.appendAudit(AuditEntry(atMs: 1_000 + Int64(i), actor: "operator:noc", action: "query windows",
+                                                       deviceID: i % 2 == 0 ? "dev-a" : nil, reason: i == 4 ? "ticket 'T-9' \"quoted\"" : nil,
+                                                       outcome: i == 3 ? "denied" : "ok", detail: "n=\(i)"))
+            }
+            let all = try await store.audit(device: nil, sinceMs: 0, limit: 100)
+            #expect(all.map(\.atMs) == [1004, 1003, 1002, 1001, 1000])
+            #expect(all[0].reason == "ticket 'T-9' \"quoted\"" && all[1].outcome == "denied" && all[0].detail == "n=4")
+            #expect(try await store.audit(device: "dev-a", sinceMs: 0, limit: 100).map(\.atMs) == [1004, 1002, 1000])
+            #expect(try await store.audit(device: nil, sinceMs: 1003, limit: 100).count == 2)
+            #expect(try await store.audit(device: nil, sinceMs: 0, limit: 2).count == 2)
+            let purged = try await store.purge(cutoffs: [.audit: 1002], dryRun: false)
+            #expect(purged["audit"] == 2)
+            #expect(try await store.audit(device: nil, sinceMs: 0, limit: 100).count == 3)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func fleetCellsMergeAndExpire(backend: Backend) async throws {
+        try #require(Self.enabled(backend), "PostgreSQL not available")
+        try await TestDatabases.withStore(backend) { store, _ in
+            func cell(_ values: [Double], start: Int64) -> FleetCell {
+                var sketch = QuantileSketch()
+                for v in values { sketch.add(v) }
+                return FleetCell(key: .init(metric: "wifi.station.signal_dbm", cohort: "band=5", bucketSeconds: 300, bucketStartMs: start), unit: "dbm",
+                                 reports: 1, count: values.count, sum: values.reduce(0, +), min: values.min()!, max: values.max()!, sketch: sketch)
+            }
+            try await store.mergeFleet([cell([-40, -50], start: 0), cell([-70], start: 300_000)])
+            try await store.mergeFleet([cell([-30, -90], start: 0)])
+            let cells = try await store.fleet(metric: "wifi.station.signal_dbm", bucketSeconds: 300, fromMs: 0, toMs: .max, cutoffMs: 0)
+            #expect(cells.count == 2)
+            #expect(cells[0].reports == 2 && cells[0].count == 4 && cells[0].sum == -210 && cells[0].min == -90 && cells[0].max == -30)
+            #expect(cells[0].sketch?.count == 4)
+            #expect(try await store.fleet(metric: "wifi.station.signal_dbm", bucketSeconds: 300, fromMs: 0, toMs: .max, cutoffMs: 300_001).count == 1,
+                    "an expired bucket is not returned")
+            #expect(try await store.fleet(metric: "link.rx_rate", bucketSeconds: 300, fromMs: 0, toMs: .max, cutoffMs: 0).isEmpty)
+            #expect(try await store.purge(cutoffs: [.fleet: 300_001], dryRun: false)["fleet"] == 1)
+        }
+    }
+
+    @Test(arguments: Backend.allCases)
+    func settingsSessionsAndDashboardLoginsBehaveAlike(backend: Backend) async throws {
+        try #require(Self.enabled(backend), "PostgreSQL not available")
+        try await TestDatabases.withStore(backend) { store, _ in
+            _ = try await store.addDevice("dev-s", nowMs: 0)
+            #expect(try await store.settings(device: "dev-s") == nil)
+            let settings = AgentSettings(intervalSeconds: 30, windowSeconds: 300, samplers: ["wifi": false])
+            #expect(try await store.setSettings(settings, device: "dev-s", nowMs: 1) == 1)
+            #expect(try await store.setSettings(settings, device: "dev-s", nowMs: 2) == 2)
+            #expect(try await store.settings(device: "dev-s")?.version == 2)
+            #expect(try await store.settings(device: "dev-s")?.settings == settings)
+
+            let s = try #require(try await store.startSession(device: "dev-s", actor: "operator:noc", reason: "T-2", startMs: 1_000, endMs: 61_000,
+                                                              intervalSeconds: 1, windowSeconds: 10))
+            #expect(try await store.startSession(device: "dev-s", actor: "operator:noc", reason: "again", startMs: 2_000, endMs: 62_000,
+                                                 intervalSeconds: 1, windowSeconds: 10) == nil, "one running session per device")
+            #expect(try await store.runningSession(device: "dev-s", nowMs: 30_000) == s)
+            #expect(try await store.runningSession(device: "dev-s", nowMs: 61_000) == nil)
+            #expect(try await store.stopSession(device: "dev-s", id: s.id, actor: "operator:noc", nowMs: 40_000))
+            #expect(try await !store.stopSession(device: "dev-s", id: s.id, actor: "operator:noc", nowMs: 41_000))
+            let t = try #require(try await store.startSession(device: "dev-s", actor: "admin:dpo", reason: "T-3", startMs: 50_000, endMs: 70_000,
+                                                              intervalSeconds: 2, windowSeconds: 10))
+            #expect(try await store.takeExpiredSessions(nowMs: 69_000).isEmpty)
+            #expect(try await store.takeExpiredSessions(nowMs: 70_000).map(\.id) == [t.id], "the stopped one was recorded when stopped")
+            #expect(try await store.takeExpiredSessions(nowMs: 80_000).isEmpty, "an ended session is taken once")
+            let listed = try await store.sessions(device: "dev-s", limit: 10)
+            #expect(listed.map(\.id) == [t.id, s.id] && listed[1].stoppedAtMs == 40_000 && listed[1].stoppedBy == "operator:noc")
+            #expect(listed[0].intervalSeconds == 2)
+
+            let op = try await store.addToken(hash: [UInt8](repeating: 7, count: 32), role: .operator_, deviceID: nil, name: "noc", nowMs: 0)
+            let login = WebSession(idHash: [9, 9], tokenID: op.id, csrf: "csrf-1", createdAtMs: 100, expiresAtMs: 200)
+            let link = WebSession(idHash: [8, 8], tokenID: op.id, csrf: "csrf-2", createdAtMs: 100, expiresAtMs: 200, isLoginLink: true)
+            try await store.createWebSession(login)
+            try await store.createWebSession(link)
+            #expect(try await store.webSession(idHash: [9, 9], nowMs: 150) == login)
+            #expect(try await store.webSession(idHash: [8, 8], nowMs: 150)?.isLoginLink == true)
+            #expect(try await store.webSession(idHash: [9, 9], nowMs: 200) == nil, "expired")
+            #expect(try await store.deleteWebSession(idHash: [8, 8]))
+            #expect(try await !store.deleteWebSession(idHash: [8, 8]), "a link is used once")
+        }
+    }
+}

@@ -1,0 +1,71 @@
+import CollectorCore
+import Foundation
+import Logging
+import Testing
+
+/// The storage backends every conformance test runs on.
+enum Backend: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    case sqlite, postgres
+    var testDescription: String { rawValue }
+}
+
+/// Fresh, empty databases for tests: an SQLite file in a temporary folder, or a new database in the
+/// PostgreSQL cluster on loopback that `scripts/postgres/cluster.sh` starts (or the one named by
+/// `MEETPUNT_TEST_POSTGRES`, in that script's `host=… port=… user=… password_file=…` form).
+enum TestDatabases {
+    /// PostgreSQL needs root here (the cluster runs as the postgres user) or a server named in the environment.
+    static var postgresAvailable: Bool {
+        ProcessInfo.processInfo.environment["MEETPUNT_TEST_POSTGRES"] != nil
+            || (TestSupport.isRoot && FileManager.default.isExecutableFile(atPath: "/usr/lib/postgresql/15/bin/pg_ctl"))
+    }
+
+    /// The server, started once per test process.
+    static let server: Result<CollectorConfiguration.PostgresSettings, any Error> = Result {
+        let line = try ProcessInfo.processInfo.environment["MEETPUNT_TEST_POSTGRES"]
+            ?? TestSupport.sh("\(TestSupport.repositoryRoot.path)/scripts/postgres/cluster.sh start").split(separator: "\n").last.map(String.init) ?? ""
+        var fields: [String: String] = [:]
+        for pair in line.split(separator: " ") {
+            let kv = pair.split(separator: "=", maxSplits: 1)
+            if kv.count == 2 { fields[String(kv[0])] = String(kv[1]) }
+        }
+        guard let host = fields["host"], let port = fields["port"].flatMap(Int.init), let user = fields["user"] else {
+            throw CollectorError(.configuration, "cannot read the PostgreSQL server from \"\(line)\"")
+        }
+        return CollectorConfiguration.PostgresSettings(host: host, port: port, database: "postgres", user: user,
+                                                       passwordFile: fields["password_file"], tls: "disable", maxConnections: 8)
+    }
+
+    /// `psql` against the server's `postgres` database.
+    static func psql(_ settings: CollectorConfiguration.PostgresSettings, database: String = "postgres", _ sql: String) throws -> String {
+        let password = try settings.passwordFile.map { try String(contentsOfFile: $0, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+        let escaped = sql.replacingOccurrences(of: "'", with: "'\\''")
+        return try TestSupport.sh("PGPASSWORD='\(password)' psql -X -q -t -A -v ON_ERROR_STOP=1 -h \(settings.host) -p \(settings.port) -U \(settings.user) -d \(database) -c '\(escaped)'")
+    }
+
+    /// A collector configuration whose store is a new, empty database of `backend`.
+    static func configuration(_ backend: Backend) throws -> CollectorConfiguration {
+        let dir = try TestSupport.tempDirectory()
+        var c = CollectorConfiguration(sqlitePath: dir.appendingPathComponent("collector.sqlite").path, retentionFile: "")
+        c.port = 0
+        if backend == .postgres {
+            var settings = try server.get()
+            settings.database = "meetpunt_test_\(TestSupport.uniqueSuffix())_\(UInt32.random(in: 0..<1_000_000))"
+            _ = try psql(settings, "CREATE DATABASE \(settings.database)")
+            c.postgres = settings
+        }
+        return c
+    }
+
+    /// Runs `body` with a ready store on a new, empty database of `backend`; the PostgreSQL database is
+    /// dropped afterwards.
+    static func withStore<T>(_ backend: Backend, _ body: (any TelemetryStore, CollectorConfiguration) async throws -> T) async throws -> T {
+        let c = try configuration(backend)
+        var logger = Logger(label: "test.store")
+        logger.logLevel = .warning
+        let handle = try StoreHandle.open(c, logger: logger)
+        defer {
+            if let settings = c.postgres { _ = try? psql(settings, "DROP DATABASE IF EXISTS \(settings.database) WITH (FORCE)") }
+        }
+        return try await handle.run { store in try await body(store, c) }
+    }
+}
