@@ -96,10 +96,10 @@ struct LoadTest: AsyncParsableCommand {
             guard reportsPerRequest <= api.configuration.maxReportsPerBatch else {
                 throw ValidationError("--reports-per-request \(reportsPerRequest) is over the collector's ingest.max_reports_per_batch (\(api.configuration.maxReportsPerBatch))")
             }
-            let sqlitePath = api.configuration.sqlitePath
+            let database = try await api.store.diskUsage().location
             let ids = Set(fleet.map(\.id))
             if let taken = try await api.store.devices().first(where: { ids.contains($0.id) }) {
-                throw ValidationError("device \(taken.id) is already registered in \(sqlitePath) and its seq numbers would collide: choose another --device-prefix")
+                throw ValidationError("device \(taken.id) is already registered in \(database) and its seq numbers would collide: choose another --device-prefix")
             }
             let registering = clock.now
             var tokenIDs: [Int64] = []
@@ -111,7 +111,7 @@ struct LoadTest: AsyncParsableCommand {
             }
             try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "token add", deviceID: nil,
                                                        reason: "loadtest", outcome: "ok", detail: "\(fleet.count) device tokens for \(prefix)-*"))
-            print("loadtest: registered \(fleet.count) devices (\(fleet[0].id) … \(fleet[fleet.count - 1].id)) and their tokens in \(sqlitePath) "
+            print("loadtest: registered \(fleet.count) devices (\(fleet[0].id) … \(fleet[fleet.count - 1].id)) and their tokens in \(database) "
                   + "in \(Self.format(Self.milliseconds(clock.now - registering) / 1000, 1)) s")
 
             // MARK: Send
@@ -120,7 +120,7 @@ struct LoadTest: AsyncParsableCommand {
             let endpoint = (url.hasSuffix("/") ? String(url.dropLast()) : url) + "/v1/report-batches"
             let perRequest = reportsPerRequest
             let registered = fleet
-            let before = Self.databaseBytes(sqlitePath)
+            let before = try await api.store.diskUsage()
             print("loadtest: \(series) series per report, \(perRequest) reports per request, \(workers) requests in flight, "
                   + "\(seconds) s against \(endpoint)")
             let client = HTTPClient(
@@ -159,7 +159,7 @@ struct LoadTest: AsyncParsableCommand {
 
             // MARK: What the collector holds
 
-            let after = Self.databaseBytes(sqlitePath)
+            let after = try await api.store.diskUsage()
             let held = try await api.store.devices().filter { ids.contains($0.id) }.reduce(0) { $0 + $1.reports }
             for id in tokenIDs { _ = try await api.store.revokeToken(id: id, nowMs: api.clock()) }
             try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "token revoke", deviceID: nil,
@@ -171,7 +171,7 @@ struct LoadTest: AsyncParsableCommand {
             let latencies = total.latenciesMs.sorted()
             let p50 = Self.percentile(latencies, 0.50), p90 = Self.percentile(latencies, 0.90), p99 = Self.percentile(latencies, 0.99)
             let perSecond = elapsed > 0 ? Double(acknowledged) / elapsed : 0
-            let growth = (after.main + after.wal) - (before.main + before.wal)
+            let growth = after.totalBytes - before.totalBytes
             let perReport = total.stored > 0 ? Double(growth) / Double(total.stored) : 0
             let perSeries = total.storedSeries > 0 ? Double(growth) / Double(total.storedSeries) : 0
             func row(_ label: String, _ value: String) { print(label.padding(toLength: 26, withPad: " ", startingAt: 0) + value) }
@@ -191,9 +191,9 @@ struct LoadTest: AsyncParsableCommand {
             if total.reusedWindows > 0 {
                 row("windows reused", "\(total.reusedWindows) reports: their device had used up its day of 5-minute windows (\(LoadWindows.slots)) and started again")
             }
-            row("database", "\(sqlitePath): \(after.main) bytes + WAL \(after.wal) bytes (before the run \(before.main) + \(before.wal))")
+            row("database", "\(database): \(after.dataBytes) bytes + WAL \(after.logBytes) bytes (before the run \(before.dataBytes) + \(before.logBytes))")
             row("on disk per report", "\(Self.format(perReport, 0)) bytes per report, \(Self.format(perSeries, 1)) bytes per series (growth \(growth) bytes / stored); "
-                + "the main file alone \(Self.format(total.stored > 0 ? Double(after.main - before.main) / Double(total.stored) : 0, 0)) bytes per report")
+                + "the main file alone \(Self.format(total.stored > 0 ? Double(after.dataBytes - before.dataBytes) / Double(total.stored) : 0, 0)) bytes per report")
             row("collector holds", "\(held) reports of the \(fleet.count) simulated devices; \(total.stored) acknowledged stored"
                 + (held == total.stored ? ": no loss, no duplicates" : ": MISMATCH"))
             if !total.rejections.isEmpty {
@@ -318,15 +318,6 @@ struct LoadTest: AsyncParsableCommand {
     }
 
     // MARK: Helpers
-
-    static func databaseBytes(_ path: String) -> (main: Int64, wal: Int64) {
-        (fileBytes(path), fileBytes(path + "-wal"))
-    }
-
-    static func fileBytes(_ path: String) -> Int64 {
-        var info = stat()
-        return stat(path, &info) == 0 ? Int64(info.st_size) : 0
-    }
 
     static func milliseconds(_ d: Duration) -> Double {
         let c = d.components

@@ -21,11 +21,8 @@ import TelemetryModel
 
     static let keepAll: [DataClass: Int64] = Dictionary(uniqueKeysWithValues: DataClass.required.map { ($0, Int64.min) })
 
-    static func enabled(_ backend: Backend) -> Bool { backend == .sqlite || TestDatabases.postgresAvailable }
-
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.testable)
     func devicesAndTokensAreStoredAndRevoked(backend: Backend) async throws {
-        try #require(Self.enabled(backend), "PostgreSQL not available: needs root and postgresql-15, or MEETPUNT_TEST_POSTGRES")
         try await TestDatabases.withStore(backend) { store, _ in
             #expect(try await store.addDevice("dev-a", nowMs: 10))
             #expect(try await !store.addDevice("dev-a", nowMs: 11), "a device added twice is there once")
@@ -50,9 +47,8 @@ import TelemetryModel
         }
     }
 
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.testable)
     func reportsAreStoredOnceAndReadBackBitForBit(backend: Backend) async throws {
-        try #require(Self.enabled(backend), "PostgreSQL not available")
         try await TestDatabases.withStore(backend) { store, _ in
             _ = try await store.addDevice("dev-a", nowMs: 0)
             _ = try await store.addDevice("dev-b", nowMs: 0)
@@ -97,9 +93,8 @@ import TelemetryModel
     }
 
     /// 400 concurrent submissions of 200 distinct reports: 200 stored, 200 duplicates, each caller told which.
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.testable)
     func concurrentIngestsEachGetTheirOwnOutcome(backend: Backend) async throws {
-        try #require(Self.enabled(backend), "PostgreSQL not available")
         try await TestDatabases.withStore(backend) { store, _ in
             _ = try await store.addDevice("gc-1", nowMs: 0)
             let outcomes = try await withThrowingTaskGroup(of: IngestOutcome.self) { group in
@@ -118,9 +113,8 @@ import TelemetryModel
 
     /// Reports over 40 days in every telemetry class. Expired rows are never returned, before or after the
     /// purge; the purge counts what it removes (a dry run counts the same without removing).
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.testable)
     func expiredDataIsNeverReturnedAndThePurgeRemovesIt(backend: Backend) async throws {
-        try #require(Self.enabled(backend), "PostgreSQL not available")
         try await TestDatabases.withStore(backend) { store, configuration in
             _ = try await store.addDevice("dev-r", nowMs: 0)
             let reports = (0..<40).map { d in Self.report("dev-r", seq: UInt64(d + 1), endMs: Self.t0 + Int64(d) * Self.day + 3_600_000) }
@@ -162,9 +156,8 @@ import TelemetryModel
         }
     }
 
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.testable)
     func eraseRemovesOneDevicesDataAndExportShowsTheRest(backend: Backend) async throws {
-        try #require(Self.enabled(backend), "PostgreSQL not available")
         try await TestDatabases.withStore(backend) { store, configuration in
             let api = CollectorAPI(store: store, policy: .defaults, configuration: configuration, clock: { Self.t0 + Self.day }, logger: Logger(label: "test"))
             for d in ["dev-x", "dev-y"] {
@@ -189,9 +182,8 @@ import TelemetryModel
         }
     }
 
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.testable)
     func theAuditTrailIsReturnedNewestFirstAndFiltered(backend: Backend) async throws {
-        try #require(Self.enabled(backend), "PostgreSQL not available")
         try await TestDatabases.withStore(backend) { store, _ in
             for i in 0..<5 {
                 try await store.appendAudit(AuditEntry(atMs: 1_000 + Int64(i), actor: "operator:noc", action: "query windows",
@@ -210,9 +202,8 @@ import TelemetryModel
         }
     }
 
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.testable)
     func fleetCellsMergeAndExpire(backend: Backend) async throws {
-        try #require(Self.enabled(backend), "PostgreSQL not available")
         try await TestDatabases.withStore(backend) { store, _ in
             func cell(_ values: [Double], start: Int64) -> FleetCell {
                 var sketch = QuantileSketch()
@@ -233,9 +224,8 @@ import TelemetryModel
         }
     }
 
-    @Test(arguments: Backend.allCases)
+    @Test(arguments: Backend.testable)
     func settingsSessionsAndDashboardLoginsBehaveAlike(backend: Backend) async throws {
-        try #require(Self.enabled(backend), "PostgreSQL not available")
         try await TestDatabases.withStore(backend) { store, _ in
             _ = try await store.addDevice("dev-s", nowMs: 0)
             #expect(try await store.settings(device: "dev-s") == nil)

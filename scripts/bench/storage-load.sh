@@ -6,7 +6,10 @@
 # installed, the same fleet's reports (same seed and devices, as many as the collector stored) go into a
 # VictoriaMetrics on loopback as InfluxDB line protocol, and its bytes per report are printed beside ours.
 #   scripts/bench/storage-load.sh [seconds]   (default 60)
-# Environment: DEVICES (200), CONCURRENCY (8), REPORTS_PER_REQUEST (10), SERIES (92), SEED (1),
+# BACKEND=postgres stores in a new database of the PostgreSQL cluster scripts/postgres/cluster.sh runs on
+# loopback (started --durable: fsync and synchronous commit on, as in production); COLLECTORS=2 (postgres
+# only) runs two collector processes behind a round-robin TCP proxy (scripts/bench/rr-proxy.py).
+# Environment: BACKEND (sqlite), COLLECTORS (1), DEVICES (200), CONCURRENCY (8), REPORTS_PER_REQUEST (10), SERIES (92), SEED (1),
 # VM_PORT (18428; not 8428, which the packaged victoria-metrics service takes on a host that runs it).
 # Everything it starts listens on 127.0.0.1 only and is stopped at the end; the temporary folder is removed.
 source "$(dirname "$0")/../lib.sh"
@@ -18,13 +21,20 @@ SERIES=${SERIES:-92}
 SEED=${SEED:-1}
 VM_PORT=${VM_PORT:-18428}
 PREFIX=lt-bench
+BACKEND=${BACKEND:-sqlite}
+COLLECTORS=${COLLECTORS:-1}
+[ "$BACKEND" = sqlite ] || [ "$BACKEND" = postgres ] || { echo "BACKEND must be sqlite or postgres" >&2; exit 2; }
+[ "$COLLECTORS" = 1 ] || [ "$BACKEND" = postgres ] || { echo "COLLECTORS > 1 needs BACKEND=postgres (SQLite is one process's file)" >&2; exit 2; }
 ensure_packages "${BUILD_PACKAGES[@]}"
 ensure_swift
 
 work=$(mktemp -d /tmp/meetpunt-storage-load.XXXXXX)
-collector=""; vm=""
+collector=""; vm=""; extra=""; pgdb=""
+pg() { PGPASSWORD=$(cat "$pg_password") psql -X -q -t -A -h 127.0.0.1 -p "$pg_port" -U meetpunt -d postgres -c "$1"; }
 cleanup() {
     [ -n "$collector" ] && kill "$collector" 2>/dev/null && wait "$collector" 2>/dev/null || true
+    for p in $extra; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    [ -n "$pgdb" ] && pg "DROP DATABASE IF EXISTS $pgdb WITH (FORCE)" || true
     [ -n "$vm" ] && kill "$vm" 2>/dev/null && wait "$vm" 2>/dev/null || true
     rm -rf "$work"
 }
@@ -34,20 +44,50 @@ phase "building meetpunt-collector (release)"
 swift build -c release --product meetpunt-collector > "$work/build.log" 2>&1 || { tail -40 "$work/build.log" >&2; exit 1; }
 bin=$(swift build -c release --show-bin-path)
 
-phase "starting the collector (SQLite in $work)"
+if [ "$BACKEND" = postgres ]; then
+    phase "starting PostgreSQL (scripts/postgres/cluster.sh start --durable) and a new database"
+    server=$(scripts/postgres/cluster.sh start --durable | tail -1)
+    pg_port=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<< "$server")
+    pg_password=$(sed -n 's/.*password_file=\([^ ]*\).*/\1/p' <<< "$server")
+    pgdb="meetpunt_load_$(date +%s)"
+    pg "CREATE DATABASE $pgdb"
+    storage="{backend: postgres, postgres: {host: 127.0.0.1, port: $pg_port, database: $pgdb, user: meetpunt, password_file: $pg_password, tls: disable, max_connections: 16}}"
+    echo "PostgreSQL $(pg 'SHOW server_version'), fsync $(pg 'SHOW fsync'), synchronous_commit $(pg 'SHOW synchronous_commit'), database $pgdb"
+else
+    storage="{sqlite_path: $work/collector.sqlite}"
+fi
+
+phase "starting $COLLECTORS collector process(es) ($BACKEND)"
 cat > "$work/collector.yaml" <<YAML
 listen: {host: 127.0.0.1, port: 0}
-storage: {sqlite_path: $work/collector.sqlite}
+storage: $storage
 retention_file: $PWD/collector/retention.yaml
 ingest: {max_reports_per_batch: 100}
 logging: {level: info}
 YAML
-"$bin/meetpunt-collector" serve --config "$work/collector.yaml" > "$work/collector.log" 2>&1 &
-collector=$!
-for _ in $(seq 100); do grep -q "listening on" "$work/collector.log" && break; sleep 0.1; done
-port=$(grep -o "listening on [0-9.]*:[0-9]*" "$work/collector.log" | head -1 | cut -d: -f2)
-[ -n "$port" ] || { echo "the collector did not start:" >&2; cat "$work/collector.log" >&2; exit 1; }
-echo "collector on 127.0.0.1:$port (pid $collector)"
+start_collector() {
+    "$bin/meetpunt-collector" serve --config "$work/collector.yaml" > "$work/collector-$1.log" 2>&1 &
+    local pid=$!
+    for _ in $(seq 100); do grep -q "listening on" "$work/collector-$1.log" && break; sleep 0.1; done
+    local p; p=$(grep -o "listening on [0-9.]*:[0-9]*" "$work/collector-$1.log" | head -1 | cut -d: -f2)
+    [ -n "$p" ] || { echo "collector $1 did not start:" >&2; cat "$work/collector-$1.log" >&2; exit 1; }
+    echo "collector $1 on 127.0.0.1:$p (pid $pid)" >&2
+    echo "$pid $p"
+}
+read -r collector port < <(start_collector 1)
+ln -sf "$work/collector-1.log" "$work/collector.log"
+if [ "$COLLECTORS" -gt 1 ]; then
+    backends="127.0.0.1:$port"
+    for i in $(seq 2 "$COLLECTORS"); do
+        read -r pid p < <(start_collector "$i")
+        extra="$extra $pid"; backends="$backends 127.0.0.1:$p"
+    done
+    python3 scripts/bench/rr-proxy.py --listen 127.0.0.1:0 --port-file "$work/proxy.port" $backends > "$work/proxy.log" 2>&1 &
+    extra="$extra $!"
+    for _ in $(seq 50); do [ -s "$work/proxy.port" ] && break; sleep 0.1; done
+    port=$(cat "$work/proxy.port")
+    echo "round-robin proxy on 127.0.0.1:$port in front of: $backends"
+fi
 
 phase "loadtest: $DEVICES devices for $SECONDS_RUN s"
 set +e
@@ -63,12 +103,18 @@ stored=$(figure stored); stored_series=$(figure stored_series)
 ours_report=$(figure bytes_per_report); ours_series=$(figure bytes_per_series)
 kill "$collector" 2>/dev/null && wait "$collector" 2>/dev/null || true
 collector=""
+for p in $extra; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+extra=""
+if [ "$COLLECTORS" -gt 1 ]; then
+    sleep 0.5
+    cat "$work/proxy.log"
+fi
 if [ -z "$figures" ] || [ "${stored:-0}" -eq 0 ]; then
     echo "loadtest stored nothing (exit $loadtest_rc); collector log:" >&2
     tail -20 "$work/collector.log" >&2
     exit 1
 fi
-echo "collector's errors and warnings: $(grep -ciE 'error|warning' "$work/collector.log" || true) lines in its log"
+echo "collectors' errors and warnings: $(cat "$work"/collector-*.log | grep -ciE 'error|warning' || true) lines in their logs"
 
 phase "VictoriaMetrics on loopback with the same reports"
 vm_note=""

@@ -14,7 +14,7 @@ import TelemetryModel
 /// class's whole day partitions once they have expired (detached concurrently, then dropped, so writers
 /// are not held), and deletes only what has expired inside the one partition that straddles the cut-off.
 /// Reads filter on the cut-offs too, so nothing expired is returned before the purge ran. Partitions are
-/// made when the first report of a class and day arrives (and a day ahead by the purge).
+/// made when the first report of a class and day arrives.
 ///
 /// Everything several collector processes share lives in the database: dedupe on (device, seq), sessions,
 /// dashboard logins, settings versions. Several `serve` processes may use one database behind any load
@@ -25,6 +25,10 @@ import TelemetryModel
 public final class PostgresStore: TelemetryStore {
     let client: PostgresClient
     private let logger: Logger
+    /// One connection made before the pool starts, so a wrong password or a closed port is reported at
+    /// once with PostgreSQL's reason instead of as a pool that never gets a connection.
+    private let probeConfiguration: PostgresConnection.Configuration
+    private let settings: CollectorConfiguration.PostgresSettings
     private let commits = GroupCommit()
     /// Day partitions known to exist (`report_data_<class>_<yyyymmdd>`): made once per process.
     private let knownPartitions = Mutex<Set<String>>([])
@@ -41,17 +45,35 @@ public final class PostgresStore: TelemetryStore {
             }
         }
         let tls: PostgresClient.Configuration.TLS
-        switch settings.tls {
-        case "disable": tls = .disable
-        case "require": tls = .require(.makeClientConfiguration())
-        default: tls = .prefer(.makeClientConfiguration())
+        let probeTLS: PostgresConnection.Configuration.TLS
+        do {
+            switch settings.tls {
+            case "disable": (tls, probeTLS) = (.disable, .disable)
+            case "require": (tls, probeTLS) = (.require(.makeClientConfiguration()), .require(try NIOSSLContext(configuration: .makeClientConfiguration())))
+            default: (tls, probeTLS) = (.prefer(.makeClientConfiguration()), .prefer(try NIOSSLContext(configuration: .makeClientConfiguration())))
+            }
+        } catch {
+            throw CollectorError(.configuration, "storage.postgres.tls \(settings.tls): cannot set up TLS: \(error)")
         }
+        probeConfiguration = PostgresConnection.Configuration(host: settings.host, port: settings.port, username: settings.user, password: password,
+                                                              database: settings.database, tls: probeTLS)
+        self.settings = settings
         var configuration = PostgresClient.Configuration(host: settings.host, port: settings.port, username: settings.user,
                                                          password: password, database: settings.database, tls: tls)
         configuration.options.maximumConnections = settings.maxConnections
         configuration.options.connectTimeout = .seconds(10)
         self.logger = logger
         client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+    }
+
+    /// Connects once and disconnects: an error names the server and PostgreSQL's reason (never the password).
+    public func probe() async throws {
+        do {
+            let connection = try await PostgresConnection.connect(configuration: probeConfiguration, id: 0, logger: logger)
+            try await connection.close()
+        } catch {
+            throw CollectorError(.storage, "cannot connect to PostgreSQL at \(settings): \(Self.describe(error))", underlying: error)
+        }
     }
 
     /// Runs the connection pool until the calling task is cancelled.
@@ -515,9 +537,16 @@ public final class PostgresStore: TelemetryStore {
                 // Whole days first: detached concurrently (no lock that holds writers), then dropped.
                 for p in try await dayPartitions(c.rawValue) where p.toMs <= cutoff {
                     let started = ContinuousClock.now
-                    try await client.query(PostgresQuery(unsafeSQL: "ALTER TABLE \(try Self.classTable(c.rawValue)) DETACH PARTITION \(p.name) CONCURRENTLY"),
-                                           logger: logger)
-                    try await client.query(PostgresQuery(unsafeSQL: "DROP TABLE \(p.name)"), logger: logger)
+                    do {
+                        try await client.query(PostgresQuery(unsafeSQL: "ALTER TABLE \(try Self.classTable(c.rawValue)) DETACH PARTITION \(p.name) CONCURRENTLY"),
+                                               logger: logger)
+                        try await client.query(PostgresQuery(unsafeSQL: "DROP TABLE \(p.name)"), logger: logger)
+                    } catch {
+                        // Another collector process purging at the same moment detached it first; its rows are
+                        // filtered out of every read either way, and the DELETE below takes what is still attached.
+                        logger.notice("retention: partition not dropped here", metadata: ["partition": "\(p.name)", "reason": "\(Self.describe(error))"])
+                        continue
+                    }
                     knownPartitions.withLock { _ = $0.remove(p.name) }
                     logger.info("retention: dropped partition", metadata: ["partition": "\(p.name)", "took": "\(ContinuousClock.now - started)"])
                 }
@@ -754,6 +783,13 @@ public final class PostgresStore: TelemetryStore {
                 """, [nowMs])
             let ended = try found.map(Self.session)
             return ended.sorted { $0.id < $1.id }
+        }
+    }
+
+    public func diskUsage() async throws -> DiskUsage {
+        try await storage("measuring the database") {
+            let r = try await rows("SELECT pg_database_size(current_database()) AS n")
+            return DiskUsage(location: "\(settings)", dataBytes: try r[0]["n"].decode(Int64.self), logBytes: 0)
         }
     }
 }

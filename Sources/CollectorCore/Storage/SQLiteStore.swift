@@ -6,8 +6,10 @@ import TelemetryModel
 /// never edit a shipped one, add the next.
 public final class SQLiteStore: TelemetryStore {
     private let pool: DatabasePool
+    private let path: String
 
     public init(path: String) throws(CollectorError) {
+        self.path = path
         do {
             var config = Configuration()
             config.foreignKeysEnabled = true
@@ -684,5 +686,10 @@ public final class SQLiteStore: TelemetryStore {
                 }
             }
         }
+    }
+
+    public func diskUsage() async throws -> DiskUsage {
+        func bytes(_ p: String) -> Int64 { ((try? FileManager.default.attributesOfItem(atPath: p)[.size]) as? NSNumber)?.int64Value ?? 0 }
+        return DiskUsage(location: path, dataBytes: bytes(path), logBytes: bytes(path + "-wal"))
     }
 }

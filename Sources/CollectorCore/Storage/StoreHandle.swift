@@ -43,7 +43,10 @@ public struct StoreHandle: Sendable {
             pool.addTask { await postgres.run() }
             defer { pool.cancelAll() }
             try await withThrowingTaskGroup(of: Void.self) { ready in
-                ready.addTask { try await postgres.migrate() }
+                ready.addTask {
+                    try await postgres.probe()
+                    try await postgres.migrate()
+                }
                 ready.addTask {
                     try await Task.sleep(for: Self.connectTimeout)
                     throw CollectorError(.storage, "PostgreSQL at \(settings) did not answer within \(Self.connectTimeout) (is it running, and are storage.postgres host, port, user and password_file right?)")

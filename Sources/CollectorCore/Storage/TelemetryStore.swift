@@ -163,6 +163,24 @@ public protocol TelemetryStore: Sendable {
     /// Sessions that reached their end time without being stopped and whose end was not yet recorded:
     /// marks them and returns them, once, whichever collector process asks (for the audit trail).
     func takeExpiredSessions(nowMs: Int64) async throws -> [TroubleshootingSession]
+
+    /// Bytes the database takes on disk (indexes included), for sizing and the load test.
+    func diskUsage() async throws -> DiskUsage
+}
+
+/// What a database takes on disk: its data (tables, indexes, TOAST) and its write-ahead log where that
+/// belongs to this database alone (SQLite's `-wal` file; PostgreSQL's WAL is the cluster's, so 0).
+public struct DiskUsage: Sendable, Equatable {
+    /// The file or `postgresql://user@host:port/database`.
+    public var location: String
+    public var dataBytes: Int64
+    public var logBytes: Int64
+    public init(location: String, dataBytes: Int64, logBytes: Int64) {
+        self.location = location
+        self.dataBytes = dataBytes
+        self.logBytes = logBytes
+    }
+    public var totalBytes: Int64 { dataBytes + logBytes }
 }
 
 /// An operator's request for high-resolution data from one device for a while.
