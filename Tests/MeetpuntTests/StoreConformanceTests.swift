@@ -1,6 +1,7 @@
 @testable import CollectorCore
 import Foundation
 import Logging
+import Synchronization
 import Testing
 import TelemetryModel
 
@@ -262,6 +263,100 @@ import TelemetryModel
             #expect(try await store.webSession(idHash: [9, 9], nowMs: 200) == nil, "expired")
             #expect(try await store.deleteWebSession(idHash: [8, 8]))
             #expect(try await !store.deleteWebSession(idHash: [8, 8]), "a link is used once")
+        }
+    }
+}
+
+/// Retention at scale on PostgreSQL (issue 15, acceptance 4, scaled to a test): 30 day-partitions of a
+/// class, the purge drops the expired ones while another task keeps ingesting and a third keeps reading.
+/// The reader never sees an expired row; ingest goes on through the drops. Prints how long each drop took
+/// and the slowest ingest while the purge ran (how long the drops held writers).
+@Suite(.serialized) struct PartitionRetentionTests {
+    @Test(.enabled(if: TestDatabases.postgresAvailable, "needs PostgreSQL: root and postgresql-15, or MEETPUNT_TEST_POSTGRES"))
+    func expiredDaysAreDroppedWhileIngestAndReadsContinue() async throws {
+        let day = StoreConformanceTests.day, t0 = StoreConformanceTests.t0
+        try await TestDatabases.withStore(.postgres) { store, configuration in
+            let pg = try #require(configuration.postgres)
+            let devices = (0..<20).map { "ret-\($0)" }
+            for d in devices { _ = try await store.addDevice(d, nowMs: 0) }
+            // 30 days × 20 devices × 4 reports a day.
+            var seq: [String: UInt64] = [:]
+            func next(_ d: String, endMs: Int64) -> (report: Report, classes: [DataClass]) {
+                seq[d, default: 0] += 1
+                return StoreConformanceTests.report(d, seq: seq[d]!, endMs: endMs)
+            }
+            for dayIndex in 0..<30 {
+                var batch: [(report: Report, classes: [DataClass])] = []
+                for d in devices { for q in 0..<4 { batch.append(next(d, endMs: t0 + Int64(dayIndex) * day + Int64(q) * 6 * 3_600_000 + 60_000)) } }
+                _ = try await store.ingest(batch, receivedAtMs: t0)
+            }
+            let count = "SELECT count(*) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'report_data_link'"
+            #expect(try TestDatabases.psql(pg, database: pg.database, count).trimmingCharacters(in: .whitespacesAndNewlines) == "30")
+
+            // Keep the last 10 days of every telemetry class.
+            let now = t0 + 30 * day
+            let cutoffs = Dictionary(uniqueKeysWithValues: DataClass.required.map { ($0, now - 10 * day) })
+            let newReports = devices.map { d in (0..<40).map { i in next(d, endMs: now - 3_600_000 + Int64(i) * 1000) } }
+            let (purged, ingestMs, reads, purgeMs) = try await Self.purgeWhileIngestingAndReading(store: store, devices: devices, newReports: newReports,
+                                                                                          cutoffs: cutoffs, now: now, keptFrom: now - 10 * day)
+            // Twenty expired days of link data: 20 × 20 devices × 4 reports × 3 link series.
+            #expect(purged == 20 * 20 * 4 * 3)
+            let left = try TestDatabases.psql(pg, database: pg.database, count).trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(left == "10", "days 20–29 are kept (the reports sent during the purge fall in day 29): \(left)")
+            let all = try await store.windows(device: "ret-0", metric: nil, fromMs: 0, toMs: .max, cutoffs: StoreConformanceTests.keepAll, limit: .max)
+            #expect(all.allSatisfy { $0.windowEndMs >= now - 10 * day }, "nothing expired is left in the database")
+            #expect(all.filter { $0.windowEndMs >= now - 3_600_000 }.count == 40 * StorageTests.sample().count, "every report ingested during the purge is there")
+            let sorted = ingestMs.sorted()
+            print("partition retention: the purge dropped 20 days of partitions of every class and deleted \(purged) link windows in \(Int(purgeMs)) ms; "
+                  + "\(reads) reads during it saw nothing expired; ingest of 20 reports at a time during it: median \(Int(sorted[sorted.count / 2])) ms, "
+                  + "max \(Int(sorted.last ?? 0)) ms")
+        }
+    }
+}
+
+extension PartitionRetentionTests {
+    final class Flag: Sendable {
+        private let value = Mutex(true)
+        var isSet: Bool { value.withLock { $0 } }
+        func clear() { value.withLock { $0 = false } }
+    }
+
+    /// One task purges, one ingests `newReports` round by round (timing each), one reads until the purge
+    /// is done; returns the link windows purged, the ingest latencies (ms), the reads made and the purge's time (ms).
+    static func purgeWhileIngestingAndReading(store: any TelemetryStore, devices: [String], newReports: [[(report: Report, classes: [DataClass])]],
+                                              cutoffs: [DataClass: Int64], now: Int64, keptFrom: Int64) async throws -> (Int, [Double], Int, Double) {
+        let purging = Flag()
+        return try await withThrowingTaskGroup(of: (Int, [Double], Int, Double).self) { group in
+            group.addTask {
+                let started = ContinuousClock.now
+                let counts = try await store.purge(cutoffs: cutoffs, dryRun: false)
+                let took = (ContinuousClock.now - started).components
+                purging.clear()
+                return (counts["link"] ?? 0, [], 0, Double(took.seconds) * 1000 + Double(took.attoseconds) / 1e15)
+            }
+            group.addTask {
+                var latencies: [Double] = []
+                for round in 0..<newReports[0].count {
+                    let started = ContinuousClock.now
+                    let outcomes = try await store.ingest(devices.indices.map { newReports[$0][round] }, receivedAtMs: now)
+                    let took = (ContinuousClock.now - started).components
+                    latencies.append(Double(took.seconds) * 1000 + Double(took.attoseconds) / 1e15)
+                    #expect(outcomes.allSatisfy { $0 != .duplicate })
+                }
+                return (0, latencies, 0, 0)
+            }
+            group.addTask {
+                var reads = 0
+                while purging.isSet || reads == 0 {
+                    for d in devices.prefix(5) {
+                        let windows = try await store.windows(device: d, metric: nil, fromMs: 0, toMs: .max, cutoffs: cutoffs, limit: .max)
+                        #expect(windows.allSatisfy { $0.windowEndMs >= keptFrom }, "a reader saw an expired row during the purge")
+                        reads += 1
+                    }
+                }
+                return (0, [], reads, 0)
+            }
+            return try await group.reduce(into: (0, [Double](), 0, 0.0)) { acc, r in acc = (acc.0 + r.0, acc.1 + r.1, acc.2 + r.2, acc.3 + r.3) }
         }
     }
 }

@@ -172,7 +172,7 @@ fi
 
 phase "figures"
 printf '%-44s %16s %16s\n' "store" "bytes/report" "bytes/series"
-printf '%-44s %16s %16s\n' "meetpunt-collector (SQLite file + WAL)" "$ours_report" "$ours_series"
+printf '%-44s %16s %16s\n' "meetpunt-collector ($BACKEND, indexes included)" "$ours_report" "$ours_series"
 if [ -z "$vm_note" ]; then
     printf '%-44s %16s %16s\n' "VictoriaMetrics $vm_version (data folder)" "$vm_report" "$vm_series"
     echo "($stored reports of $DEVICES devices, $SERIES series each; VictoriaMetrics holds each series field as its own"
