@@ -25,6 +25,8 @@ phase "running tests (one at a time)"
 # its agent's 10 s timeout), which made the suite flaky. One at a time it takes ~5.5 min, and passes.
 swift test --skip-build --no-parallel 2>&1 | tee var/test.log
 status=${PIPESTATUS[0]}
+# The storage tests started a PostgreSQL cluster on loopback (scripts/postgres/cluster.sh); stop it.
+[ "$(id -u)" -eq 0 ] && scripts/postgres/cluster.sh stop || true
 
 phase "the query API against docs/openapi.yaml with schemathesis (issue 16 acceptance 5)"
 COLLECTOR_BIN=.build/debug/meetpunt-collector ./scripts/openapi-check.sh 2>&1 | tee var/openapi-check.log

@@ -13,8 +13,9 @@ import TelemetryModel
 /// `report_data` is partitioned by data class, then by UTC day of `window_end_ms`: the purge drops a
 /// class's whole day partitions once they have expired (detached concurrently, then dropped, so writers
 /// are not held), and deletes only what has expired inside the one partition that straddles the cut-off.
-/// Reads filter on the cut-offs too, so nothing expired is returned before the purge ran. Partitions are
-/// made when the first report of a class and day arrives.
+/// Reads filter on the cut-offs too, so nothing expired is returned before the purge ran. Partitions for
+/// today and tomorrow are made at start and by every purge, so the midnight rollover does not wait on
+/// a lock of the class table behind readers; a report of another day makes its own when it arrives.
 ///
 /// Everything several collector processes share lives in the database: dedupe on (device, seq), sessions,
 /// dashboard logins, settings versions. Several `serve` processes may use one database behind any load
@@ -216,7 +217,17 @@ public final class PostgresStore: TelemetryStore {
                     try await conn.query("INSERT INTO schema_migrations (name, applied_at_ms) VALUES (\(m.name), \(nowMs()))", logger: self.logger)
                 }
             }
+            try await makeUpcomingPartitions()
         }
+    }
+
+    /// The classes whose rows live in `report_data` (audit and fleet have tables of their own).
+    static let reportClasses = DataClass.required.filter { $0 != .audit && $0 != .fleet }.map(\.rawValue)
+
+    /// Today's and tomorrow's partition of every report class (UTC, by this machine's clock).
+    func makeUpcomingPartitions() async throws {
+        let now = nowMs()
+        try await ensurePartitions(Self.reportClasses.flatMap { c in [(c, now), (c, now + Self.dayMs)] })
     }
 
     /// Advisory-lock keys (any fixed numbers, unique within this schema).
@@ -529,6 +540,7 @@ public final class PostgresStore: TelemetryStore {
 
     public func purge(cutoffs: [DataClass: Int64], dryRun: Bool) async throws -> [String: Int] {
         try await storage("purging") {
+            if !dryRun { try await makeUpcomingPartitions() }
             var counts: [String: Int] = [:]
             for (c, cutoff) in cutoffs.sorted(by: { $0.key < $1.key }) where c != .audit && c != .fleet {
                 counts[c.rawValue] = Int(try await rows("SELECT COALESCE(SUM(series_count), 0)::int8 AS n FROM report_data WHERE data_class = $1 AND window_end_ms < $2",
