@@ -75,7 +75,8 @@ struct Serve: AsyncParsableCommand {
     var port: Int?
 
     func run() async throws {
-        var (handle, api) = try CollectorOptions.orExit { () throws(CollectorError) in try options.open() }
+        let (handle, opened) = try CollectorOptions.orExit { () throws(CollectorError) in try options.open() }
+        var api = opened
         if api.configuration.otlp != nil, let problem = FleetOTLPExport.environmentProblem() {
             printError("meetpunt-collector: \(problem)")
             throw ExitCode(2)

@@ -34,8 +34,16 @@ import TelemetryModel
             """)
         defer { collector.stop() }
         // Four reports in the last complete 5-minute bucket, band 5: their pooled signal values are known.
+        // The collector exports the last complete bucket at export time: when a bucket boundary is less than
+        // 90 s away (the first flush and export come within ~15 s, the wait below is 60 s), start after it,
+        // or the reports' bucket would stop being the last complete one before they are exported (a
+        // CI run failed so at 23:40 UTC).
         let bucket: Int64 = 300_000
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        var now = Int64(Date().timeIntervalSince1970 * 1000)
+        if bucket - now % bucket < 90_000 {
+            try await Task.sleep(for: .milliseconds(bucket - now % bucket + 1_000))
+            now = Int64(Date().timeIntervalSince1970 * 1000)
+        }
         let last = now / bucket * bucket - bucket
         let values: [[Double]] = [[-40, -45, -50], [-60, -62], [-70, -71, -72, -73], [-55]]
         var body: [UInt8] = Array(#"{"reports":["#.utf8)

@@ -43,11 +43,26 @@ enum TestDatabases {
                                                        passwordFile: fields["password_file"], tls: "disable", maxConnections: 8)
     }
 
-    /// `psql` against the server's `postgres` database.
+    /// `psql` against the server's `postgres` database. The password goes in psql's environment, never on
+    /// a command line (where `ps` and a failed command's message would show it).
     static func psql(_ settings: CollectorConfiguration.PostgresSettings, database: String = "postgres", _ sql: String) throws -> String {
         let password = try settings.passwordFile.map { try String(contentsOfFile: $0, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
-        let escaped = sql.replacingOccurrences(of: "'", with: "'\\''")
-        return try TestSupport.sh("PGPASSWORD='\(password)' psql -X -q -t -A -v ON_ERROR_STOP=1 -h \(settings.host) -p \(settings.port) -U \(settings.user) -d \(database) -c '\(escaped)'")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
+        process.arguments = ["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", settings.host, "-p", String(settings.port),
+                             "-U", settings.user, "-d", database, "-c", sql]
+        var environment = ProcessInfo.processInfo.environment
+        environment["PGPASSWORD"] = password
+        process.environment = environment
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = out
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else { throw TestFailure("psql -d \(database) -c \"\(sql)\" failed (\(process.terminationStatus)): \(text)") }
+        return text
     }
 
     /// A collector configuration whose store is a new, empty database of `backend`.
@@ -68,12 +83,12 @@ enum TestDatabases {
     /// dropped afterwards.
     static func withStore<T>(_ backend: Backend, _ body: (any TelemetryStore, CollectorConfiguration) async throws -> T) async throws -> T {
         let c = try configuration(backend)
-        var logger = Logger(label: "test.store")
-        logger.logLevel = .warning
-        let handle = try StoreHandle.open(c, logger: logger)
         defer {
             if let settings = c.postgres { _ = try? psql(settings, "DROP DATABASE IF EXISTS \(settings.database) WITH (FORCE)") }
         }
+        var logger = Logger(label: "test.store")
+        logger.logLevel = .warning
+        let handle = try StoreHandle.open(c, logger: logger)
         return try await handle.run { store in try await body(store, c) }
     }
 }

@@ -29,11 +29,10 @@ ensure_packages "${BUILD_PACKAGES[@]}"
 ensure_swift
 
 work=$(mktemp -d /tmp/meetpunt-storage-load.XXXXXX)
-collector=""; vm=""; extra=""; pgdb=""
+vm=""; extra=""; pgdb=""; proxy=""
 pg() { PGPASSWORD=$(cat "$pg_password") psql -X -q -t -A -h 127.0.0.1 -p "$pg_port" -U meetpunt -d postgres -c "$1"; }
 cleanup() {
-    [ -n "$collector" ] && kill "$collector" 2>/dev/null && wait "$collector" 2>/dev/null || true
-    for p in $extra; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    for p in $extra $proxy; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     [ -n "$pgdb" ] && pg "DROP DATABASE IF EXISTS $pgdb WITH (FORCE)" || true
     [ -n "$vm" ] && kill "$vm" 2>/dev/null && wait "$vm" 2>/dev/null || true
     rm -rf "$work"
@@ -49,7 +48,7 @@ if [ "$BACKEND" = postgres ]; then
     server=$(scripts/postgres/cluster.sh start --durable | tail -1)
     pg_port=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<< "$server")
     pg_password=$(sed -n 's/.*password_file=\([^ ]*\).*/\1/p' <<< "$server")
-    pgdb="meetpunt_load_$(date +%s)"
+    pgdb="meetpunt_load_$(date +%s)_$$"
     pg "CREATE DATABASE $pgdb"
     storage="{backend: postgres, postgres: {host: 127.0.0.1, port: $pg_port, database: $pgdb, user: meetpunt, password_file: $pg_password, tls: disable, max_connections: 16}}"
     echo "PostgreSQL $(pg 'SHOW server_version'), fsync $(pg 'SHOW fsync'), synchronous_commit $(pg 'SHOW synchronous_commit'), database $pgdb"
@@ -65,25 +64,28 @@ retention_file: $PWD/collector/retention.yaml
 ingest: {max_reports_per_batch: 100}
 logging: {level: info}
 YAML
+# Started from this shell (not a subshell), so cleanup knows every pid and `wait` works.
 start_collector() {
     "$bin/meetpunt-collector" serve --config "$work/collector.yaml" > "$work/collector-$1.log" 2>&1 &
-    local pid=$!
-    for _ in $(seq 100); do grep -q "listening on" "$work/collector-$1.log" && break; sleep 0.1; done
-    local p; p=$(grep -o "listening on [0-9.]*:[0-9]*" "$work/collector-$1.log" | head -1 | cut -d: -f2)
-    [ -n "$p" ] || { echo "collector $1 did not start:" >&2; cat "$work/collector-$1.log" >&2; exit 1; }
-    echo "collector $1 on 127.0.0.1:$p (pid $pid)" >&2
-    echo "$pid $p"
+    started_pid=$!
+    extra="$extra $started_pid"
+    # Up to 40 s: a PostgreSQL store may take up to 30 s to answer before the collector gives up.
+    for _ in $(seq 400); do grep -q "listening on" "$work/collector-$1.log" && break; kill -0 "$started_pid" 2>/dev/null || break; sleep 0.1; done
+    started_port=$(grep -o "listening on [0-9.]*:[0-9]*" "$work/collector-$1.log" | head -1 | cut -d: -f2)
+    [ -n "$started_port" ] || { echo "collector $1 did not start:" >&2; cat "$work/collector-$1.log" >&2; exit 1; }
+    echo "collector $1 on 127.0.0.1:$started_port (pid $started_pid)"
 }
-read -r collector port < <(start_collector 1)
+start_collector 1
+port=$started_port
 ln -sf "$work/collector-1.log" "$work/collector.log"
 if [ "$COLLECTORS" -gt 1 ]; then
     backends="127.0.0.1:$port"
     for i in $(seq 2 "$COLLECTORS"); do
-        read -r pid p < <(start_collector "$i")
-        extra="$extra $pid"; backends="$backends 127.0.0.1:$p"
+        start_collector "$i"
+        backends="$backends 127.0.0.1:$started_port"
     done
     python3 scripts/bench/rr-proxy.py --listen 127.0.0.1:0 --port-file "$work/proxy.port" $backends > "$work/proxy.log" 2>&1 &
-    extra="$extra $!"
+    proxy=$!
     for _ in $(seq 50); do [ -s "$work/proxy.port" ] && break; sleep 0.1; done
     port=$(cat "$work/proxy.port")
     echo "round-robin proxy on 127.0.0.1:$port in front of: $backends"
@@ -101,12 +103,10 @@ figures=$(grep '^loadtest-figures:' "$work/loadtest.out" || true)
 figure() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<< " $figures"; }
 stored=$(figure stored); stored_series=$(figure stored_series)
 ours_report=$(figure bytes_per_report); ours_series=$(figure bytes_per_series)
-kill "$collector" 2>/dev/null && wait "$collector" 2>/dev/null || true
-collector=""
 for p in $extra; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 extra=""
 if [ "$COLLECTORS" -gt 1 ]; then
-    sleep 0.5
+    kill "$proxy" 2>/dev/null; wait "$proxy" 2>/dev/null
     cat "$work/proxy.log"
 fi
 if [ -z "$figures" ] || [ "${stored:-0}" -eq 0 ]; then

@@ -18,7 +18,6 @@ mode=fast
 action=${1:-start}
 [ "${2:-}" = "--durable" ] && mode=durable
 
-[ -x "$BIN/pg_ctl" ] || ensure_packages postgresql-15
 [ "$(id -u)" -eq 0 ] || { echo "cluster.sh: needs root (runs PostgreSQL as the postgres user)" >&2; exit 2; }
 
 as_pg() { runuser -u postgres -- "$@"; }
@@ -27,6 +26,7 @@ running() { [ -f "$DIR/data/postmaster.pid" ] && as_pg "$BIN/pg_ctl" -D "$DIR/da
 mkdir -p "$(dirname "$DIR")"
 exec 9>"$DIR.lock"
 flock 9
+[ -x "$BIN/pg_ctl" ] || [ "$action" = stop ] || ensure_packages postgresql-15
 
 case "$action" in
 stop)
@@ -38,8 +38,15 @@ start) ;;
 esac
 
 if [ ! -f "$DIR/data/PG_VERSION" ]; then
+    # Only a folder this script made (its marker) or an empty one is cleared: MEETPUNT_PG_DIR could
+    # name anything, and this runs as root.
+    if [ -d "$DIR" ] && [ ! -f "$DIR/.meetpunt-pg" ] && [ -n "$(ls -A "$DIR")" ]; then
+        echo "cluster.sh: $DIR is not empty and not a cluster this script made; choose another MEETPUNT_PG_DIR" >&2
+        exit 2
+    fi
     rm -rf "$DIR"
     mkdir -p "$DIR"
+    touch "$DIR/.meetpunt-pg"
     chown postgres:postgres "$DIR"
     chmod 700 "$DIR"
     # A fresh random password each time the cluster is made; only its file, mode 0600, holds it.

@@ -51,7 +51,12 @@ public final class PostgresStore: TelemetryStore {
             switch settings.tls {
             case "disable": (tls, probeTLS) = (.disable, .disable)
             case "require": (tls, probeTLS) = (.require(.makeClientConfiguration()), .require(try NIOSSLContext(configuration: .makeClientConfiguration())))
-            default: (tls, probeTLS) = (.prefer(.makeClientConfiguration()), .prefer(try NIOSSLContext(configuration: .makeClientConfiguration())))
+            default:
+                // As libpq's sslmode=prefer: encrypted when the server offers TLS, its certificate not verified
+                // (a stock server's is self-signed). `require` verifies.
+                var unverified = TLSConfiguration.makeClientConfiguration()
+                unverified.certificateVerification = .none
+                (tls, probeTLS) = (.prefer(unverified), .prefer(try NIOSSLContext(configuration: unverified)))
             }
         } catch {
             throw CollectorError(.configuration, "storage.postgres.tls \(settings.tls): cannot set up TLS: \(error)")
@@ -206,6 +211,7 @@ public final class PostgresStore: TelemetryStore {
     public func migrate() async throws {
         try await storage("migrating the PostgreSQL schema") {
             try await client.withTransaction(logger: logger) { conn in
+                try await conn.query("SET LOCAL lock_timeout = '10s'", logger: self.logger)
                 try await conn.query("SELECT pg_advisory_xact_lock(\(Self.schemaLock))", logger: self.logger)
                 try await conn.query("CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at_ms bigint NOT NULL)", logger: self.logger)
                 var applied = Set<String>()
@@ -257,7 +263,10 @@ public final class PostgresStore: TelemetryStore {
     }
 
     /// Makes the class and day partitions these rows need, in a short transaction of their own before the
-    /// data is written (creating a partition locks its parent briefly).
+    /// data is written. A day is made as a table of its own and then attached, which locks the class table
+    /// only in SHARE UPDATE EXCLUSIVE mode: readers and writers of the class go on meanwhile. A lock it
+    /// cannot get within 5 s is an error (the reports are refused and sent again), never a queue that
+    /// holds every later reader behind it.
     func ensurePartitions(_ rows: [(dataClass: String, windowEndMs: Int64)]) async throws {
         var needed: [String: (dataClass: String, fromMs: Int64, toMs: Int64)] = [:]
         for r in rows {
@@ -268,38 +277,82 @@ public final class PostgresStore: TelemetryStore {
         let missing = needed.filter { !known.contains($0.key) }.sorted { $0.key < $1.key }
         guard !missing.isEmpty else { return }
         try await client.withTransaction(logger: logger) { conn in
+            try await conn.query("SET LOCAL lock_timeout = '5s'", logger: self.logger)
             try await conn.query("SELECT pg_advisory_xact_lock(\(Self.partitionLock))", logger: self.logger)
             for (name, p) in missing {
                 let parent = try Self.classTable(p.dataClass)
-                // The class name was checked to be a plain word; the literal is safe.
+                // Names and the class literal were checked to be plain words and digits.
                 try await conn.query(PostgresQuery(unsafeSQL: """
-                    CREATE TABLE IF NOT EXISTS \(parent) PARTITION OF report_data FOR VALUES IN ('\(p.dataClass)') PARTITION BY RANGE (window_end_ms)
+                    CREATE TABLE IF NOT EXISTS "\(parent)" PARTITION OF report_data FOR VALUES IN ('\(p.dataClass)') PARTITION BY RANGE (window_end_ms)
                     """), logger: self.logger)
                 try await conn.query(PostgresQuery(unsafeSQL: """
-                    CREATE TABLE IF NOT EXISTS \(name) PARTITION OF \(parent) FOR VALUES FROM (\(p.fromMs)) TO (\(p.toMs))
+                    CREATE TABLE IF NOT EXISTS "\(name)" (LIKE report_data INCLUDING DEFAULTS INCLUDING CONSTRAINTS)
                     """), logger: self.logger)
+                let attached = try await self.rows("SELECT 1 FROM pg_inherits WHERE inhrelid = $1::regclass", [name], on: conn)
+                if attached.isEmpty {
+                    try await conn.query(PostgresQuery(unsafeSQL: """
+                        ALTER TABLE "\(parent)" ATTACH PARTITION "\(name)" FOR VALUES FROM (\(p.fromMs)) TO (\(p.toMs))
+                        """), logger: self.logger)
+                }
             }
         }
         knownPartitions.withLock { $0.formUnion(missing.map(\.key)) }
     }
 
-    /// The day partitions of `dataClass` now in the database, with their upper bound.
-    func dayPartitions(_ dataClass: String) async throws -> [(name: String, toMs: Int64)] {
+    /// A day table of a class as the purge finds it.
+    struct DayTable {
+        var name: String
+        /// The end of its day (exclusive).
+        var toMs: Int64
+        /// Attached to the class table (its rows are read); false for a table whose detach was interrupted
+        /// before its drop, or is still pending.
+        var attached: Bool
+        var detachPending: Bool
+    }
+
+    /// Every day table of `dataClass` in the schema, attached or not: a purge interrupted between detach
+    /// and drop (a killed process, a lost connection) leaves one behind, and the next purge must find it.
+    func dayTables(_ dataClass: String) async throws -> [DayTable] {
         let parent = try Self.classTable(dataClass)
-        var out: [(String, Int64)] = []
-        let rows = try await client.query("""
-            SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
-            WHERE p.relname = \(parent) ORDER BY c.relname
-            """, logger: logger)
-        for try await name in rows.decode(String.self) {
+        var out: [DayTable] = []
+        for r in try await rows("""
+            SELECT c.relname AS name, i.inhrelid IS NOT NULL AS attached, COALESCE(i.inhdetachpending, false) AS pending
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = current_schema()
+            LEFT JOIN pg_inherits i ON i.inhrelid = c.oid
+            WHERE c.relkind = 'r' AND starts_with(c.relname::text, $1) ORDER BY c.relname
+            """, [parent + "_"]) {
+            let name = try r["name"].decode(String.self)
             let stamp = name.dropFirst(parent.count + 1)
-            guard stamp.count == 8, let y = Int(stamp.prefix(4)), let m = Int(stamp.dropFirst(4).prefix(2)), let d = Int(stamp.suffix(2)) else { continue }
+            guard stamp.count == 8, stamp.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+                  let y = Int(stamp.prefix(4)), let m = Int(stamp.dropFirst(4).prefix(2)), let d = Int(stamp.suffix(2)) else { continue }
             var parts = DateComponents()
             (parts.year, parts.month, parts.day, parts.timeZone) = (y, m, d, TimeZone(identifier: "UTC"))
             guard let date = Calendar(identifier: .gregorian).date(from: parts) else { continue }
-            out.append((name, Int64(date.timeIntervalSince1970) * 1000 + Self.dayMs))
+            out.append(DayTable(name: name, toMs: Int64(date.timeIntervalSince1970) * 1000 + Self.dayMs,
+                                attached: try r["attached"].decode(Bool.self), detachPending: try r["pending"].decode(Bool.self)))
         }
         return out
+    }
+
+    /// Detaches (concurrently: writers are not held) and drops an expired day table; finishes a detach an
+    /// earlier purge left pending; drops a table left detached. False when it could not be done now.
+    func dropDay(_ table: DayTable, of dataClass: String) async throws -> Bool {
+        let parent = try Self.classTable(dataClass)
+        do {
+            if table.detachPending {
+                try await client.query(PostgresQuery(unsafeSQL: "ALTER TABLE \"\(parent)\" DETACH PARTITION \"\(table.name)\" FINALIZE"), logger: logger)
+            } else if table.attached {
+                try await client.query(PostgresQuery(unsafeSQL: "ALTER TABLE \"\(parent)\" DETACH PARTITION \"\(table.name)\" CONCURRENTLY"), logger: logger)
+            }
+            try await client.query(PostgresQuery(unsafeSQL: "DROP TABLE IF EXISTS \"\(table.name)\""), logger: logger)
+        } catch {
+            // Another collector process purging at the same moment, or a lock not to be had now: the rows
+            // stay filtered out of every read, and the next purge finishes the job.
+            logger.warning("retention: day table not dropped now", metadata: ["table": "\(table.name)", "reason": "\(Self.describe(error))"])
+            return false
+        }
+        knownPartitions.withLock { _ = $0.remove(table.name) }
+        return true
     }
 
     // MARK: Helpers
@@ -315,7 +368,8 @@ public final class PostgresStore: TelemetryStore {
     static func describe(_ error: any Error) -> String {
         guard let e = error as? PSQLError else { return "\(error)" }
         if let info = e.serverInfo {
-            return "PostgreSQL \(info[.sqlState] ?? "?"): \(info[.message] ?? "no message")" + (info[.detail].map { " (\($0))" } ?? "")
+            // Not the detail field: it can quote a row's values (a key that conflicted).
+            return "PostgreSQL \(info[.sqlState] ?? "?"): \(info[.message] ?? "no message")"
         }
         return "\(e.code)" + (e.underlying.map { ": \($0)" } ?? "")
     }
@@ -360,7 +414,7 @@ public final class PostgresStore: TelemetryStore {
         try await storage("listing devices") {
             try await rows("""
                 SELECT d.id, d.created_at_ms, d.last_seq, d.last_report_at_ms, (SELECT COUNT(*) FROM reports r WHERE r.device_id = d.id) AS reports
-                FROM devices d ORDER BY d.id
+                FROM devices d ORDER BY d.id COLLATE "C"
                 """).map { r in
                 DeviceSummary(id: try r["id"].decode(String.self), createdAtMs: try r["created_at_ms"].decode(Int64.self),
                               lastSeq: try r["last_seq"].decode(Int64?.self), lastReportAtMs: try r["last_report_at_ms"].decode(Int64?.self),
@@ -424,68 +478,81 @@ public final class PostgresStore: TelemetryStore {
     /// in the batch, is a duplicate.
     private func write(_ batch: [GroupCommit.Entry]) async throws -> [IngestOutcome] {
         let encoded = try batch.map { try ReportRows.payloads($0.report, $0.classes) }
-        try await storage("making partitions") {
-            try await ensurePartitions(zip(batch, encoded).flatMap { e, payloads in payloads.map { ($0.dataClass, e.report.windowEndMs) } })
-        }
-        return try await storage("storing reports") {
-            try await client.withTransaction(logger: logger) { conn in
-                var heads = (device: [String](), seq: [Int64](), end: [Int64](), version: [String](), received: [Int64](), series: [Int64]())
-                for e in batch {
-                    heads.device.append(e.report.device)
-                    heads.seq.append(Int64(e.report.seq))
-                    heads.end.append(e.report.windowEndMs)
-                    heads.version.append(e.report.agentVersion)
-                    heads.received.append(e.receivedAtMs)
-                    heads.series.append(Int64(e.report.series.count))
-                }
-                let inserted = try await self.rows("""
-                    INSERT INTO reports (device_id, seq, window_end_ms, agent_version, received_at_ms, series_count)
-                    SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::int8[])
-                    ON CONFLICT DO NOTHING RETURNING device_id, seq
-                    """, [heads.device, heads.seq, heads.end, heads.version, heads.received, heads.series], on: conn)
-                var fresh = Set<String>()
-                for r in inserted { fresh.insert("\(try r["device_id"].decode(String.self))\u{0}\(try r["seq"].decode(Int64.self))") }
-                var outcomes: [IngestOutcome] = []
-                var data = (device: [String](), dataClass: [String](), end: [Int64](), seq: [Int64](), start: [Int64](), epoch: [Int64](),
-                            series: [Int64](), codec: [Int64](), payload: [ByteBuffer]())
-                var latest: [String: (seq: Int64, at: Int64)] = [:]
-                for (e, payloads) in zip(batch, encoded) {
-                    // The first of two equal (device, seq) in one batch is the one stored.
-                    guard fresh.remove("\(e.report.device)\u{0}\(Int64(e.report.seq))") != nil else {
-                        outcomes.append(.duplicate)
-                        continue
-                    }
-                    for p in payloads {
-                        data.device.append(e.report.device)
-                        data.dataClass.append(p.dataClass)
-                        data.end.append(e.report.windowEndMs)
-                        data.seq.append(Int64(e.report.seq))
-                        data.start.append(e.report.windowStartMs)
-                        data.epoch.append(Int64(e.report.keyEpoch))
-                        data.series.append(Int64(p.seriesCount))
-                        data.codec.append(Int64(SeriesCodec.currentCodec))
-                        data.payload.append(ByteBuffer(bytes: p.payload))
-                    }
-                    let l = latest[e.report.device]
-                    latest[e.report.device] = (max(l?.seq ?? 0, Int64(e.report.seq)), max(l?.at ?? 0, e.receivedAtMs))
-                    outcomes.append(.stored(series: e.report.series.count))
-                }
-                if !data.device.isEmpty {
-                    _ = try await self.rows("""
-                        INSERT INTO report_data (device_id, data_class, window_end_ms, seq, window_start_ms, key_epoch, series_count, codec, payload)
-                        SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::bytea[])
-                        """, [data.device, data.dataClass, data.end, data.seq, data.start, data.epoch, data.series, data.codec, data.payload], on: conn)
-                }
-                if !latest.isEmpty {
-                    // Sorted by device: two collectors updating the same devices lock them in the same order.
-                    let devices = latest.keys.sorted()
-                    _ = try await self.rows("""
-                        UPDATE devices d SET last_seq = GREATEST(COALESCE(d.last_seq, 0), u.seq), last_report_at_ms = u.at
-                        FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(id, seq, at) WHERE d.id = u.id
-                        """, [devices, devices.map { latest[$0]!.seq }, devices.map { latest[$0]!.at }], on: conn)
-                }
-                return outcomes
+        let days = zip(batch, encoded).flatMap { e, payloads in payloads.map { ($0.dataClass, e.report.windowEndMs) } }
+        for attempt in 1...2 {
+            try await storage("making partitions") { try await ensurePartitions(days) }
+            do {
+                return try await insert(batch, encoded)
+            } catch let e as PSQLError where attempt == 1 && e.serverInfo?[.sqlState] == "23514" {
+                // No partition for a row: another collector process's purge dropped a day this process still
+                // knew of. Nothing was committed; learn the partitions again and write once more.
+                knownPartitions.withLock { $0.removeAll() }
+            } catch {
+                throw CollectorError(.storage, "storing reports failed: \(Self.describe(error))", underlying: error)
             }
+        }
+        throw CollectorError(.storage, "storing reports failed: no partition for a row after making them again")
+    }
+
+    private func insert(_ batch: [GroupCommit.Entry], _ encoded: [[(dataClass: String, seriesCount: Int, payload: [UInt8])]]) async throws -> [IngestOutcome] {
+        try await client.withTransaction(logger: logger) { conn in
+            var heads = (device: [String](), seq: [Int64](), end: [Int64](), version: [String](), received: [Int64](), series: [Int64]())
+            // In (device, seq) order, so two collector processes writing the same devices lock rows in one order.
+            for e in batch.sorted(by: { ($0.report.device, $0.report.seq) < ($1.report.device, $1.report.seq) }) {
+                heads.device.append(e.report.device)
+                heads.seq.append(Int64(e.report.seq))
+                heads.end.append(e.report.windowEndMs)
+                heads.version.append(e.report.agentVersion)
+                heads.received.append(e.receivedAtMs)
+                heads.series.append(Int64(e.report.series.count))
+            }
+            let inserted = try await self.rows("""
+                INSERT INTO reports (device_id, seq, window_end_ms, agent_version, received_at_ms, series_count)
+                SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::int8[])
+                ON CONFLICT DO NOTHING RETURNING device_id, seq
+                """, [heads.device, heads.seq, heads.end, heads.version, heads.received, heads.series], on: conn)
+            var fresh = Set<String>()
+            for r in inserted { fresh.insert("\(try r["device_id"].decode(String.self))\u{0}\(try r["seq"].decode(Int64.self))") }
+            var outcomes: [IngestOutcome] = []
+            var data = (device: [String](), dataClass: [String](), end: [Int64](), seq: [Int64](), start: [Int64](), epoch: [Int64](),
+                        series: [Int64](), codec: [Int64](), payload: [ByteBuffer]())
+            var latest: [String: (seq: Int64, at: Int64)] = [:]
+            for (e, payloads) in zip(batch, encoded) {
+                // The first of two equal (device, seq) in one batch is the one stored.
+                guard fresh.remove("\(e.report.device)\u{0}\(Int64(e.report.seq))") != nil else {
+                    outcomes.append(.duplicate)
+                    continue
+                }
+                for p in payloads {
+                    data.device.append(e.report.device)
+                    data.dataClass.append(p.dataClass)
+                    data.end.append(e.report.windowEndMs)
+                    data.seq.append(Int64(e.report.seq))
+                    data.start.append(e.report.windowStartMs)
+                    data.epoch.append(Int64(e.report.keyEpoch))
+                    data.series.append(Int64(p.seriesCount))
+                    data.codec.append(Int64(SeriesCodec.currentCodec))
+                    data.payload.append(ByteBuffer(bytes: p.payload))
+                }
+                let l = latest[e.report.device]
+                latest[e.report.device] = (max(l?.seq ?? 0, Int64(e.report.seq)), max(l?.at ?? 0, e.receivedAtMs))
+                outcomes.append(.stored(series: e.report.series.count))
+            }
+            if !data.device.isEmpty {
+                _ = try await self.rows("""
+                    INSERT INTO report_data (device_id, data_class, window_end_ms, seq, window_start_ms, key_epoch, series_count, codec, payload)
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[], $8::int8[], $9::bytea[])
+                    """, [data.device, data.dataClass, data.end, data.seq, data.start, data.epoch, data.series, data.codec, data.payload], on: conn)
+            }
+            if !latest.isEmpty {
+                // Sorted by device: two collectors updating the same devices lock them in the same order.
+                let devices = latest.keys.sorted()
+                _ = try await self.rows("""
+                    UPDATE devices d SET last_seq = GREATEST(COALESCE(d.last_seq, 0), u.seq), last_report_at_ms = u.at
+                    FROM unnest($1::text[], $2::int8[], $3::int8[]) AS u(id, seq, at) WHERE d.id = u.id
+                    """, [devices, devices.map { latest[$0]!.seq }, devices.map { latest[$0]!.at }], on: conn)
+            }
+            return outcomes
         }
     }
 
@@ -547,20 +614,11 @@ public final class PostgresStore: TelemetryStore {
                                                         [c.rawValue, cutoff])[0]["n"].decode(Int64.self))
                 guard !dryRun else { continue }
                 // Whole days first: detached concurrently (no lock that holds writers), then dropped.
-                for p in try await dayPartitions(c.rawValue) where p.toMs <= cutoff {
+                for table in try await dayTables(c.rawValue) where table.toMs <= cutoff {
                     let started = ContinuousClock.now
-                    do {
-                        try await client.query(PostgresQuery(unsafeSQL: "ALTER TABLE \(try Self.classTable(c.rawValue)) DETACH PARTITION \(p.name) CONCURRENTLY"),
-                                               logger: logger)
-                        try await client.query(PostgresQuery(unsafeSQL: "DROP TABLE \(p.name)"), logger: logger)
-                    } catch {
-                        // Another collector process purging at the same moment detached it first; its rows are
-                        // filtered out of every read either way, and the DELETE below takes what is still attached.
-                        logger.notice("retention: partition not dropped here", metadata: ["partition": "\(p.name)", "reason": "\(Self.describe(error))"])
-                        continue
+                    if try await dropDay(table, of: c.rawValue) {
+                        logger.info("retention: dropped partition", metadata: ["partition": "\(table.name)", "took": "\(ContinuousClock.now - started)"])
                     }
-                    knownPartitions.withLock { _ = $0.remove(p.name) }
-                    logger.info("retention: dropped partition", metadata: ["partition": "\(p.name)", "took": "\(ContinuousClock.now - started)"])
                 }
                 // Then what has expired inside the partition that straddles the cut-off.
                 _ = try await rows("DELETE FROM report_data WHERE data_class = $1 AND window_end_ms < $2", [c.rawValue, cutoff])
@@ -612,14 +670,16 @@ public final class PostgresStore: TelemetryStore {
                 for var cell in cells.sorted(by: { $0.key < $1.key }) {
                     let k = cell.key
                     let key: [Bind] = [k.metric, Int64(k.bucketSeconds), k.bucketStartMs, k.cohort]
-                    _ = try await self.rows("""
+                    // One statement makes the row or locks the one there, and returns it.
+                    let found = try await self.rows("""
                         INSERT INTO fleet_windows (metric, bucket_seconds, bucket_start_ms, cohort, unit, reports, count, sum, min, max, sketch)
-                        VALUES ($1, $2, $3, $4, $5, 0, 0, 0, 0, 0, NULL) ON CONFLICT DO NOTHING
+                        VALUES ($1, $2, $3, $4, $5, 0, 0, 0, 0, 0, NULL)
+                        ON CONFLICT (metric, bucket_seconds, bucket_start_ms, cohort) DO UPDATE SET unit = fleet_windows.unit
+                        RETURNING unit, reports, count, sum, min, max, sketch
                         """, key + [cell.unit], on: conn)
-                    let row = try await self.rows("""
-                        SELECT unit, reports, count, sum, min, max, sketch FROM fleet_windows
-                        WHERE metric = $1 AND bucket_seconds = $2 AND bucket_start_ms = $3 AND cohort = $4 FOR UPDATE
-                        """, key, on: conn)[0]
+                    guard let row = found.first else {
+                        throw CollectorError(.storage, "fleet cell \(k.metric) \(k.cohort) \(k.bucketStartMs) was neither made nor found")
+                    }
                     let stored = try Self.fleetCell(k, row)
                     if stored.reports > 0 || stored.count > 0 { cell.merge(stored) }
                     _ = try await self.rows("""
@@ -642,7 +702,7 @@ public final class PostgresStore: TelemetryStore {
         try await storage("reading fleet aggregates") {
             try await rows("""
                 SELECT * FROM fleet_windows WHERE metric = $1 AND bucket_seconds = $2 AND bucket_start_ms >= $3 AND bucket_start_ms < $4
-                AND bucket_start_ms + bucket_seconds * 1000::int8 > $5 AND reports > 0 ORDER BY bucket_start_ms, cohort
+                AND bucket_start_ms + bucket_seconds * 1000::int8 > $5 AND reports > 0 ORDER BY bucket_start_ms, cohort COLLATE "C"
                 """, [metric, Int64(bucketSeconds), fromMs, toMs, cutoffMs]).map { r in
                 try Self.fleetCell(FleetCell.Key(metric: metric, cohort: try r["cohort"].decode(String.self), bucketSeconds: bucketSeconds,
                                                  bucketStartMs: try r["bucket_start_ms"].decode(Int64.self)), r)
@@ -746,7 +806,7 @@ public final class PostgresStore: TelemetryStore {
         try await storage("starting a troubleshooting session") {
             try await client.withTransaction(logger: logger) { conn in
                 // One at a time per device: the device's row is locked, so two collectors cannot both start one.
-                _ = try await self.rows("SELECT 1 FROM devices WHERE id = $1 FOR UPDATE", [device], on: conn)
+                _ = try await self.rows("SELECT 1 FROM devices WHERE id = $1 FOR NO KEY UPDATE", [device], on: conn)
                 guard try await self.rows("SELECT 1 FROM troubleshooting_sessions WHERE \(Self.runningSQL)", [device, startMs], on: conn).isEmpty else {
                     return nil
                 }
