@@ -22,6 +22,14 @@ fi
 # From here every phase runs whatever the one before it found, and the exit status says whether any
 # failed (with errexit, a failing `| tee` pipeline used to end the run before the later phases).
 set +e
+if [ "$(id -u)" -eq 0 ] && [ -z "${MEETPUNT_TEST_POSTGRES:-}" ]; then
+    # Started here, not from inside the test process: a test that spawned the server daemon through
+    # Foundation's Process never saw its shell exit (the child left unreaped), and the suite hung.
+    phase "PostgreSQL on loopback for the storage tests (scripts/postgres/cluster.sh)"
+    MEETPUNT_TEST_POSTGRES=$(scripts/postgres/cluster.sh start | tail -1)
+    export MEETPUNT_TEST_POSTGRES
+    echo "$MEETPUNT_TEST_POSTGRES"
+fi
 phase "running tests (one at a time)"
 # --no-parallel: many tests run real agents, collectors, Chromium and network namespaces and wait on
 # them; run side by side on two cores they starved each other's tasks (an in-process collector missing

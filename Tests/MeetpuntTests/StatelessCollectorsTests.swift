@@ -8,7 +8,7 @@ import TelemetryModel
 /// process is a duplicate; what one stored the other returns; a troubleshooting session started through
 /// one reaches the device polling the other. The database password is in no line either process wrote.
 @Suite(.serialized) struct StatelessCollectorsTests {
-    @Test(.enabled(if: TestDatabases.postgresAvailable, "needs PostgreSQL: root and postgresql-15, or MEETPUNT_TEST_POSTGRES"))
+    @Test(.enabled(if: TestDatabases.postgresAvailable, "needs PostgreSQL: MEETPUNT_TEST_POSTGRES (scripts/test.sh sets it from scripts/postgres/cluster.sh)"))
     func twoCollectorProcessesOnOnePostgreSQLAnswerAsOne() async throws {
         let configuration = try TestDatabases.configuration(.postgres)
         let pg = try #require(configuration.postgres)

@@ -281,7 +281,7 @@ import TelemetryModel
 /// The reader never sees an expired row; ingest goes on through the drops. Prints how long each drop took
 /// and the slowest ingest while the purge ran (how long the drops held writers).
 @Suite(.serialized) struct PartitionRetentionTests {
-    @Test(.enabled(if: TestDatabases.postgresAvailable, "needs PostgreSQL: root and postgresql-15, or MEETPUNT_TEST_POSTGRES"))
+    @Test(.enabled(if: TestDatabases.postgresAvailable, "needs PostgreSQL: MEETPUNT_TEST_POSTGRES (scripts/test.sh sets it from scripts/postgres/cluster.sh)"))
     func expiredDaysAreDroppedWhileIngestAndReadsContinue() async throws {
         let day = StoreConformanceTests.day, t0 = StoreConformanceTests.t0
         try await TestDatabases.withStore(.postgres) { store, configuration in
@@ -324,7 +324,7 @@ import TelemetryModel
 extension PartitionRetentionTests {
     /// A purge killed between detaching a day and dropping it leaves a table of expired rows outside the
     /// partition tree, where reads and erasure no longer reach it: the next purge finds it and drops it.
-    @Test(.enabled(if: TestDatabases.postgresAvailable, "needs PostgreSQL: root and postgresql-15, or MEETPUNT_TEST_POSTGRES"))
+    @Test(.enabled(if: TestDatabases.postgresAvailable, "needs PostgreSQL: MEETPUNT_TEST_POSTGRES (scripts/test.sh sets it from scripts/postgres/cluster.sh)"))
     func aDayTableLeftDetachedByAnInterruptedPurgeIsDroppedByTheNext() async throws {
         let day = StoreConformanceTests.day, t0 = StoreConformanceTests.t0
         try await TestDatabases.withStore(.postgres) { store, configuration in
