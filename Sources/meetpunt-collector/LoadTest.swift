@@ -41,6 +41,8 @@ struct LoadTest: AsyncParsableCommand {
     var influxOut: String?
     @Option(help: "Send nothing, register nothing: generate this many reports (round robin over the devices, --reports-per-request at a time) into --influx-out.")
     var generateOnly: Int?
+    @Option(help: "With --generate-only: train a zstd dictionary for stored payloads on the generated reports (each report's series of each data class encoded as the collector stores them) and write it to this file (scripts/storage/make-dictionary.sh).")
+    var trainDictionary: String?
 
     func validate() throws {
         guard (1...100_000).contains(devices) else { throw ValidationError("--devices must be 1–100000") }
@@ -50,7 +52,7 @@ struct LoadTest: AsyncParsableCommand {
         guard (60...100).contains(series) else { throw ValidationError("--series must be 60–100") }
         if let generateOnly {
             guard generateOnly >= 1 else { throw ValidationError("--generate-only must be at least 1") }
-            guard influxOut != nil else { throw ValidationError("--generate-only writes to --influx-out FILE: add it") }
+            guard influxOut != nil || trainDictionary != nil else { throw ValidationError("--generate-only writes to --influx-out FILE or --train-dictionary FILE: add one") }
         }
         if let devicePrefix, devicePrefix.isEmpty || devicePrefix.utf8.count > 57 {
             throw ValidationError("--device-prefix must be 1–57 characters")
@@ -85,6 +87,10 @@ struct LoadTest: AsyncParsableCommand {
         }
         let sink = try influxOut.map { try LoadLineSink(path: $0) }
 
+        if let generateOnly, let trainDictionary {
+            try Self.train(fleet: fleet, count: generateOnly, perRequest: reportsPerRequest, windows: windows, to: trainDictionary)
+            return
+        }
         if let generateOnly, let sink {
             try await Self.generate(fleet: fleet, count: generateOnly, perRequest: reportsPerRequest, windows: windows, sink: sink)
             return
@@ -315,6 +321,28 @@ struct LoadTest: AsyncParsableCommand {
         print("loadtest: generated \(made) reports (\(series) series) of \(fleet.count) devices without sending: "
               + "\(lines) lines, \(fields) values, \(bytes) bytes of line protocol")
         print("loadtest-generated: reports=\(made) series=\(series) lines=\(lines) fields=\(fields) bytes=\(bytes)")
+    }
+
+    /// Reports as for `generate`, each report's series of each data class encoded as stored (uncompressed),
+    /// then zstd's trainer over all of them.
+    static func train(fleet: [LoadDevice], count: Int, perRequest: Int, windows: LoadWindows, to path: String) throws {
+        var fleet = fleet
+        var samples: [[UInt8]] = []
+        var made = 0, next = 0
+        while made < count {
+            for _ in 0..<Swift.min(perRequest, count - made) {
+                let report = fleet[next].nextReport(windows: windows).report
+                var byClass: [DataClass: [Series]] = [:]
+                for s in report.series { byClass[MetricCatalog.descriptor(named: s.metric)!.dataClass, default: []].append(s) }
+                for c in byClass.keys.sorted() { samples.append(SeriesCodec.encode(byClass[c]!)) }
+                made += 1
+            }
+            next = (next + 1) % fleet.count
+        }
+        let bytes = samples.reduce(0) { $0 + $1.count }
+        let dictionary = try PayloadDictionaries.train(samples: samples, capacity: 112_640)
+        guard FileManager.default.createFile(atPath: path, contents: Data(dictionary)) else { throw LoadFailure("cannot write \(path)") }
+        print("loadtest: trained a \(dictionary.count)-byte dictionary on \(samples.count) payloads (\(bytes) bytes) of \(made) reports of \(fleet.count) devices into \(path)")
     }
 
     // MARK: Helpers

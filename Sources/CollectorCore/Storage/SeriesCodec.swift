@@ -18,8 +18,13 @@ import TelemetryModel
 /// A *number* is a tag byte and its bytes: 0 zero, 1 non-negative integer (varint), 2 negative integer
 /// (varint of its magnitude), 3 float32 (4 bytes, when exact), 4 float64 (8 bytes), little-endian.
 /// Metric and unit strings repeat across reports: zstd (level 3) takes most of the rest.
+///
+/// Codec 1 is that encoding compressed with zstd alone; codec 2 (what is written now) compresses the same
+/// encoding with a zstd dictionary built into the collector (``PayloadDictionaries``), whose id is in the
+/// frame. The dictionary holds what every report repeats (metric names, units, label keys, the shape
+/// of the encoding), so a row's payload carries little more than its values.
 public enum SeriesCodec {
-    public static let currentCodec = 1
+    public static let currentCodec = 2
 
     public struct DecodingFailure: Error, CustomStringConvertible {
         public let description: String
@@ -77,25 +82,47 @@ public enum SeriesCodec {
         return out + body
     }
 
-    /// `encode` compressed with zstd: what the `payload` column holds.
+    /// `encode` compressed as ``currentCodec``: what the `payload` column holds.
     public static func compress(_ series: [Series]) throws -> [UInt8] {
+        try compress(series, codec: currentCodec)
+    }
+
+    /// `encode` compressed as `codec` (1: zstd level 3; 2: zstd level 3 with the current built-in dictionary).
+    public static func compress(_ series: [Series], codec: Int) throws -> [UInt8] {
         let raw = encode(series)
-        var out = [UInt8](repeating: 0, count: ZSTD_compressBound(raw.count))
-        let n = out.withUnsafeMutableBytes { o in raw.withUnsafeBytes { i in ZSTD_compress(o.baseAddress, o.count, i.baseAddress, i.count, 3) } }
-        guard ZSTD_isError(n) == 0 else { throw DecodingFailure(description: "zstd: \(String(cString: ZSTD_getErrorName(n)))") }
-        return Array(out[..<n])
+        switch codec {
+        case 1:
+            var out = [UInt8](repeating: 0, count: ZSTD_compressBound(raw.count))
+            let n = out.withUnsafeMutableBytes { o in raw.withUnsafeBytes { i in ZSTD_compress(o.baseAddress, o.count, i.baseAddress, i.count, 3) } }
+            guard ZSTD_isError(n) == 0 else { throw DecodingFailure(description: "zstd: \(String(cString: ZSTD_getErrorName(n)))") }
+            return Array(out[..<n])
+        case 2:
+            return try PayloadDictionaries.current.compress(raw)
+        default:
+            throw DecodingFailure(description: "unknown storage codec \(codec); this collector writes 1 and 2")
+        }
     }
 
     /// The series of a stored payload of `codec`.
     public static func decompress(_ payload: [UInt8], codec: Int, seriesCount: Int) throws -> [Series] {
-        guard codec == 1 else { throw DecodingFailure(description: "unknown storage codec \(codec); this collector reads 1") }
+        guard codec == 1 || codec == 2 else { throw DecodingFailure(description: "unknown storage codec \(codec); this collector reads 1 and 2") }
         let size = payload.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
         guard size != ZSTD_CONTENTSIZE_ERROR, size != ZSTD_CONTENTSIZE_UNKNOWN, size < 64 << 20 else {
             throw DecodingFailure(description: "stored payload is not a zstd frame with its size")
         }
-        var raw = [UInt8](repeating: 0, count: Int(size))
-        let n = raw.withUnsafeMutableBytes { o in payload.withUnsafeBytes { i in ZSTD_decompress(o.baseAddress, o.count, i.baseAddress, i.count) } }
-        guard ZSTD_isError(n) == 0, n == raw.count else { throw DecodingFailure(description: "stored payload does not decompress") }
+        let raw: [UInt8]
+        if codec == 1 {
+            var out = [UInt8](repeating: 0, count: Int(size))
+            let n = out.withUnsafeMutableBytes { o in payload.withUnsafeBytes { i in ZSTD_decompress(o.baseAddress, o.count, i.baseAddress, i.count) } }
+            guard ZSTD_isError(n) == 0, n == out.count else { throw DecodingFailure(description: "stored payload does not decompress") }
+            raw = out
+        } else {
+            let id = PayloadDictionaries.dictionaryID(ofFrame: payload)
+            guard let dictionary = PayloadDictionaries.dictionary(id: id) else {
+                throw DecodingFailure(description: "stored payload needs zstd dictionary \(id), which this collector does not have (it has \(PayloadDictionaries.all.map { String($0.id) }.joined(separator: ", ")))")
+            }
+            raw = try dictionary.decompress(payload, size: Int(size))
+        }
         let series = try decode(raw)
         guard series.count == seriesCount else { throw DecodingFailure(description: "payload holds \(series.count) series, the row says \(seriesCount)") }
         return series
