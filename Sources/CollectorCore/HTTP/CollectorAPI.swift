@@ -120,8 +120,13 @@ public struct CollectorAPI: Sendable {
         let (principal, tokenDevice) = try await authenticateDevice(request)
         let bytes = try await readBody(request)
         let batch: ReportBatch
-        do { batch = try JSONDecoder().decode(ReportBatch.self, from: Data(bytes)) } catch {
-            throw APIError(.badRequest, "malformed_batch", "batch is not {\"reports\": [...]} with a seq in every report: \(Self.describe(error))")
+        if let reports = ReportBatchReader.reports(bytes) {
+            // The fast path read the body exactly as JSONDecoder would have; anything else goes to JSONDecoder.
+            batch = ReportBatch(reports: reports.map { ReportBatch.Entry(seq: $0.seq, report: .success($0)) })
+        } else {
+            do { batch = try JSONDecoder().decode(ReportBatch.self, from: Data(bytes)) } catch {
+                throw APIError(.badRequest, "malformed_batch", "batch is not {\"reports\": [...]} with a seq in every report: \(Self.describe(error))")
+            }
         }
         guard !batch.reports.isEmpty else { throw APIError(.badRequest, "empty_batch", "a batch holds at least one report", path: "reports") }
         guard batch.reports.count <= configuration.maxReportsPerBatch else {
@@ -277,6 +282,10 @@ public struct CollectorAPI: Sendable {
         struct Entry: Decodable {
             let seq: UInt64
             let report: Result<Report, any Error>
+            init(seq: UInt64, report: Result<Report, any Error>) {
+                self.seq = seq
+                self.report = report
+            }
             init(from decoder: any Decoder) throws {
                 enum Key: String, CodingKey { case seq }
                 seq = try decoder.container(keyedBy: Key.self).decode(UInt64.self, forKey: .seq)
@@ -284,6 +293,11 @@ public struct CollectorAPI: Sendable {
             }
         }
         let reports: [Entry]
+        init(reports: [Entry]) { self.reports = reports }
+        init(from decoder: any Decoder) throws {
+            enum Key: String, CodingKey { case reports }
+            reports = try decoder.container(keyedBy: Key.self).decode([Entry].self, forKey: .reports)
+        }
     }
 
     // MARK: Reads
