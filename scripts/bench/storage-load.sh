@@ -91,6 +91,13 @@ if [ "$COLLECTORS" -gt 1 ]; then
     echo "round-robin proxy on 127.0.0.1:$port in front of: $backends"
 fi
 
+# CPU time (user + system, clock ticks) of the collector processes and, on PostgreSQL, of the server's
+# processes: what serving the load cost, apart from the generator sharing the machine.
+ticks_of() { local t=0; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+pg_server_ticks() { [ "$BACKEND" = postgres ] || { echo 0; return; }; local t=0 p; for p in $(pgrep -f "postgres"); do t=$((t + $(awk '{print $14 + $15 + $16 + $17}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
+collector_ticks_before=$(ticks_of $extra)
+pg_ticks_before=$(pg_server_ticks)
+
 phase "loadtest: $DEVICES devices for $SECONDS_RUN s"
 set +e
 "$bin/meetpunt-collector" loadtest --config "$work/collector.yaml" --url "http://127.0.0.1:$port" \
@@ -103,6 +110,13 @@ figures=$(grep '^loadtest-figures:' "$work/loadtest.out" || true)
 figure() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<< " $figures"; }
 stored=$(figure stored); stored_series=$(figure stored_series)
 ours_report=$(figure bytes_per_report); ours_series=$(figure bytes_per_series)
+collector_ticks=$(( $(ticks_of $extra) - collector_ticks_before ))
+pg_ticks=$(( $(pg_server_ticks) - pg_ticks_before ))
+hz=$(getconf CLK_TCK)
+if [ "${stored:-0}" -gt 0 ]; then
+    awk -v t="$collector_ticks" -v hz="$hz" -v n="$stored" 'BEGIN { ms = t / hz * 1000 / n; printf "collector CPU (user+system, all collector processes): %.1f s, %.2f ms per stored report, %.0f reports per collector core-second\n", t / hz, ms, 1000 / ms }'
+    [ "$BACKEND" = postgres ] && awk -v t="$pg_ticks" -v hz="$hz" -v n="$stored" 'BEGIN { printf "PostgreSQL server CPU (all its processes, children included): %.1f s, %.2f ms per stored report\n", t / hz, t / hz * 1000 / n }'
+fi
 for p in $extra; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 extra=""
 if [ "$COLLECTORS" -gt 1 ]; then
