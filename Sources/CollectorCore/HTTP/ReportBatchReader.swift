@@ -260,7 +260,10 @@ public struct ReportBatchReader {
     }
 
     private func text(_ range: Range<Int>) -> String? {
-        String(validating: UnsafeBufferPointer(start: base + range.lowerBound, count: range.count), as: UTF8.self)
+        let bytes = UnsafeBufferPointer(start: base + range.lowerBound, count: range.count)
+        // ASCII (nearly every string an agent sends) is valid UTF-8 as it is.
+        if bytes.allSatisfy({ $0 < 0x80 }) { return String(decoding: bytes, as: UTF8.self) }
+        return String(validating: bytes, as: UTF8.self)
     }
 
     /// A string value: JSON's escapes are undone (`JSONEncoder` writes `/` as `\/`); a lone surrogate, a

@@ -60,7 +60,7 @@ public actor FleetAggregator {
 
     /// The cohort of a series: its fixed-set labels only.
     public static func cohort(_ series: Series) -> String {
-        guard let d = MetricCatalog.descriptor(named: series.metric) else { return "" }
+        guard !series.labels.isEmpty, let d = MetricCatalog.descriptor(named: series.metric) else { return "" }
         return series.labels.keys.sorted().compactMap { k -> String? in
             guard case .oneOf = d.labels[k] else { return nil }
             return "\(k)=\(series.labels[k]!)"
@@ -70,29 +70,37 @@ public actor FleetAggregator {
     /// Adds a stored report's series; returns whether a flush is due because the memory bound was reached.
     @discardableResult
     public func add(_ report: Report) -> Bool {
-        var fromThisReport: [FleetCell.Key: FleetCell] = [:]
+        // The report's series merged per metric and cohort first (a report counts once per cell), then
+        // each group goes into one cell per bucket size.
+        struct Group: Hashable {
+            var metric: String
+            var cohort: String
+        }
+        var groups: [Group: FleetCell] = [:]
+        groups.reserveCapacity(report.series.count)
         for s in report.series {
-            let cohort = Self.cohort(s)
-            for size in Self.bucketSizesSeconds {
-                let ms = Int64(size) * 1000
-                let key = FleetCell.Key(metric: s.metric, cohort: cohort, bucketSeconds: size,
-                                        bucketStartMs: (report.windowEndMs - 1) / ms * ms)
-                let cell = FleetCell(key: key, unit: s.unit, reports: 1, count: s.count, sum: s.sum, min: s.min, max: s.max, sketch: s.sketch)
-                if var existing = fromThisReport[key] {
-                    existing.merge(cell)
-                    existing.reports = 1
-                    fromThisReport[key] = existing
-                } else {
-                    fromThisReport[key] = cell
-                }
+            let group = Group(metric: s.metric, cohort: Self.cohort(s))
+            let cell = FleetCell(key: FleetCell.Key(metric: s.metric, cohort: group.cohort, bucketSeconds: 0, bucketStartMs: 0), unit: s.unit,
+                                 reports: 1, count: s.count, sum: s.sum, min: s.min, max: s.max, sketch: s.sketch)
+            if var existing = groups[group] {
+                existing.merge(cell)
+                existing.reports = 1
+                groups[group] = existing
+            } else {
+                groups[group] = cell
             }
         }
-        for (key, cell) in fromThisReport {
-            if var existing = cells[key] {
-                existing.merge(cell)
-                cells[key] = existing
-            } else {
-                cells[key] = cell
+        for var cell in groups.values {
+            for size in Self.bucketSizesSeconds {
+                let ms = Int64(size) * 1000
+                cell.key.bucketSeconds = size
+                cell.key.bucketStartMs = (report.windowEndMs - 1) / ms * ms
+                if var existing = cells[cell.key] {
+                    existing.merge(cell)
+                    cells[cell.key] = existing
+                } else {
+                    cells[cell.key] = cell
+                }
             }
         }
         return cells.count >= maxCells
