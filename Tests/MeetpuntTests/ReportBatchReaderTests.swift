@@ -106,6 +106,8 @@ import TelemetryModel
         #"{"reports":[{"agent_version":"t","device":"d","key_epoch":1,"schema":2,"seq":1,"series":[{"metric":"m","unit":"u","labels":{},"count":1,"min":0,"max":1,"mean":0,"last":0,"sum":0,"sketch":{"alpha":0.01,"zero":0,"index":[3,3],"count":[1,1]}}],"window_end_ms":2,"window_start_ms":1}]}"#,
         #"{"reports":[{"agent_version":"t","device":"d","key_epoch":1,"schema":2,"seq":1,"series":[{"metric":"m","unit":"u","labels":{},"count":1,"min":0,"max":1,"mean":0,"last":0,"sum":0,"sketch":{"alpha":0.5,"zero":0,"index":[],"count":[]}}],"window_end_ms":2,"window_start_ms":1}]}"#,
         #"{"reports":[{"agent_version":"t","device":"d","key_epoch":1,"schema":2,"seq":1,"series":[{"metric":"m","unit":"u","labels":{},"count":1,"min":0,"max":1,"mean":0,"last":0,"sum":0,"sketch":{"alpha":0.01,"zero":0,"index":[1],"count":[]}}],"window_end_ms":2,"window_start_ms":1}]}"#,
+        #"{"reports":[{"agent_version":"t","device":"d","key_epoch":1,"schema":2,"seq":1,"series":[{"metric":"m","unit":"u","labels":{},"count":1,"min":1e-400,"max":1,"mean":0,"last":0,"sum":0}],"window_end_ms":2,"window_start_ms":1}]}"#,
+        #"{"reports":[{"agent_version":"t","device":"d","key_epoch":1,"schema":2,"seq":1,"series":[{"metric":"m","unit":"u","labels":{},"count":1,"min":-2e-324,"max":1,"mean":0,"last":0,"sum":0}],"window_end_ms":2,"window_start_ms":1}]}"#,
         #"{"reports":[],"reports":[]}"#,
         #"{"reports":{}}"#,
         #"[]"#,
@@ -113,6 +115,31 @@ import TelemetryModel
     ])
     func bodiesTheFastPathDoesNotDecideGoToJSONDecoder(body: String) {
         #expect(ReportBatchReader.reports(Array(body.utf8)) == nil)
+    }
+
+    /// Numbers at the edges of a double: the fast path reads what JSONDecoder reads, to the bit, and leaves
+    /// to JSONDecoder what it refuses (an underflow to zero, an overflow).
+    @Test(arguments: ["-0.0e5", "0E-400", "0.000", "0e0", "5e-324", "4.9e-324", "2.4e-324", "1e-400", "-2e-324", "1.7976931348623157e308", "1.8e308",
+                      "2.2250738585072011e-308", "123456789012345678901234567890", "1E+2", "0.1e1"])
+    func edgeNumbersReadAsJSONDecoderReadsThem(number: String) {
+        let body = Array(#"{"reports":[{"agent_version":"t","device":"d","key_epoch":1,"schema":2,"seq":1,"series":[{"metric":"m","unit":"u","labels":{},"count":1,"min":"#.utf8)
+            + Array(number.utf8) + Array(#","max":1,"mean":0,"last":0,"sum":0}],"window_end_ms":2,"window_start_ms":1}]}"#.utf8)
+        let fast = ReportBatchReader.reports(body)
+        let slow = try? Self.decoded(body)
+        if let fast {
+            #expect(slow != nil, "\(number): JSONDecoder refuses what the fast path read as \(fast[0].series[0].min)")
+            if let slow { Self.expectIdentical(fast, slow, seed: 0) }
+        }
+        print("edge number \(number): fast path \(fast.map { "\($0[0].series[0].min)" } ?? "undecided"), JSONDecoder \(slow.map { "\($0[0].series[0].min)" } ?? "refuses")")
+    }
+
+    /// Reading stops past the limit: a body of many tiny reports is refused before it is all read.
+    @Test func aBatchOverTheLimitIsRefusedWhileReading() throws {
+        let one = #"{"agent_version":"t","device":"d","key_epoch":1,"schema":2,"seq":1,"series":[],"window_end_ms":2,"window_start_ms":1}"#
+        let body = Array(("{\"reports\":[" + Array(repeating: one, count: 101).joined(separator: ",") + "]}").utf8)
+        #expect(ReportBatchReader.read(body, maxReports: 100) == .tooMany)
+        #expect(ReportBatchReader.read(body, maxReports: 101) != .tooMany)
+        #expect(ReportBatchReader.read(Array("{\"reports\":[]}".utf8), maxReports: 0) == .reports([]))
     }
 
     /// Escapes JSON allows are undone as JSONDecoder undoes them.

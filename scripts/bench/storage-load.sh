@@ -91,10 +91,18 @@ if [ "$COLLECTORS" -gt 1 ]; then
     echo "round-robin proxy on 127.0.0.1:$port in front of: $backends"
 fi
 
-# CPU time (user + system, clock ticks) of the collector processes and, on PostgreSQL, of the server's
-# processes: what serving the load cost, apart from the generator sharing the machine.
+# CPU time (user + system, clock ticks) of the collector processes and, on PostgreSQL, of this cluster's
+# server processes: what serving the load cost, apart from the generator sharing the machine.
 ticks_of() { local t=0; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
-pg_server_ticks() { [ "$BACKEND" = postgres ] || { echo 0; return; }; local t=0 p; for p in $(pgrep -f "postgres"); do t=$((t + $(awk '{print $14 + $15 + $16 + $17}' "/proc/$p/stat" 2>/dev/null || echo 0))); done; echo "$t"; }
+# This cluster's postmaster and its children (fields 16-17 of the postmaster hold the backends that exited).
+pg_server_ticks() {
+    [ "$BACKEND" = postgres ] || { echo 0; return; }
+    local pm t p
+    pm=$(head -1 "${MEETPUNT_PG_DIR:-/var/tmp/meetpunt-pg}/data/postmaster.pid" 2>/dev/null) || { echo 0; return; }
+    t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat" 2>/dev/null || echo 0)
+    for p in $(pgrep -P "$pm"); do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0))); done
+    echo "$t"
+}
 collector_ticks_before=$(ticks_of $extra)
 pg_ticks_before=$(pg_server_ticks)
 

@@ -3,7 +3,8 @@
 # the collector's source as Sources/CollectorCore/Storage/PayloadDictionary<N>.swift (base64).
 #   scripts/storage/make-dictionary.sh N
 # Training data: the load generator's simulated fleet only (seed 1000, 400 devices, 3,000 reports; never a
-# subscriber's data), each report's series of each data class encoded as the collector stores them;
+# subscriber's data), each report's series of each data class encoded as the collector stores them, with
+# the client pseudonyms (labels client and peer) left empty: random per client, no dictionary can use them;
 # zstd's default trainer, at most 112,640 bytes. A shipped dictionary is never changed (stored rows name it
 # by its id): add the next N and put it last in PayloadDictionaries.all.
 source "$(dirname "$0")/../lib.sh"

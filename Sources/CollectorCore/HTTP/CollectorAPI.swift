@@ -120,10 +120,13 @@ public struct CollectorAPI: Sendable {
         let (principal, tokenDevice) = try await authenticateDevice(request)
         let bytes = try await readBody(request)
         let batch: ReportBatch
-        if let reports = ReportBatchReader.reports(bytes) {
+        switch ReportBatchReader.read(bytes, maxReports: configuration.maxReportsPerBatch) {
+        case .reports(let reports):
             // The fast path read the body exactly as JSONDecoder would have; anything else goes to JSONDecoder.
             batch = ReportBatch(reports: reports.map { ReportBatch.Entry(seq: $0.seq, report: .success($0)) })
-        } else {
+        case .tooMany:
+            throw APIError(.contentTooLarge, "batch_too_large", "a batch holds at most \(configuration.maxReportsPerBatch) reports, this one more than \(configuration.maxReportsPerBatch)", path: "reports")
+        case .undecided:
             do { batch = try JSONDecoder().decode(ReportBatch.self, from: Data(bytes)) } catch {
                 throw APIError(.badRequest, "malformed_batch", "batch is not {\"reports\": [...]} with a seq in every report: \(Self.describe(error))")
             }

@@ -15,18 +15,38 @@ public struct ReportBatchReader {
     private let end: Int
     private var at = 0
 
-    /// The reports of `body`, or nil when `JSONDecoder` must decide.
-    public static func reports(_ body: [UInt8]) -> [Report]? {
+    public enum Outcome: Equatable {
+        case reports([Report])
+        /// The body holds more than `maxReports` reports (counted as they are read; reading stopped there).
+        case tooMany
+        /// Not read: `JSONDecoder` decides.
+        case undecided
+    }
+
+    /// The reports of `body`; stops at the `maxReports + 1`th report, so a body of many tiny reports costs
+    /// no more than the limit allows.
+    public static func read(_ body: [UInt8], maxReports: Int) -> Outcome {
         body.withUnsafeBufferPointer { buffer in
-            guard let base = buffer.baseAddress else { return nil }
-            var reader = ReportBatchReader(base: base, end: buffer.count)
-            return reader.batch()
+            guard let base = buffer.baseAddress else { return .undecided }
+            var reader = ReportBatchReader(base: base, end: buffer.count, maxReports: maxReports)
+            if let reports = reader.batch() { return .reports(reports) }
+            return reader.overLimit ? .tooMany : .undecided
         }
     }
 
-    private init(base: UnsafePointer<UInt8>, end: Int) {
+    /// `read` without a limit: the reports, or nil when `JSONDecoder` must decide (tests).
+    public static func reports(_ body: [UInt8]) -> [Report]? {
+        if case .reports(let r) = read(body, maxReports: .max) { return r }
+        return nil
+    }
+
+    private let maxReports: Int
+    private var overLimit = false
+
+    private init(base: UnsafePointer<UInt8>, end: Int, maxReports: Int) {
         self.base = base
         self.end = end
+        self.maxReports = maxReports
     }
 
     // MARK: The batch, a report, a series, a sketch
@@ -37,6 +57,10 @@ public struct ReportBatchReader {
             guard r.matches(key, "reports"), reports == nil else { return false }
             var list: [Report] = []
             guard r.array({ r in
+                guard list.count < r.maxReports else {
+                    r.overLimit = true
+                    return false
+                }
                 guard let report = r.report() else { return false }
                 list.append(report)
                 return true
@@ -77,7 +101,6 @@ public struct ReportBatchReader {
             } else if r.matches(key, "series") {
                 guard series == nil else { return false }
                 var list: [Series] = []
-                list.reserveCapacity(128)
                 guard r.array({ r in
                     guard let s = r.series() else { return false }
                     list.append(s)
@@ -411,9 +434,17 @@ public struct ReportBatchReader {
         return v
     }
 
-    /// Converted by the standard library's correctly rounded parser, as `JSONDecoder` converts.
+    /// Converted by the standard library's correctly rounded parser, as `JSONDecoder` converts. Out of a
+    /// double's range, above (infinite) or below (a non-zero number that rounds to zero, `1e-400`),
+    /// `JSONDecoder` refuses the number: this reader leaves it to JSONDecoder
+    /// (`ReportBatchReaderTests.edgeNumbersReadAsJSONDecoderReadsThem`).
     private mutating func double() -> Double? {
         guard let token = numberToken(integer: false), let text = text(token), let v = Double(text), v.isFinite else { return nil }
+        if v == 0 {
+            // Zero is read when written plainly (`0`, `-0.0`); a zero with an exponent, or any non-zero
+            // digit that rounded to zero, goes to JSONDecoder (which refuses `-0.0e5` and `1e-400`).
+            for i in token where base[i] == 0x65 || base[i] == 0x45 || (base[i] >= 0x31 && base[i] <= 0x39) { return nil }
+        }
         return v
     }
 

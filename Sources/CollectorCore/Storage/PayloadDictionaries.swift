@@ -47,7 +47,7 @@ public enum PayloadDictionaries {
             }
         }
         guard ZDICT_isError(n) == 0 else {
-            throw SeriesCodec.DecodingFailure(description: "zstd dictionary training failed: \(String(cString: ZDICT_getErrorName(n)))")
+            throw SeriesCodec.EncodingFailure(description: "zstd dictionary training failed: \(String(cString: ZDICT_getErrorName(n)))")
         }
         return Array(out[..<n])
     }
@@ -92,7 +92,7 @@ public final class PayloadDictionary: @unchecked Sendable {
                     ZSTD_compress_usingCDict(context, o.baseAddress, o.count, i.baseAddress, i.count, compressionDictionary)
                 }
             }
-            guard ZSTD_isError(n) == 0 else { throw SeriesCodec.DecodingFailure(description: "zstd: \(String(cString: ZSTD_getErrorName(n)))") }
+            guard ZSTD_isError(n) == 0 else { throw SeriesCodec.EncodingFailure(description: "zstd: \(String(cString: ZSTD_getErrorName(n)))") }
             out.removeSubrange(n...)
             return out
         }
@@ -125,6 +125,10 @@ private final class ContextPool: @unchecked Sendable {
     init(make: @escaping () -> OpaquePointer?, free: @escaping (OpaquePointer) -> Void) {
         self.make = make
         self.free = free
+    }
+
+    deinit {
+        for context in idle.withLock({ $0 }) { free(context.pointer) }
     }
 
     func with<T>(_ body: (OpaquePointer) throws -> T) throws -> T {

@@ -696,8 +696,15 @@ public final class SQLiteStore: TelemetryStore {
         }
     }
 
+    /// The database's pages as of its latest commit (`page_count` × `page_size`: pages still in the WAL
+    /// included, as they will be in the file after a checkpoint), and the WAL file's size.
     public func diskUsage() async throws -> DiskUsage {
         func bytes(_ p: String) -> Int64 { ((try? FileManager.default.attributesOfItem(atPath: p)[.size]) as? NSNumber)?.int64Value ?? 0 }
-        return DiskUsage(location: path, dataBytes: bytes(path), logBytes: bytes(path + "-wal"))
+        let pages = try await storage("measuring the database") {
+            try await pool.read { db in
+                (try Int64.fetchOne(db, sql: "PRAGMA page_count") ?? 0) * (try Int64.fetchOne(db, sql: "PRAGMA page_size") ?? 0)
+            }
+        }
+        return DiskUsage(location: path, dataBytes: pages, logBytes: bytes(path + "-wal"))
     }
 }

@@ -30,6 +30,11 @@ public enum SeriesCodec {
         public let description: String
     }
 
+    /// Compression failed (zstd's reason), or a codec this collector does not write was asked for.
+    public struct EncodingFailure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
     // MARK: Encoding
 
     public static func encode(_ series: [Series]) -> [UInt8] {
@@ -94,12 +99,12 @@ public enum SeriesCodec {
         case 1:
             var out = [UInt8](repeating: 0, count: ZSTD_compressBound(raw.count))
             let n = out.withUnsafeMutableBytes { o in raw.withUnsafeBytes { i in ZSTD_compress(o.baseAddress, o.count, i.baseAddress, i.count, 3) } }
-            guard ZSTD_isError(n) == 0 else { throw DecodingFailure(description: "zstd: \(String(cString: ZSTD_getErrorName(n)))") }
+            guard ZSTD_isError(n) == 0 else { throw EncodingFailure(description: "zstd: \(String(cString: ZSTD_getErrorName(n)))") }
             return Array(out[..<n])
         case 2:
             return try PayloadDictionaries.current.compress(raw)
         default:
-            throw DecodingFailure(description: "unknown storage codec \(codec); this collector writes 1 and 2")
+            throw EncodingFailure(description: "unknown storage codec \(codec); this collector writes 1 and 2")
         }
     }
 

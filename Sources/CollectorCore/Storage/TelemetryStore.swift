@@ -173,7 +173,10 @@ public protocol TelemetryStore: Sendable {
 public struct DiskUsage: Sendable, Equatable {
     /// The file or `postgresql://user@host:port/database`.
     public var location: String
+    /// The database's size: SQLite's pages as of the latest commit (WAL frames included), PostgreSQL's
+    /// `pg_database_size`.
     public var dataBytes: Int64
+    /// SQLite's WAL file (reused after each checkpoint, so not growth); 0 on PostgreSQL.
     public var logBytes: Int64
     public init(location: String, dataBytes: Int64, logBytes: Int64) {
         self.location = location
