@@ -41,6 +41,8 @@ struct LoadTest: AsyncParsableCommand {
     var influxOut: String?
     @Option(help: "Send nothing, register nothing: generate this many reports (round robin over the devices, --reports-per-request at a time) into --influx-out.")
     var generateOnly: Int?
+    @Option(help: "Build this many reports' requests before the clock starts (each sender its share, both cores at once) and send only those: the timed part then measures the collector without the generator's CPU. The run ends at --seconds or when all are sent.")
+    var prebuilt: Int?
     @Option(help: "With --generate-only: train a zstd dictionary for stored payloads on the generated reports (each report's series of each data class encoded as the collector stores them) and write it to this file (scripts/storage/make-dictionary.sh).")
     var trainDictionary: String?
 
@@ -53,6 +55,10 @@ struct LoadTest: AsyncParsableCommand {
         if let generateOnly {
             guard generateOnly >= 1 else { throw ValidationError("--generate-only must be at least 1") }
             guard influxOut != nil || trainDictionary != nil else { throw ValidationError("--generate-only writes to --influx-out FILE or --train-dictionary FILE: add one") }
+        }
+        if let prebuilt {
+            guard prebuilt >= 1 else { throw ValidationError("--prebuilt must be at least 1") }
+            guard influxOut == nil, generateOnly == nil else { throw ValidationError("--prebuilt sends prebuilt requests: it does not go with --influx-out or --generate-only") }
         }
         if let devicePrefix, devicePrefix.isEmpty || devicePrefix.utf8.count > 57 {
             throw ValidationError("--device-prefix must be 1–57 characters")
@@ -135,6 +141,23 @@ struct LoadTest: AsyncParsableCommand {
                     redirectConfiguration: .disallow,
                     timeout: .init(connect: .seconds(10), read: .seconds(120)),
                     connectionPool: .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: workers)))
+            var prepared: [[PreparedRequest]]?
+            if let prebuilt {
+                let building = clock.now
+                let share = (prebuilt + perRequest * workers - 1) / (perRequest * workers)  // requests per sender
+                prepared = try await withThrowingTaskGroup(of: (Int, [PreparedRequest]).self) { group in
+                    for w in 0..<workers {
+                        let mine = stride(from: w, to: registered.count, by: workers).map { registered[$0] }
+                        group.addTask { (w, try LoadTest.prepare(fleet: mine, requests: share, perRequest: perRequest, windows: windows)) }
+                    }
+                    var all = Array(repeating: [PreparedRequest](), count: workers)
+                    for try await (w, list) in group { all[w] = list }
+                    return all
+                }
+                let count = prepared!.reduce(0) { $0 + $1.reduce(0) { $0 + $1.seqs.count } }
+                print("loadtest: prebuilt \(count) reports in \(prepared!.reduce(0) { $0 + $1.count }) requests in "
+                      + "\(Self.format(Self.milliseconds(clock.now - building) / 1000, 1)) s (not timed)")
+            }
             let started = clock.now
             let deadline = started + .seconds(seconds)
             let total: LoadTally
@@ -142,9 +165,10 @@ struct LoadTest: AsyncParsableCommand {
                 total = try await withThrowingTaskGroup(of: LoadTally.self, returning: LoadTally.self) { group in
                     for w in 0..<workers {
                         let mine = stride(from: w, to: registered.count, by: workers).map { registered[$0] }
+                        let ready = prepared?[w]
                         group.addTask {
                             try await LoadTest.worker(fleet: mine, client: client, endpoint: endpoint, until: deadline,
-                                                      perRequest: perRequest, windows: windows, sink: sink)
+                                                      perRequest: perRequest, windows: windows, sink: sink, prepared: ready)
                         }
                     }
                     var merged = LoadTally()
@@ -192,7 +216,8 @@ struct LoadTest: AsyncParsableCommand {
             if total.requests > 0 {
                 row("request body", "\(total.gzipBytes / total.requests) bytes gzip, \(total.jsonBytes / total.requests) bytes JSON (mean); "
                     + "\(total.gzipBytes / Swift.max(1, total.sent)) gzip bytes per report")
-                row("generator", "\(Self.format(Self.milliseconds(total.buildTime) / Double(total.requests), 2)) ms per request to build, encode and gzip (in this process)")
+                row("generator", prebuilt != nil ? "requests built before the clock started (--prebuilt): not in the timed part"
+                    : "\(Self.format(Self.milliseconds(total.buildTime) / Double(total.requests), 2)) ms per request to build, encode and gzip (in this process)")
             }
             if total.reusedWindows > 0 {
                 row("windows reused", "\(total.reusedWindows) reports: their device had used up its day of 5-minute windows (\(LoadWindows.slots)) and started again")
@@ -230,9 +255,44 @@ struct LoadTest: AsyncParsableCommand {
         }
     }
 
-    /// One of `--concurrency` senders: round robin over its own devices, one request at a time, until the deadline.
+    /// One request, built before the clock starts (`--prebuilt`): its device, the seqs it carries, its body.
+    struct PreparedRequest: Sendable {
+        let device: Int
+        let seqs: [UInt64]
+        let jsonBytes: Int
+        let body: [UInt8]
+        let reusedWindows: Int
+    }
+
+    /// `requests` requests of `fleet`'s devices, round robin, as `worker` would build them.
+    static func prepare(fleet: [LoadDevice], requests: Int, perRequest: Int, windows: LoadWindows) throws -> [PreparedRequest] {
+        var fleet = fleet
+        guard !fleet.isEmpty else { return [] }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var out: [PreparedRequest] = []
+        out.reserveCapacity(requests)
+        for r in 0..<requests {
+            let index = r % fleet.count
+            var reports: [Report] = []
+            var reused = 0
+            for _ in 0..<perRequest {
+                let (report, wasReused) = fleet[index].nextReport(windows: windows)
+                if wasReused { reused += 1 }
+                reports.append(report)
+            }
+            let json = try encoder.encode(LoadBatch(reports: reports))
+            out.append(PreparedRequest(device: index, seqs: reports.map(\.seq), jsonBytes: json.count, body: try Gzip.compress([UInt8](json)),
+                                       reusedWindows: reused))
+        }
+        return out
+    }
+
+    /// One of `--concurrency` senders: round robin over its own devices, one request at a time, until the
+    /// deadline; with `prepared`, it sends those requests in order instead of building its own, and stops
+    /// early when they are all sent.
     static func worker(fleet: [LoadDevice], client: HTTPClient, endpoint: String, until deadline: ContinuousClock.Instant,
-                       perRequest: Int, windows: LoadWindows, sink: LoadLineSink?) async throws -> LoadTally {
+                       perRequest: Int, windows: LoadWindows, sink: LoadLineSink?, prepared: [PreparedRequest]? = nil) async throws -> LoadTally {
         var fleet = fleet
         var tally = LoadTally()
         guard !fleet.isEmpty else { return tally }
@@ -242,27 +302,43 @@ struct LoadTest: AsyncParsableCommand {
         let decoder = JSONDecoder()
         var next = 0
         var failuresInARow = 0
+        var preparedNext = 0
         while clock.now < deadline {
             if failuresInARow >= 20 {
                 tally.note(failure: "a sender stopped after 20 failed requests in a row")
                 break
             }
-            let index = next
-            next = (next + 1) % fleet.count
-            let building = clock.now
+            let index: Int
+            let seqs: [UInt64]
+            let body: [UInt8]
             var reports: [Report] = []
-            reports.reserveCapacity(perRequest)
-            for _ in 0..<perRequest {
-                let (report, reused) = fleet[index].nextReport(windows: windows)
-                if reused { tally.reusedWindows += 1 }
-                reports.append(report)
+            if let prepared {
+                guard preparedNext < prepared.count else { break }
+                let p = prepared[preparedNext]
+                preparedNext += 1
+                index = p.device
+                seqs = p.seqs
+                body = p.body
+                tally.reusedWindows += p.reusedWindows
+                tally.jsonBytes += p.jsonBytes
+            } else {
+                index = next
+                next = (next + 1) % fleet.count
+                let building = clock.now
+                reports.reserveCapacity(perRequest)
+                for _ in 0..<perRequest {
+                    let (report, reused) = fleet[index].nextReport(windows: windows)
+                    if reused { tally.reusedWindows += 1 }
+                    reports.append(report)
+                }
+                let json = try encoder.encode(LoadBatch(reports: reports))
+                body = try Gzip.compress([UInt8](json))
+                seqs = reports.map(\.seq)
+                tally.buildTime += clock.now - building
+                tally.jsonBytes += json.count
             }
-            let json = try encoder.encode(LoadBatch(reports: reports))
-            let body = try Gzip.compress([UInt8](json))
-            tally.buildTime += clock.now - building
             tally.requests += 1
-            tally.sent += reports.count
-            tally.jsonBytes += json.count
+            tally.sent += seqs.count
             tally.gzipBytes += body.count
 
             var request = HTTPClientRequest(url: endpoint)
@@ -284,16 +360,16 @@ struct LoadTest: AsyncParsableCommand {
                 do { ack = try decoder.decode(BatchAcknowledgement.self, from: Data(answer)) } catch {
                     throw LoadFailure("HTTP 200 whose body is not a BatchAcknowledgement: \(CollectorAPI.describe(error))")
                 }
-                tally.count(ack, for: reports)
+                tally.count(ack, device: fleet[index].id, seqs: seqs)
                 failuresInARow = 0
             } catch {
                 tally.failedRequests += 1
-                tally.inFailedRequests += reports.count
-                tally.note(failure: "\(fleet[index].id) seq \(reports[0].seq)…\(reports[reports.count - 1].seq): \(error)")
+                tally.inFailedRequests += seqs.count
+                tally.note(failure: "\(fleet[index].id) seq \(seqs[0])…\(seqs[seqs.count - 1]): \(error)")
                 failuresInARow += 1
                 try? await Task.sleep(for: .milliseconds(200))
             }
-            if let sink { try await sink.write(reports) }
+            if let sink, !reports.isEmpty { try await sink.write(reports) }
         }
         return tally
     }
@@ -401,11 +477,11 @@ struct LoadTally: Sendable {
     }
 
     /// Counts the answer for each report of the request; a report without a result is missing.
-    mutating func count(_ ack: BatchAcknowledgement, for reports: [Report]) {
+    mutating func count(_ ack: BatchAcknowledgement, device: String, seqs: [UInt64]) {
         var bySeq: [UInt64: BatchAcknowledgement.Result] = [:]
         for result in ack.results { bySeq[result.seq] = result }
-        for report in reports {
-            guard ack.device == report.device, let result = bySeq[report.seq] else {
+        for seq in seqs {
+            guard ack.device == device, let result = bySeq[seq] else {
                 missing += 1
                 continue
             }
@@ -419,7 +495,7 @@ struct LoadTally: Sendable {
                 rejected += 1
                 if rejections.count < 3 {
                     let why = result.error.map { "\($0.code) at \($0.path ?? "-"): \($0.message)" } ?? "no reason given"
-                    rejections.append("\(report.device) seq \(report.seq): \(why)")
+                    rejections.append("\(device) seq \(seq): \(why)")
                 }
             default:
                 retried += 1

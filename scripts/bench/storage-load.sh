@@ -9,7 +9,9 @@
 # BACKEND=postgres stores in a new database of the PostgreSQL cluster scripts/postgres/cluster.sh runs on
 # loopback (started --durable: fsync and synchronous commit on, as in production); COLLECTORS=2 (postgres
 # only) runs two collector processes behind a round-robin TCP proxy (scripts/bench/rr-proxy.py).
-# Environment: BACKEND (sqlite), COLLECTORS (1), DEVICES (200), CONCURRENCY (8), REPORTS_PER_REQUEST (10), SERIES (92), SEED (1),
+# PREBUILT=N builds N reports' requests before the clock starts and sends only those (the timed part then
+# measures the collector without the generator's CPU; the run ends when they are all sent).
+# Environment: BACKEND (sqlite), COLLECTORS (1), PREBUILT (none), DEVICES (200), CONCURRENCY (8), REPORTS_PER_REQUEST (10), SERIES (92), SEED (1),
 # VM_PORT (18428; not 8428, which the packaged victoria-metrics service takes on a host that runs it).
 # Everything it starts listens on 127.0.0.1 only and is stopped at the end; the temporary folder is removed.
 source "$(dirname "$0")/../lib.sh"
@@ -111,7 +113,7 @@ set +e
 "$bin/meetpunt-collector" loadtest --config "$work/collector.yaml" --url "http://127.0.0.1:$port" \
     --devices "$DEVICES" --seconds "$SECONDS_RUN" --concurrency "$CONCURRENCY" \
     --reports-per-request "$REPORTS_PER_REQUEST" --series "$SERIES" --seed "$SEED" --device-prefix "$PREFIX" \
-    | tee "$work/loadtest.out"
+    ${PREBUILT:+--prebuilt "$PREBUILT"} | tee "$work/loadtest.out"
 loadtest_rc=${PIPESTATUS[0]}
 set -e
 figures=$(grep '^loadtest-figures:' "$work/loadtest.out" || true)
