@@ -47,11 +47,32 @@ public enum TrafficSamples {
             batch.add("traffic.client.packets", ["peer": peer], Double(c.packets))
         }
         batch.add("traffic.clients_unreported", [:], Double(max(0, ranked.count - maxClients) + interval.clientsDropped))
-        var byPeer: [PeerLeg: [Double]] = [:]
+        // Samples in time order into one group per pseudonym and leg (`others` gathers many clients); a
+        // sample costs one lookup on its raw MAC and leg, not a hash of the pseudonym string.
+        var groupOf: [ClientLeg: Int] = [:]  // -1: a client without a pseudonym (past the client cap)
+        var groupIndex: [PeerLeg: Int] = [:]
+        var groups: [(key: PeerLeg, values: [Double])] = []
         for s in interval.rtt {
-            guard let mac = s.client, let peer = peerOf[mac] else { continue }
-            byPeer[PeerLeg(peer: peer, leg: s.leg), default: []].append(Double(s.microseconds) / 1000)
+            guard let mac = s.client else { continue }
+            let clientLeg = ClientLeg(mac: mac, leg: s.leg)
+            let g: Int
+            if let known = groupOf[clientLeg] {
+                g = known
+            } else if let peer = peerOf[mac] {
+                let key = PeerLeg(peer: peer, leg: s.leg)
+                if let existing = groupIndex[key] { g = existing } else {
+                    g = groups.count
+                    groups.append((key, []))
+                    groupIndex[key] = g
+                }
+                groupOf[clientLeg] = g
+            } else {
+                groupOf[clientLeg] = -1
+                g = -1
+            }
+            if g >= 0 { groups[g].values.append(Double(s.microseconds) / 1000) }
         }
+        let byPeer = Dictionary(uniqueKeysWithValues: groups.map { ($0.key, $0.values) })
         for (k, values) in byPeer.sorted(by: { ($0.key.peer, $0.key.leg.rawValue) < ($1.key.peer, $1.key.leg.rawValue) }) {
             batch.add("traffic.client.rtt", ["peer": k.peer, "leg": k.leg.rawValue], values: values)
         }
@@ -59,6 +80,7 @@ public enum TrafficSamples {
 
     struct RTTKind: Hashable { let leg: RTTLeg; let method: RTTMethod }
     struct PeerLeg: Hashable { let peer: String; let leg: RTTLeg }
+    struct ClientLeg: Hashable { let mac: UInt64; let leg: RTTLeg }
 
     static func macBytes(_ mac: UInt64) -> [UInt8] { (0..<6).map { UInt8(truncatingIfNeeded: mac >> (8 * (5 - $0))) } }
 }

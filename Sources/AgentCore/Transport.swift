@@ -37,11 +37,23 @@ public struct CurlTransport: ReportTransport, CustomStringConvertible {
     /// 7.85.0 brought `CURLOPT_PROTOCOLS_STR`, which limits the transfer to http and https.
     public static let minimumVersion: UInt32 = 0x07_55_00
 
-    static let globalInit: Void = { _ = curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
+    /// Loads libcurl (it is not linked: see Sources/CCurl) and initialises it, once; the reason when it
+    /// cannot be loaded.
+    static let loadFailure: String? = {
+        var reason = [CChar](repeating: 0, count: 256)
+        guard ccurl_load(&reason, reason.count) == 0 else {
+            return String(decoding: reason.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+        _ = ccurl_global_init(Int(CURL_GLOBAL_DEFAULT))
+        return nil
+    }()
 
-    /// Refuses a libcurl older than ``minimumVersion``, or one without TLS when `https://` is configured.
+    /// Refuses a libcurl that cannot be loaded, one older than ``minimumVersion``, or one without TLS
+    /// when `https://` is configured.
     public init(baseURL: String, token: String, timeoutSeconds: Int, caFile: String? = nil, pinnedPublicKey: String? = nil) throws(AgentError) {
-        _ = Self.globalInit
+        if let failure = Self.loadFailure {
+            throw AgentError(.refused, "\(failure); install libcurl 7.85.0 or newer (Debian: libcurl4)")
+        }
         let version = ccurl_version_num()
         guard version >= Self.minimumVersion else {
             throw AgentError(.refused, "libcurl \(String(cString: ccurl_version_string())) is too old: the agent needs 7.85.0 or newer (CURLOPT_PROTOCOLS_STR)")
@@ -59,7 +71,10 @@ public struct CurlTransport: ReportTransport, CustomStringConvertible {
     /// What service-lifecycle and error messages may show: never the token.
     public var description: String { "CurlTransport(url: \(baseURL), token: <redacted>)" }
 
-    public static var libraryVersion: String { "libcurl \(String(cString: ccurl_version_string())) (\(String(cString: ccurl_ssl_version_string())))" }
+    public static var libraryVersion: String {
+        if let failure = loadFailure { return failure }
+        return "libcurl \(String(cString: ccurl_version_string())) (\(String(cString: ccurl_ssl_version_string())))"
+    }
 
     public func post(path: String, gzipBody: [UInt8]) async -> Result<TransportResponse, AgentError> {
         let request = self
@@ -79,15 +94,15 @@ public struct CurlTransport: ReportTransport, CustomStringConvertible {
 
     /// A POST of `body`, or a GET when it is nil.
     func perform(url: String, body: [UInt8]?) -> Result<TransportResponse, AgentError> {
-        guard let handle = curl_easy_init() else { return .failure(AgentError(.transport, "curl_easy_init failed")) }
-        defer { curl_easy_cleanup(handle) }
+        guard let handle = ccurl_easy_init() else { return .failure(AgentError(.transport, "curl_easy_init failed")) }
+        defer { ccurl_easy_cleanup(handle) }
         var list: UnsafeMutablePointer<curl_slist>?
         let headers = body == nil ? ["Accept: application/json", "Authorization: Bearer \(token)"]
             : ["Content-Type: application/json", "Content-Encoding: gzip", "Authorization: Bearer \(token)", "Expect:"]
         for h in headers {
-            list = curl_slist_append(list, h)
+            list = ccurl_slist_append(list, h)
         }
-        defer { curl_slist_free_all(list) }
+        defer { ccurl_slist_free_all(list) }
         let sink = Sink()
         let unmanaged = Unmanaged.passRetained(sink)
         defer { unmanaged.release() }
@@ -98,7 +113,7 @@ public struct CurlTransport: ReportTransport, CustomStringConvertible {
                 var refused: AgentError?
                 func set(_ name: String, _ rc: CURLcode) {
                     if rc != CURLE_OK, refused == nil {
-                        refused = AgentError(.refused, "libcurl refused \(name): \(String(cString: curl_easy_strerror(rc)))")
+                        refused = AgentError(.refused, "libcurl refused \(name): \(String(cString: ccurl_easy_strerror(rc)))")
                     }
                 }
                 set("CURLOPT_URL", ccurl_setopt_string(handle, CURLOPT_URL, url))
@@ -144,10 +159,10 @@ public struct CurlTransport: ReportTransport, CustomStringConvertible {
                     return n
                 })
                 if let refused { return .failure(refused) }
-                let rc = curl_easy_perform(handle)
+                let rc = ccurl_easy_perform(handle)
                 guard rc == CURLE_OK else {
                     let detail = String(cString: errorPtr.baseAddress!)
-                    let text = detail.isEmpty ? String(cString: curl_easy_strerror(rc)) : detail
+                    let text = detail.isEmpty ? String(cString: ccurl_easy_strerror(rc)) : detail
                     return .failure(AgentError(.transport, "\(body == nil ? "GET" : "POST") \(url) failed: \(text)"))
                 }
                 var status = 0

@@ -42,32 +42,30 @@ public struct WindowAggregator: Sendable {
     /// unknown instead).
     public mutating func add(_ descriptor: MetricDescriptor, labels: [String: String], value: Double) {
         guard value.isFinite else { return }
+        guard let i = accumulatorIndex(descriptor, labels: labels) else { return }
+        accumulators.values[i].fold(value)
+    }
+
+    /// The series' accumulator, created when new; nil (counted) when the window already holds
+    /// `maxSeries` series. The key is hashed once for a known series (a label set hashes every string).
+    private mutating func accumulatorIndex(_ descriptor: MetricDescriptor, labels: [String: String]) -> Dictionary<SeriesKey, Accumulator>.Index? {
         let key = SeriesKey(metric: descriptor.name, labels: labels)
-        if accumulators[key] == nil {
-            guard accumulators.count < maxSeries else {
-                droppedSeries += 1
-                return
-            }
-            accumulators[key] = Accumulator(unit: descriptor.unit, sketch: descriptor.kind.isSketched ? QuantileSketch() : nil)
-            order.append(key)
+        if let i = accumulators.index(forKey: key) { return i }
+        guard accumulators.count < maxSeries else {
+            droppedSeries += 1
+            return nil
         }
-        accumulators[key]!.fold(value)
+        accumulators[key] = Accumulator(unit: descriptor.unit, sketch: descriptor.kind.isSketched ? QuantileSketch() : nil)
+        order.append(key)
+        return accumulators.index(forKey: key)
     }
 
     /// Folds several samples of one series in order: the key is hashed once (an interval's RTT samples
     /// are thousands of one series).
     public mutating func add(_ descriptor: MetricDescriptor, labels: [String: String], values: [Double]) {
         guard !values.isEmpty else { return }
-        let key = SeriesKey(metric: descriptor.name, labels: labels)
-        if accumulators[key] == nil {
-            guard accumulators.count < maxSeries else {
-                droppedSeries += 1
-                return
-            }
-            accumulators[key] = Accumulator(unit: descriptor.unit, sketch: descriptor.kind.isSketched ? QuantileSketch() : nil)
-            order.append(key)
-        }
-        for v in values where v.isFinite { accumulators[key]!.fold(v) }
+        guard let i = accumulatorIndex(descriptor, labels: labels) else { return }
+        for v in values where v.isFinite { accumulators.values[i].fold(v) }
     }
 
     /// The window's series in first-seen order, and a fresh, empty aggregator state.

@@ -63,6 +63,8 @@ public final class CaptureHandle {
         // read(2) every few dozen packets. A 1 MiB buffer makes it one per several thousand.
         let buffer = malloc(Self.fileBufferBytes)
         if let buffer { setvbuf(file, buffer.assumingMemoryBound(to: CChar.self), _IOFBF, Self.fileBufferBytes) }
+        // A handle is read by one thread at a time (the reader), so stdio's lock is dropped.
+        cpcap_unlocked_file(file)
         guard let p = pcap_fopen_offline_with_tstamp_precision(file, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errbuf) else {
             fclose(file)  // libpcap leaves a FILE it could not use to its caller
             free(buffer)

@@ -28,7 +28,7 @@ public enum ParsedPacketPipeline {
     /// and calls `consume` for every record in order on the calling thread. Returns when `read` returns
     /// and every record was consumed; a `CaptureError` thrown by `read` is rethrown then (after the
     /// records read before it).
-    public static func run(batchSize: Int = 4096, depth: Int = 8,
+    public static func run(batchSize: Int = 1024, depth: Int = 8,
                            read: @escaping (Emit) throws(CaptureError) -> Void,
                            consume: (Record) -> Void) throws(CaptureError) {
         precondition(batchSize > 0 && depth > 1)
@@ -91,8 +91,10 @@ public enum ParsedPacketPipeline {
             self.batchSize = batchSize
             self.depth = depth
             self.read = read
+            // Plain memory, written before it is read: left uninitialised, a short file faults in only
+            // the batches it fills.
+            precondition(_isPOD(Record.self), "records are plain memory")
             records = .allocate(capacity: batchSize * depth)
-            records.initialize(repeating: .blank, count: batchSize * depth)
             counts = .allocate(capacity: depth)
             counts.initialize(repeating: 0, count: depth)
             ends = .allocate(capacity: depth)
@@ -101,7 +103,6 @@ public enum ParsedPacketPipeline {
         }
 
         deinit {
-            records.deinitialize(count: batchSize * depth)
             records.deallocate()
             counts.deallocate()
             ends.deallocate()

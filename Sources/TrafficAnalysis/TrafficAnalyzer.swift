@@ -203,12 +203,16 @@ public final class TrafficAnalyzer {
         static let directionOffsets = (MemoryLayout<Flow>.offset(of: \Flow.dirs.0)!, MemoryLayout<Flow>.offset(of: \Flow.dirs.1)!)
     }
 
-    /// The flow table: plain memory (a `Flow` holds no references), allocated and initialised whole at
-    /// start. A packet's flow is updated in place through a pointer: a flow is a few hundred bytes, and
-    /// copying it out and back per packet was the analyser's largest cost.
+    /// The flow table: plain memory (a `Flow` holds no references), allocated whole at start and
+    /// initialised slot by slot as slots are handed out, so a short capture does not fault in megabytes
+    /// it never uses (the page faults were a fifth of `analyze` on a small file). Memory is bounded by
+    /// `count` either way. A packet's flow is updated in place through a pointer: a flow is a few hundred
+    /// bytes, and copying it out and back per packet was the analyser's largest cost.
     final class FlowSlots {
         let base: UnsafeMutablePointer<Flow>
         let count: Int
+        /// Slots below this were handed out (initialised); the rest were never touched.
+        private(set) var used = 0
         /// A direct-mapped cache in front of the key index: consecutive packets mostly belong to a few
         /// busy conversations, and a hit, checked against the slot's own key, skips hashing the key.
         /// A miss costs one comparison; a crafted collision only makes it miss.
@@ -216,15 +220,22 @@ public final class TrafficAnalyzer {
         let recent: UnsafeMutablePointer<Int32>
         init(count: Int) {
             self.count = count
+            precondition(_isPOD(Flow.self), "the flow table is plain memory")
             base = .allocate(capacity: count)
-            base.initialize(repeating: .empty, count: count)
             recent = .allocate(capacity: Self.recentCount)
             recent.initialize(repeating: -1, count: Self.recentCount)
         }
         deinit {
-            base.deinitialize(count: count)
+            base.deinitialize(count: used)
             base.deallocate()
             recent.deallocate()
+        }
+        /// Hands out the next never-used slot, initialised to `flow`; nil when every slot was handed out.
+        func takeFresh(_ flow: Flow) -> Int32? {
+            guard used < count else { return nil }
+            (base + used).initialize(to: flow)
+            used += 1
+            return Int32(used - 1)
         }
         @inline(__always) static func recentSlot(_ key: FlowKey) -> Int {
             let mixed = (key.a.low ^ key.b.low ^ key.a.high ^ key.b.high ^ UInt64(key.aPort) << 16 ^ UInt64(key.bPort) << 32)
@@ -239,7 +250,7 @@ public final class TrafficAnalyzer {
         }
         @inline(__always) func remember(_ key: FlowKey, at slot: Int32) { recent[Self.recentSlot(key)] = slot }
         @inline(__always) subscript(_ i: Int) -> UnsafeMutablePointer<Flow> {
-            precondition(i >= 0 && i < count)
+            precondition(i >= 0 && i < used)
             return base + i
         }
     }
@@ -249,8 +260,6 @@ public final class TrafficAnalyzer {
     /// until the next insertion, which clears them): a LAN conversation alternates between two clients.
     private var recentClients = [ClientEntry?](repeating: nil, count: 4)
     private typealias ClientEntry = (mac: UInt64, index: Dictionary<UInt64, ClientTraffic>.Index)
-    /// Slots never used yet start here (the table is allocated whole; slots are handed out in order).
-    private var fresh = 0
     private var index: [FlowKey: Int32] = [:]
 
     /// Memory of one flow-table slot, for sizing `capture.max_flows` (the dictionary entry adds about 60 bytes).
@@ -268,8 +277,8 @@ public final class TrafficAnalyzer {
 
     public init(limits: TrafficLimits = TrafficLimits()) {
         self.limits = limits
-        // The whole table is allocated and touched at start, so memory does not depend on how many flows
-        // arrive: a SYN flood of a million flows costs what ten thousand do (see `bytesPerFlow`).
+        // The whole table is allocated at start and bounded: a SYN flood of a million flows costs what
+        // `maxFlows` flows do (see `bytesPerFlow`).
         flows = FlowSlots(count: limits.maxFlows)
         index.reserveCapacity(limits.maxFlows)
     }
@@ -377,14 +386,14 @@ public final class TrafficAnalyzer {
             flow.pointee = newFlow(key, t: t, isTCP: isTCP, frame: meta.frameNumber)
             return slot
         }
+        let flow = newFlow(key, t: t, isTCP: isTCP, frame: meta.frameNumber)
         let slot: Int32
-        if fresh < limits.maxFlows {
-            slot = Int32(fresh)
-            fresh += 1
+        if let fresh = flows.takeFresh(flow) {
+            slot = fresh
         } else {
             slot = evictOne(now: t)
+            flows[Int(slot)].pointee = flow
         }
-        flows[Int(slot)].pointee = newFlow(key, t: t, isTCP: isTCP, frame: meta.frameNumber)
         index[key] = slot
         flows.remember(key, at: slot)
         return slot
@@ -409,9 +418,9 @@ public final class TrafficAnalyzer {
     /// recently seen of the flows looked at goes. Either way the eviction is counted.
     private func evictOne(now: Int64) -> Int32 {
         var oldest: (slot: Int, seen: Int64)?
-        for _ in 0..<Swift.min(64, fresh) {
+        for _ in 0..<Swift.min(64, flows.used) {
             let i = hand
-            hand = (hand + 1) % fresh
+            hand = (hand + 1) % flows.used
             let f = flows[i]
             guard f.pointee.live else { return Int32(i) }
             let seen = f.pointee.lastSeen

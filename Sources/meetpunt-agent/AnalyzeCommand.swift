@@ -117,7 +117,9 @@ struct AnalyzeCommand: ParsableCommand {
         // One sampling interval of capture time per batch, as the live agent samples every interval.
         let clock = CaptureClock(intervalMicroseconds: 10_000_000)
         var closed: [WindowedAggregation.Window] = []
+        var intervals = 0
         func flush(at t: Int64) {
+            intervals += 1
             var batch = SampleBatch()
             TrafficSamples.add(analyzer.takeInterval(), pseudonymiser: pseudonymiser,
                                epoch: KeyEpoch.containing(unixSeconds: t / 1_000_000, lengthSeconds: 30 * 86_400),
@@ -155,6 +157,7 @@ struct AnalyzeCommand: ParsableCommand {
         if timing {
             let elapsed = ContinuousClock.now - started
             printError("analysis_ns \(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)")
+            printError("intervals \(intervals)")
         }
 
         let totals = analyzer.totals
