@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import PacketCapture
 
 /// Limits of the analyser's state, sized for a home router.
@@ -203,14 +206,17 @@ public final class TrafficAnalyzer {
         static let directionOffsets = (MemoryLayout<Flow>.offset(of: \Flow.dirs.0)!, MemoryLayout<Flow>.offset(of: \Flow.dirs.1)!)
     }
 
-    /// The flow table: plain memory (a `Flow` holds no references), allocated whole at start and
-    /// initialised slot by slot as slots are handed out, so a short capture does not fault in megabytes
-    /// it never uses (the page faults were a fifth of `analyze` on a small file). Memory is bounded by
-    /// `count` either way. A packet's flow is updated in place through a pointer: a flow is a few hundred
-    /// bytes, and copying it out and back per packet was the analyser's largest cost.
+    /// The flow table: plain memory (a `Flow` holds no references), mapped whole and made resident at
+    /// start (`MAP_POPULATE`: the kernel fills the pages in one call, where touching them one by one cost
+    /// a fault each, a fifth of `analyze` on a small file), so memory is the same for ten thousand flows
+    /// as for a million. Slots are initialised as they are handed out. A packet's flow is updated in
+    /// place through a pointer: a flow is a few hundred bytes, and copying it out and back per packet was
+    /// the analyser's largest cost.
     final class FlowSlots {
         let base: UnsafeMutablePointer<Flow>
         let count: Int
+        /// Bytes mapped with mmap, or 0 when the table came from the allocator (mmap refused).
+        private let mappedBytes: Int
         /// Slots below this were handed out (initialised); the rest were never touched.
         private(set) var used = 0
         /// A direct-mapped cache in front of the key index: consecutive packets mostly belong to a few
@@ -221,13 +227,23 @@ public final class TrafficAnalyzer {
         init(count: Int) {
             self.count = count
             precondition(_isPOD(Flow.self), "the flow table is plain memory")
-            base = .allocate(capacity: count)
+            let bytes = count * MemoryLayout<Flow>.stride
+            let mapped = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0)
+            if let mapped, mapped != UnsafeMutableRawPointer(bitPattern: -1) {
+                base = mapped.bindMemory(to: Flow.self, capacity: count)
+                mappedBytes = bytes
+            } else {
+                base = .allocate(capacity: count)
+                // Resident now, as the mapped table is.
+                UnsafeMutableRawPointer(base).initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
+                mappedBytes = 0
+            }
             recent = .allocate(capacity: Self.recentCount)
             recent.initialize(repeating: -1, count: Self.recentCount)
         }
         deinit {
             base.deinitialize(count: used)
-            base.deallocate()
+            if mappedBytes > 0 { munmap(base, mappedBytes) } else { base.deallocate() }
             recent.deallocate()
         }
         /// Hands out the next never-used slot, initialised to `flow`; nil when every slot was handed out.

@@ -12,7 +12,8 @@
 # Environment: AGENT (default .build/release/meetpunt-agent; waited for up to 20 min), BENCH_CACHE (default
 # /var/cache/meetpunt/bench: captures, merged trace, compiled no-op loop, SYN floods, keyed on their
 # generators' hashes), BENCH_STATUS (default /tmp/bench-status.txt), TSHARK_TIMEOUT (default 900 s),
-# TOOL_TIMEOUT (default 900 s, every other measured tool), DOCS (default docs/benchmarks.md).
+# TOOL_TIMEOUT (default 900 s, every other measured tool), RUNS (default 5: runs of the no-op loop, analyze
+# and tcptrace, the median kept), DOCS (default docs/benchmarks.md).
 # Needs root (make-capture.sh creates network namespaces); installs missing Debian packages.
 set -euo pipefail
 
@@ -24,6 +25,7 @@ STATUS=${BENCH_STATUS:-/tmp/bench-status.txt}
 AGENT=${AGENT:-$REPO/.build/release/meetpunt-agent}
 TSHARK_TIMEOUT=${TSHARK_TIMEOUT:-900}
 TOOL_TIMEOUT=${TOOL_TIMEOUT:-900}
+RUNS=${RUNS:-5}
 DOCS=${DOCS:-$REPO/docs/benchmarks.md}
 CORPUS=${CORPUS:-/work/shared/pcaps}
 SYN_PACKETS=${SYN_PACKETS:-2000000}
@@ -51,7 +53,7 @@ fi
 for i in $(seq 0 40); do
     [ -x "$AGENT" ] && break
     [ "$i" -eq 40 ] && { note "no agent binary at $AGENT after 20 min"; exit 1; }
-    note "waiting for $AGENT (build it with: swift build -c release --product meetpunt-agent)"
+    note "waiting for $AGENT (build it with: swift build -c release --static-swift-stdlib --product meetpunt-agent, the form footprint.sh weighs)"
     sleep 30
 done
 no_streams=()
@@ -161,18 +163,39 @@ measure() {
     note "  $name: $M_STATE, ${M_SECONDS} s wall${M_INNER:+ (${M_INNER} s inside the process)}, ${M_CPU} s CPU, ${M_RSS_KB} kB max RSS"
 }
 
-# measure_median NAME TIMEOUT CMD...: three runs, the one with the median wall time kept as NAME (the
+# measure_median NAME TIMEOUT CMD...: RUNS runs, the one with the median wall time kept as NAME (the
 # machine's two cores are shared; a single run of a sub-second tool moves by ±30 %).
 measure_median() {
     local name=$1 limit=$2; shift 2
     local i walls=()
-    for i in 1 2 3; do
+    for i in $(seq "$RUNS"); do
         measure "$name-run$i" "$limit" "$@"
         walls+=("$M_SECONDS $i")
     done
-    i=$(printf '%s\n' "${walls[@]}" | sort -n | sed -n 2p | cut -d' ' -f2)
-    for ext in out err time; do cp "$RUN/$name-run$i.$ext" "$RUN/$name.$ext"; done
+    keep_median "$name" "${walls[@]}"
+}
+
+# keep_median NAME "WALL I"...: keeps run I with the median wall time as NAME and loads its figures.
+keep_median() {
+    local name=$1 i; shift
+    i=$(printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p" | cut -d' ' -f2)
+    for ext in out err time wall state; do cp "$RUN/$name-run$i.$ext" "$RUN/$name.$ext"; done
     measure_load "$name" "$RUN/$name-run$i"
+}
+
+# measure_against_noop INPUT FILE: RUNS rounds of (no-op loop, analyze) in turn, so that both see the same
+# state of this shared machine (the no-op loop's own median moved from 0.11 to 0.21 s between two runs of
+# the script); the median of each is kept. Leaves the analyze run's figures in M_*.
+measure_against_noop() {
+    local input=$1 f=$2 i noop=() analyze=()
+    for i in $(seq "$RUNS"); do
+        measure "$input-noop-run$i" "$TOOL_TIMEOUT" "$NOOP" "$f"
+        noop+=("$M_SECONDS $i")
+        measure "$input-analyze-run$i" "$TOOL_TIMEOUT" "$AGENT" analyze --timing "$f"
+        analyze+=("$M_SECONDS $i")
+    done
+    keep_median "$input-noop" "${noop[@]}"
+    keep_median "$input-analyze" "${analyze[@]}"
 }
 
 # Re-reads a kept run's figures into M_* (as `measure` set them).
@@ -191,12 +214,13 @@ declare -A PACKETS WIRE CAPTURED FILEBYTES
 for input in A B; do
     if [ $input = A ]; then f=$INPUT_A; else f=$INPUT_B; fi
     FILEBYTES[$input]=$(stat -c %s "$f")
-    measure_median "$input-noop" "$TOOL_TIMEOUT" "$NOOP" "$f"
+    measure_against_noop "$input" "$f"
+    measure_load "$input-noop" "$RUN/$input-noop"
     read -r n _ w _ c _ < "$RUN/$input-noop.out"
     PACKETS[$input]=$n; WIRE[$input]=$w; CAPTURED[$input]=$c
     printf '%s\tno-op libpcap loop\t%s\t%s\t%s\t%s\t%s\t%s\n' $input "$M_STATE" "$M_SECONDS" "$M_CPU" "$n" "$M_RSS_KB" "$M_INNER" >> "$ROWS"
 
-    measure_median "$input-analyze" "$TOOL_TIMEOUT" "$AGENT" analyze --timing "$f"
+    measure_load "$input-analyze" "$RUN/$input-analyze"
     printf '%s\tmeetpunt-agent analyze\t%s\t%s\t%s\t%s\t%s\t%s\n' $input "$M_STATE" "$M_SECONDS" "$M_CPU" "$n" "$M_RSS_KB" "$M_INNER" >> "$ROWS"
     if [ ${#no_streams[@]} -gt 0 ]; then   # the on-router shape: no per-stream list (not used in the ratios)
         measure "$input-analyze-no-streams" "$TOOL_TIMEOUT" "$AGENT" analyze --no-streams "$f"
@@ -226,7 +250,7 @@ done
 
 # ---------------------------------------------------------------------------------------------- report
 script_t1=$(date +%s.%N)
-export TSHARK_TIMEOUT RUN ROWS SYN DOCS INPUT_A INPUT_B AGENT REPO CORPUS SYN_PACKETS TCPTRACE_SKIP
+export TSHARK_TIMEOUT RUNS RUN ROWS SYN DOCS INPUT_A INPUT_B AGENT REPO CORPUS SYN_PACKETS TCPTRACE_SKIP
 export A_PACKETS=${PACKETS[A]} A_WIRE=${WIRE[A]} A_CAPTURED=${CAPTURED[A]} A_FILE=${FILEBYTES[A]}
 export B_PACKETS=${PACKETS[B]} B_WIRE=${WIRE[B]} B_CAPTURED=${CAPTURED[B]} B_FILE=${FILEBYTES[B]}
 export B_FILES=${#zeek_files[@]} NO_STREAMS="${no_streams[*]}" MAX_FLOWS="${MAX_FLOWS:-}"
@@ -365,11 +389,13 @@ scripts/bench/traffic-analysis.sh
 ```
 
 (as root on Debian 12; it installs tshark, tcptrace, tcpdump, iperf3, libpcap-dev and gcc when missing, waits
-for `.build/release/meetpunt-agent`, prints the tables and rewrites this section. Inputs and the compiled no-op
+for `.build/release/meetpunt-agent` built as `footprint.sh` weighs it, `swift build -c release --static-swift-stdlib
+--product meetpunt-agent`, prints the tables and rewrites this section. Inputs and the compiled no-op
 loop are cached in `/var/cache/meetpunt/bench/`, keyed on the hashes of their generators.) Tools run
-sequentially under `/usr/bin/time -v` and `timeout` (tshark {E['TSHARK_TIMEOUT']} s); the no-op loop, `analyze` and
-tcptrace run three times each and the run with the median wall time is kept (a sub-second run moves by ±30 % on
-this shared 2-core machine), tshark once. Wall seconds come from a nanosecond clock around the run, so process
+sequentially under `/usr/bin/time -v` and `timeout` (tshark {E['TSHARK_TIMEOUT']} s); the no-op loop and `analyze`
+run {E['RUNS']} times each, in turn (no-op, analyze, no-op, …, so that both see the same state of this shared 2-core
+machine, where a sub-second run moves by ±30 % and the no-op loop's median on input A has been anywhere from 0.11
+to 0.21 s), tcptrace {E['RUNS']} times, and the run with the median wall time is kept; tshark runs once. Wall seconds come from a nanosecond clock around the run, so process
 start-up is included: on input B, which is small, it is most of the figure. "Inside the process" is the time
 from opening the file to the end of the analysis as the process itself measures it (`analyze --timing`; the
 no-op loop times its own open-and-read loop): it leaves out start-up and printing. Packets per CPU-second (user
