@@ -17,6 +17,9 @@ public enum ParsedPacketPipeline {
         public var headers: PacketHeaders
         public var skip: SkipReason?
 
+        /// Where `headers` lies inside a record, for reading it in place through a record pointer.
+        public static let headersOffset = MemoryLayout<Record>.offset(of: \Record.headers)!
+
         static let blank = Record(meta: PacketMeta(timestampNanoseconds: 0, originalLength: 0, capturedLength: 0, frameNumber: 0),
                                   linkType: 0, headers: PacketHeaders(), skip: nil)
     }
@@ -28,9 +31,12 @@ public enum ParsedPacketPipeline {
     /// and calls `consume` for every record in order on the calling thread. Returns when `read` returns
     /// and every record was consumed; a `CaptureError` thrown by `read` is rethrown then (after the
     /// records read before it).
+    ///
+    /// `consume` gets the record where it lies in the batch, valid only during the call: copying each
+    /// ~170-byte record out was a tenth of the consumer's time.
     public static func run(batchSize: Int = 1024, depth: Int = 8,
                            read: @escaping (Emit) throws(CaptureError) -> Void,
-                           consume: (Record) -> Void) throws(CaptureError) {
+                           consume: (UnsafePointer<Record>) -> Void) throws(CaptureError) {
         precondition(batchSize > 0 && depth > 1)
         let shared = Shared(batchSize: batchSize, depth: depth, read: read)
         var thread = pthread_t()
@@ -45,7 +51,7 @@ public enum ParsedPacketPipeline {
             var record = Record.blank
             try read { meta, linkType, view in
                 Self.parse(meta, linkType, &view, into: &record)
-                consume(record)
+                withUnsafePointer(to: &record) { consume($0) }
             }
             return
         }
@@ -53,7 +59,7 @@ public enum ParsedPacketPipeline {
         while true {
             shared.filled.wait()
             let base = shared.records + batch * batchSize
-            for i in 0..<shared.counts[batch] { consume(base[i]) }
+            for i in 0..<shared.counts[batch] { consume(base + i) }
             let last = shared.ends[batch]
             shared.free.signal()
             if last { break }

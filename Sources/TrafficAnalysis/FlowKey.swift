@@ -9,12 +9,19 @@ struct FlowKey: Hashable {
     var transport: UInt8
 
     /// The key and whether the packet travels from `a` to `b`.
-    @inline(__always) static func of(_ h: PacketHeaders) -> (FlowKey, forward: Bool) {
-        let t: UInt8 = h.transport == .tcp ? 6 : h.transport == .udp ? 17 : h.transport == .icmp ? 1 : 0
-        if (h.source, h.sourcePort) <= (h.destination, h.destinationPort) {
-            return (FlowKey(a: h.source, b: h.destination, aPort: h.sourcePort, bPort: h.destinationPort, transport: t), true)
+    @inline(__always) static func of(_ h: UnsafePointer<PacketHeaders>) -> (FlowKey, forward: Bool) {
+        let transport = h.pointee.transport
+        let t: UInt8 = transport == .tcp ? 6 : transport == .udp ? 17 : transport == .icmp ? 1 : 0
+        let source = h.pointee.source, destination = h.pointee.destination
+        let sourcePort = h.pointee.sourcePort, destinationPort = h.pointee.destinationPort
+        if (source, sourcePort) <= (destination, destinationPort) {
+            return (FlowKey(a: source, b: destination, aPort: sourcePort, bPort: destinationPort, transport: t), true)
         }
-        return (FlowKey(a: h.destination, b: h.source, aPort: h.destinationPort, bPort: h.sourcePort, transport: t), false)
+        return (FlowKey(a: destination, b: source, aPort: destinationPort, bPort: sourcePort, transport: t), false)
+    }
+
+    static func of(_ h: PacketHeaders) -> (FlowKey, forward: Bool) {
+        withUnsafePointer(to: h) { of($0) }
     }
 
     /// Hashed once per packet: the fields packed into as few words as they fit (two for IPv4, five for

@@ -74,8 +74,8 @@ public struct TrafficInterval: Sendable {
 
     /// Packets and bytes per class, in fixed slots (4 directions × 4 transports × 2 IP versions): one
     /// array index per packet instead of two hash lookups.
-    var classPackets = [UInt64](repeating: 0, count: 32)
-    var classBytes = [UInt64](repeating: 0, count: 32)
+    var classPackets = InlineArray<32, UInt64>(repeating: 0)
+    var classBytes = InlineArray<32, UInt64>(repeating: 0)
 
     static func slot(_ d: TrafficDirection, _ t: TransportProtocol, _ v6: Bool) -> Int {
         let di: Int = switch d { case .upstream: 0; case .downstream: 1; case .lan: 2; case .wan: 3 }
@@ -274,7 +274,7 @@ public final class TrafficAnalyzer {
     private let flows: FlowSlots
     /// Client entries recent packets counted into, by two bits of the MAC (a dictionary index stays valid
     /// until the next insertion, which clears them): a LAN conversation alternates between two clients.
-    private var recentClients = [ClientEntry?](repeating: nil, count: 4)
+    private var recentClients = InlineArray<4, ClientEntry?>(repeating: nil)
     private typealias ClientEntry = (mac: UInt64, index: Dictionary<UInt64, ClientTraffic>.Index)
     private var index: [FlowKey: Int32] = [:]
 
@@ -328,24 +328,30 @@ public final class TrafficAnalyzer {
     }
 
     public func process(_ meta: PacketMeta, _ h: PacketHeaders) {
+        withUnsafePointer(to: h) { process(meta, $0) }
+    }
+
+    /// ``process(_:_:)`` for headers read in place (the reader's batch in `analyze`): a packet's headers
+    /// are ~130 bytes, and copying them per packet showed in profiles.
+    public func process(_ meta: PacketMeta, _ hp: UnsafePointer<PacketHeaders>) {
         countFrame(meta)
         let t = meta.timestampNanoseconds
-        if h.isIPv6 { totals.ipv6 += 1 } else { totals.ipv4 += 1 }
-        switch h.transport {
-        case .tcp: if h.tcp != nil || h.isFragment { totals.tcp += 1 } else { totals.other += 1 }
+        if hp.pointee.isIPv6 { totals.ipv6 += 1 } else { totals.ipv4 += 1 }
+        switch hp.pointee.transport {
+        case .tcp: if hp.pointee.tcp != nil || hp.pointee.isFragment { totals.tcp += 1 } else { totals.other += 1 }
         case .udp: totals.udp += 1
         case .icmp: totals.icmp += 1
         case .other: totals.other += 1
         }
 
-        let srcLAN = h.source.isPrivate, dstLAN = h.destination.isPrivate || h.destination.isMulticastOrBroadcast
+        let srcLAN = hp.pointee.source.isPrivate, dstLAN = hp.pointee.destination.isPrivate || hp.pointee.destination.isMulticastOrBroadcast
         let direction: TrafficDirection = srcLAN ? (dstLAN ? .lan : .upstream) : (dstLAN ? .downstream : .wan)
-        let classSlot = TrafficInterval.slot(direction, h.transport, h.isIPv6)
+        let classSlot = TrafficInterval.slot(direction, hp.pointee.transport, hp.pointee.isIPv6)
         interval.classPackets[classSlot] &+= 1
         interval.classBytes[classSlot] &+= UInt64(meta.originalLength)
 
         // The client is the LAN endpoint's MAC: the sender going up or within the LAN, the receiver coming down.
-        let client: UInt64? = direction == .downstream ? h.destinationMAC : (direction == .wan ? nil : h.sourceMAC)
+        let client: UInt64? = direction == .downstream ? hp.pointee.destinationMAC : (direction == .wan ? nil : hp.pointee.sourceMAC)
         if let client {
             // Consecutive packets mostly belong to one client: its entry is remembered until the next insertion.
             let cacheSlot = Int(truncatingIfNeeded: (client ^ client >> 8 ^ client >> 16) & 3)
@@ -367,18 +373,18 @@ public final class TrafficAnalyzer {
             }
         }
 
-        guard !h.isFragment else { return }
-        if let tcp = h.tcp, tcp.payloadLength < 0 { return }  // no readable segment length: counted, not a stream
-        let (key, forward) = FlowKey.of(h)
-        let slot = lookupOrCreate(key, t: t, isTCP: h.tcp != nil, meta: meta, tcp: h.isFirstFragment ? nil : h.tcp, forward: forward)
+        guard !hp.pointee.isFragment else { return }
+        if let tcp = hp.pointee.tcp, tcp.payloadLength < 0 { return }  // no readable segment length: counted, not a stream
+        let (key, forward) = FlowKey.of(hp)
+        let slot = lookupOrCreate(key, t: t, isTCP: hp.pointee.tcp != nil, meta: meta, tcp: hp.pointee.isFirstFragment ? nil : hp.pointee.tcp, forward: forward)
         let flow = flows[Int(slot)]
         flow.pointee.lastSeen = t
         if flow.pointee.client == nil, let client { flow.pointee.client = client }
-        if let tcp = h.tcp {
+        if let tcp = hp.pointee.tcp {
             let stream = flow.pointee.stream
             if stream >= 0 { streams[Int(stream)].packets += 1 }
             // The first fragment of a datagram belongs to its stream but is not analysed.
-            if !h.isFirstFragment {
+            if !hp.pointee.isFirstFragment {
                 analyseTCP(flow, tcp, forward: forward, t: t, direction: direction, frame: meta.frameNumber)
             }
         }

@@ -126,9 +126,15 @@ struct AnalyzeCommand: ParsableCommand {
                                maxClients: 16, captureDrops: nil, into: &batch)
             closed += windows.add(batch, at: t)
         }
-        func handle(_ record: ParsedPacketPipeline.Record) {
-            if let due = clock.advance(to: record.meta.timestampMicroseconds) { flush(at: due) }
-            if let reason = record.skip { analyzer.skip(record.meta, reason: reason) } else { analyzer.process(record.meta, record.headers) }
+        func handle(_ record: UnsafePointer<ParsedPacketPipeline.Record>) {
+            if let due = clock.advance(to: record.pointee.meta.timestampMicroseconds) { flush(at: due) }
+            if let reason = record.pointee.skip {
+                analyzer.skip(record.pointee.meta, reason: reason)
+            } else {
+                // The headers are read where they lie in the batch.
+                let headers = UnsafeRawPointer(record).advanced(by: ParsedPacketPipeline.Record.headersOffset)
+                analyzer.process(record.pointee.meta, headers.assumingMemoryBound(to: PacketHeaders.self))
+            }
         }
         // The file is read and parsed on a second thread while this one analyses.
         do {
