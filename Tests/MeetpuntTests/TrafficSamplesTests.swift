@@ -1,0 +1,86 @@
+@testable import AgentCore
+import Aggregation
+import Pseudonymisation
+import Testing
+import TelemetryModel
+@testable import TrafficAnalysis
+
+/// How one interval of traffic analysis becomes samples: per-client RTT grouped by pseudonym, the
+/// clients past the cap gathered in `others`, every series in time order.
+@Suite struct TrafficSamplesTests {
+    /// 20 clients (16 reported by pseudonym, 4 in `others`), RTT samples interleaved between them in time
+    /// order on both legs, and samples of a client the interval never counted (past its client cap).
+    @Test func perClientRTTKeepsTimeOrderAndOthersGathersTheRest() throws {
+        var interval = TrafficInterval()
+        let macs: [UInt64] = (0..<20).map { 0x02_00_00_00_00_00 | UInt64($0 + 1) }
+        for (i, mac) in macs.enumerated() {
+            // Busiest first by index, so clients 16...19 are the ones past the cap.
+            interval.clients[mac] = ClientTraffic(upstreamBytes: UInt64(10_000 - i * 100), downstreamBytes: 0, packets: 1)
+        }
+        let uncounted: UInt64 = 0x02_00_00_00_00_FF
+        var expected: [String: [Double]] = [:]  // "<client index>/<leg>" -> values in time order
+        for step in 0..<400 {
+            let client = (step * 5) % 21  // 20 is the uncounted client
+            let leg: RTTLeg = step % 2 == 0 ? .lan : .wan
+            let microseconds = Int64(1_000 + step * 13)
+            let mac = client == 20 ? uncounted : macs[client]
+            interval.rtt.append(RTTSample(leg: leg, method: .timestamps, microseconds: microseconds, client: mac))
+            let group = client == 20 ? "none" : client >= 16 ? "others" : "\(client)"
+            expected["\(group)/\(leg.rawValue)", default: []].append(Double(microseconds) / 1000)
+        }
+
+        let pseudonymiser = Pseudonymiser(secret: try DeviceSecret(bytes: [UInt8](repeating: 7, count: 32)))
+        let epoch = KeyEpoch.containing(unixSeconds: 1_790_000_000, lengthSeconds: 30 * 86_400)
+        var batch = SampleBatch()
+        TrafficSamples.add(interval, pseudonymiser: pseudonymiser, epoch: epoch, maxClients: 16, captureDrops: nil, into: &batch)
+
+        let runs = batch.runs.filter { $0.descriptor.name == "traffic.client.rtt" }
+        var seen: [String: [Double]] = [:]
+        for run in runs {
+            let peer = try #require(run.labels["peer"]), leg = try #require(run.labels["leg"])
+            let group: String
+            if peer == "others" {
+                group = "others"
+            } else {
+                let index = try #require(macs.firstIndex { pseudonymiser.pseudonym(of: TrafficSamples.macBytes($0), kind: .clientMAC, epoch: epoch) == peer })
+                group = "\(index)"
+            }
+            #expect(seen["\(group)/\(leg)"] == nil, "one series per pseudonym and leg")
+            seen["\(group)/\(leg)"] = run.values
+        }
+        // Every reported client's samples, and `others` gathering four clients', in the order they were taken
+        // (a window's `last` is the latest sample); the uncounted client's samples are in no series.
+        var wanted = expected
+        wanted["none/lan"] = nil
+        wanted["none/wan"] = nil
+        #expect(seen == wanted)
+        #expect(expected["none/lan"] != nil && expected["none/wan"] != nil, "the test has uncounted samples on both legs")
+        #expect(seen["others/lan"]?.last == expected["others/lan"]?.last)
+
+        // No raw MAC in any label (as text, with or without separators).
+        for labels in batch.runs.map(\.labels) + batch.samples.map(\.labels) {
+            for value in labels.values {
+                for mac in macs + [uncounted] {
+                    let hex = String(mac, radix: 16)
+                    #expect(!value.lowercased().replacingOccurrences(of: ":", with: "").contains(hex))
+                }
+            }
+        }
+    }
+
+    /// A window folds a run of values into its series with the series' last value the run's last, and
+    /// its count, sum and extremes over every value.
+    @Test func aRunFoldsIntoOneSeriesInOrder() throws {
+        var aggregator = WindowAggregator(maxSeries: 4)
+        let descriptor = try #require(MetricCatalog.descriptor(named: "traffic.tcp.rtt"))
+        aggregator.add(descriptor, labels: ["leg": "wan", "method": "timestamps"], values: [5, 1, 9, 3])
+        aggregator.add(descriptor, labels: ["method": "timestamps", "leg": "wan"], value: 4)
+        aggregator.add(descriptor, labels: ["leg": "lan", "method": "timestamps"], values: [2])
+        let (series, dropped) = aggregator.drain()
+        #expect(dropped == 0)
+        #expect(series.count == 2)
+        let wan = try #require(series.first { $0.labels["leg"] == "wan" })
+        #expect(wan.count == 5 && wan.sum == 22 && wan.min == 1 && wan.max == 9 && wan.last == 4)
+        #expect(wan.sketch?.count == 5)
+    }
+}
