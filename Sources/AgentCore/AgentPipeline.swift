@@ -1,6 +1,5 @@
 import AgentConfig
 import Aggregation
-import FoundationEssentials
 import GzipCodec
 import Logging
 import Pseudonymisation
@@ -77,10 +76,9 @@ public struct ReportAssembler: Sendable {
         }
     }
 
+    /// The report's wire form: what `JSONEncoder` with `.sortedKeys` writes, written directly (``ReportJSON``).
     public static func encode(_ report: Report) throws -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        return Array(try encoder.encode(report))
+        try ReportJSON.encode(report)
     }
 }
 

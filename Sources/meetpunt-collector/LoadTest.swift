@@ -268,8 +268,6 @@ struct LoadTest: AsyncParsableCommand {
     static func prepare(fleet: [LoadDevice], requests: Int, perRequest: Int, windows: LoadWindows) throws -> [PreparedRequest] {
         var fleet = fleet
         guard !fleet.isEmpty else { return [] }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
         var out: [PreparedRequest] = []
         out.reserveCapacity(requests)
         for r in 0..<requests {
@@ -281,8 +279,8 @@ struct LoadTest: AsyncParsableCommand {
                 if wasReused { reused += 1 }
                 reports.append(report)
             }
-            let json = try encoder.encode(LoadBatch(reports: reports))
-            out.append(PreparedRequest(device: index, seqs: reports.map(\.seq), jsonBytes: json.count, body: try Gzip.compress([UInt8](json)),
+            let json = try ReportJSON.encodeBatch(reports)
+            out.append(PreparedRequest(device: index, seqs: reports.map(\.seq), jsonBytes: json.count, body: try Gzip.compress(json),
                                        reusedWindows: reused))
         }
         return out
@@ -297,8 +295,6 @@ struct LoadTest: AsyncParsableCommand {
         var tally = LoadTally()
         guard !fleet.isEmpty else { return tally }
         let clock = ContinuousClock()
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
         let decoder = JSONDecoder()
         var next = 0
         var failuresInARow = 0
@@ -331,8 +327,8 @@ struct LoadTest: AsyncParsableCommand {
                     if reused { tally.reusedWindows += 1 }
                     reports.append(report)
                 }
-                let json = try encoder.encode(LoadBatch(reports: reports))
-                body = try Gzip.compress([UInt8](json))
+                let json = try ReportJSON.encodeBatch(reports)
+                body = try Gzip.compress(json)
                 seqs = reports.map(\.seq)
                 tally.buildTime += clock.now - building
                 tally.jsonBytes += json.count
@@ -443,10 +439,6 @@ struct LoadTest: AsyncParsableCommand {
 }
 
 /// The body of `POST /v1/report-batches`.
-struct LoadBatch: Encodable {
-    let reports: [Report]
-}
-
 struct LoadFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }

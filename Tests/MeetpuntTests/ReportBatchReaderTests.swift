@@ -68,6 +68,45 @@ import TelemetryModel
                       schema: Int.random(in: 1...3, using: &rng))
     }
 
+    /// `ReportJSON` (the agent's and the load generator's writer) writes the bytes `JSONEncoder` with
+    /// `.sortedKeys` writes: the golden reports, every ASCII control character and escape in a label,
+    /// and seeded random reports with awkward numbers (MEETPUNT_READER_SEED replays them too).
+    @Test func reportJSONWritesExactlyWhatJSONEncoderWrites() throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        for name in ["report-v1.json", "report-v2.json", "report-v3.json"] {
+            let report = try JSONDecoder().decode(Report.self, from: Data(contentsOf: TestSupport.fixtures.appendingPathComponent(name)))
+            #expect(try ReportJSON.encode(report) == Array(try encoder.encode(report)), "Fixtures/\(name)")
+        }
+        let every = String(decoding: (0..<0x80).map { UInt8($0) }, as: UTF8.self)
+        let escapes = Report(device: "d", seq: 1, windowStartMs: 0, windowEndMs: 1, keyEpoch: 0, agentVersion: "1",
+                             series: [Series(metric: "m/\\\"", unit: every, labels: [every: every, "é": "\u{2028}\u{7f}\u{0}"], count: 1,
+                                             min: -0.0, max: 1e-7, mean: 1e15, last: 1e16, sum: 123_456_789_012_345_678, sketch: nil)])
+        #expect(try ReportJSON.encode(escapes) == Array(try encoder.encode(escapes)))
+
+        let seed = UInt64(ProcessInfo.processInfo.environment["MEETPUNT_READER_SEED"] ?? "") ?? UInt64.random(in: 1...UInt64.max)
+        print("ReportBatchReaderTests ReportJSON seed \(seed) (MEETPUNT_READER_SEED replays it)")
+        var rng = SeededGenerator(seed: seed)
+        for round in 0..<300 {
+            let reports = (0..<Int.random(in: 1...3, using: &rng)).map { Self.randomReport(&rng, seq: UInt64(round * 10 + $0 + 1)) }
+            for report in reports {
+                let ours = try ReportJSON.encode(report), theirs = Array(try encoder.encode(report))
+                guard ours == theirs else {
+                    Issue.record("seed \(seed), round \(round): ReportJSON wrote\n\(String(decoding: ours.prefix(3000), as: UTF8.self))\nJSONEncoder wrote\n\(String(decoding: theirs.prefix(3000), as: UTF8.self))")
+                    return
+                }
+            }
+            struct Batch: Encodable { let reports: [Report] }
+            #expect(try ReportJSON.encodeBatch(reports) == Array(try encoder.encode(Batch(reports: reports))), "seed \(seed), round \(round)")
+        }
+
+        // A number JSON cannot hold is refused, as JSONEncoder refuses it, naming where it was.
+        var bad = escapes
+        bad.series[0].mean = .nan
+        #expect(throws: (any Error).self) { try encoder.encode(bad) }
+        #expect { try ReportJSON.encode(bad) } throws: { "\($0)".contains("series[0].mean") }
+    }
+
     @Test func generatedBatchesReadExactlyAsJSONDecoderReadsThem() throws {
         let seed = UInt64(ProcessInfo.processInfo.environment["MEETPUNT_READER_SEED"] ?? "") ?? UInt64.random(in: 1...UInt64.max)
         print("ReportBatchReaderTests seed \(seed) (MEETPUNT_READER_SEED replays it)")
