@@ -54,12 +54,39 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
     /// The count, or nil when the bucket counts overflow 64 bits (only a hostile payload can do that).
     public var checkedCount: UInt64? {
         var total = zeroCount
-        for n in Array(buckets.values) + Array(negativeBuckets.values) {
+        for n in buckets.values {
+            let (sum, overflow) = total.addingReportingOverflow(n)
+            if overflow { return nil }
+            total = sum
+        }
+        for n in negativeBuckets.values {
             let (sum, overflow) = total.addingReportingOverflow(n)
             if overflow { return nil }
             total = sum
         }
         return total
+    }
+
+    /// `quantile(0)` and `quantile(1)` (the lowest and the highest value the sketch represents) in one
+    /// pass and without sorting; nil when `quantile` is nil (no values, or counts that overflow).
+    public var extremes: (lowest: Double, highest: Double)? {
+        guard let total = checkedCount, total > 0 else { return nil }
+        // Buckets holding no value are skipped, as `quantile` skips them.
+        var negativeLargest: Int32?, negativeSmallest: Int32?, positiveSmallest: Int32?, positiveLargest: Int32?
+        for (index, n) in negativeBuckets where n > 0 {
+            if negativeLargest.map({ index > $0 }) ?? true { negativeLargest = index }
+            if negativeSmallest.map({ index < $0 }) ?? true { negativeSmallest = index }
+        }
+        for (index, n) in buckets where n > 0 {
+            if positiveSmallest.map({ index < $0 }) ?? true { positiveSmallest = index }
+            if positiveLargest.map({ index > $0 }) ?? true { positiveLargest = index }
+        }
+        let g = gamma
+        func negative(_ index: Int32) -> Double { -2 * pow(g, Double(index)) / (g + 1) }
+        func positive(_ index: Int32) -> Double { 2 * pow(g, Double(index)) / (g + 1) }
+        let lowest = negativeLargest.map(negative) ?? (zeroCount > 0 ? 0 : positive(positiveSmallest!))
+        let highest = positiveLargest.map(positive) ?? (zeroCount > 0 ? 0 : negative(negativeSmallest!))
+        return (lowest, highest)
     }
 
     public mutating func add(_ value: Double) {
