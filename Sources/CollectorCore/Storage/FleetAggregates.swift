@@ -37,12 +37,15 @@ public struct FleetCell: Sendable, Equatable {
         sum = total.isFinite ? total : (total > 0 ? .greatestFiniteMagnitude : -.greatestFiniteMagnitude)
         min = Swift.min(min, other.min)
         max = Swift.max(max, other.max)
-        switch (sketch, other.sketch) {
-        case (nil, let s?): sketch = s
-        case (var mine?, let theirs?):
-            // Sketches of one metric share α (the catalogue's); a mismatch keeps ours rather than fail ingest.
-            if (try? mine.merge(theirs)) != nil { sketch = mine }
-        default: break
+        if let theirs = other.sketch {
+            if sketch == nil {
+                sketch = theirs
+            } else {
+                // In place (a copy would duplicate the buckets on every merge). Sketches of one metric share
+                // α (the catalogue's); a mismatch is refused before anything changes and keeps ours rather
+                // than fail ingest.
+                try? sketch!.merge(theirs)
+            }
         }
     }
 }
@@ -58,13 +61,26 @@ public actor FleetAggregator {
 
     public init(maxCells: Int = 50_000) { self.maxCells = maxCells }
 
+    /// Per metric, its fixed-set labels in key order: the labels a cohort is made of.
+    static let cohortLabels: [String: [String]] = Dictionary(uniqueKeysWithValues: MetricCatalog.all.map { d in
+        (d.name, d.labels.compactMap { key, rule -> String? in
+            guard case .oneOf = rule else { return nil }
+            return key
+        }.sorted())
+    })
+
     /// The cohort of a series: its fixed-set labels only.
     public static func cohort(_ series: Series) -> String {
-        guard !series.labels.isEmpty, let d = MetricCatalog.descriptor(named: series.metric) else { return "" }
-        return series.labels.keys.sorted().compactMap { k -> String? in
-            guard case .oneOf = d.labels[k] else { return nil }
-            return "\(k)=\(series.labels[k]!)"
-        }.joined(separator: ",")
+        guard !series.labels.isEmpty, let keys = cohortLabels[series.metric], !keys.isEmpty else { return "" }
+        var cohort = ""
+        for key in keys {
+            guard let value = series.labels[key] else { continue }
+            if !cohort.isEmpty { cohort += "," }
+            cohort += key
+            cohort += "="
+            cohort += value
+        }
+        return cohort
     }
 
     /// Adds a stored report's series; returns whether a flush is due because the memory bound was reached.
@@ -82,10 +98,10 @@ public actor FleetAggregator {
             let group = Group(metric: s.metric, cohort: Self.cohort(s))
             let cell = FleetCell(key: FleetCell.Key(metric: s.metric, cohort: group.cohort, bucketSeconds: 0, bucketStartMs: 0), unit: s.unit,
                                  reports: 1, count: s.count, sum: s.sum, min: s.min, max: s.max, sketch: s.sketch)
-            if var existing = groups[group] {
-                existing.merge(cell)
-                existing.reports = 1
-                groups[group] = existing
+            // Merged in place: a cell copied out of the dictionary and back copied its sketch's buckets.
+            if let i = groups.index(forKey: group) {
+                groups.values[i].merge(cell)
+                groups.values[i].reports = 1
             } else {
                 groups[group] = cell
             }
@@ -95,9 +111,8 @@ public actor FleetAggregator {
                 let ms = Int64(size) * 1000
                 cell.key.bucketSeconds = size
                 cell.key.bucketStartMs = (report.windowEndMs - 1) / ms * ms
-                if var existing = cells[cell.key] {
-                    existing.merge(cell)
-                    cells[cell.key] = existing
+                if let i = cells.index(forKey: cell.key) {
+                    cells.values[i].merge(cell)
                 } else {
                     cells[cell.key] = cell
                 }
@@ -115,9 +130,8 @@ public actor FleetAggregator {
     /// Puts cells back after a failed flush, so the next one carries them.
     public func restore(_ back: [FleetCell]) {
         for c in back {
-            if var existing = cells[c.key] {
-                existing.merge(c)
-                cells[c.key] = existing
+            if let i = cells.index(forKey: c.key) {
+                cells.values[i].merge(c)
             } else {
                 cells[c.key] = c
             }
