@@ -39,8 +39,8 @@ let package = Package(
         .systemLibrary(name: "CNetlink", pkgConfig: "libnl-route-3.0",
                        providers: [.apt(["libnl-3-dev", "libnl-genl-3-dev", "libnl-route-3-dev"])]),
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),
-        // libcurl is opened with dlopen when the agent first ships (Sources/CCurl/ccurl.c): the headers
-        // come from libcurl4-openssl-dev, the library is not linked.
+        // libcurl is opened with dlopen when `run` builds its transport (Sources/CCurl/ccurl.c): the
+        // headers come from Debian's libcurl4-openssl-dev, the library (libcurl4) is not linked.
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("dl")]),
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
         .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),

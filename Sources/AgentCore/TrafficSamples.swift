@@ -49,7 +49,7 @@ public enum TrafficSamples {
         batch.add("traffic.clients_unreported", [:], Double(max(0, ranked.count - maxClients) + interval.clientsDropped))
         // Samples in time order into one group per pseudonym and leg (`others` gathers many clients); a
         // sample costs one lookup on its raw MAC and leg, not a hash of the pseudonym string.
-        var groupOf: [ClientLeg: Int] = [:]  // -1: a client without a pseudonym (past the client cap)
+        var groupOf: [ClientLeg: Int] = [:]  // -1: a client the interval did not count (past its 512 clients)
         var groupIndex: [PeerLeg: Int] = [:]
         var groups: [(key: PeerLeg, values: [Double])] = []
         for s in interval.rtt {

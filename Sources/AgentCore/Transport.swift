@@ -38,13 +38,12 @@ public struct CurlTransport: ReportTransport, CustomStringConvertible {
     public static let minimumVersion: UInt32 = 0x07_55_00
 
     /// Loads libcurl (it is not linked: see Sources/CCurl) and initialises it, once; the reason when it
-    /// cannot be loaded.
+    /// cannot be loaded or initialised.
     static let loadFailure: String? = {
         var reason = [CChar](repeating: 0, count: 256)
         guard ccurl_load(&reason, reason.count) == 0 else {
             return String(decoding: reason.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         }
-        _ = ccurl_global_init(Int(CURL_GLOBAL_DEFAULT))
         return nil
     }()
 

@@ -34,6 +34,7 @@ static void load(void) {
         *(void **)(&api.field) = dlsym(library, name);                                         \
         if (!api.field) {                                                                      \
             snprintf(failure, sizeof failure, "libcurl.so.4 has no symbol %s", name);          \
+            dlclose(library);                                                                  \
             return;                                                                            \
         }                                                                                      \
     } while (0)
@@ -48,6 +49,11 @@ static void load(void) {
     CCURL_SYMBOL(slist_free_all, "curl_slist_free_all");
     CCURL_SYMBOL(version_info, "curl_version_info");
 #undef CCURL_SYMBOL
+    CURLcode rc = api.global_init(CURL_GLOBAL_DEFAULT);
+    if (rc != CURLE_OK) {
+        snprintf(failure, sizeof failure, "curl_global_init failed: %s", api.easy_strerror(rc));
+        return;
+    }
     loaded = 1;
 }
 
@@ -58,7 +64,6 @@ int ccurl_load(char *error, size_t errorLength) {
     return -1;
 }
 
-CURLcode ccurl_global_init(long flags) { return api.global_init(flags); }
 CURL *ccurl_easy_init(void) { return api.easy_init(); }
 void ccurl_easy_cleanup(CURL *handle) { api.easy_cleanup(handle); }
 CURLcode ccurl_easy_perform(CURL *handle) { return api.easy_perform(handle); }

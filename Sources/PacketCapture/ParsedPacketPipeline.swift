@@ -17,9 +17,6 @@ public enum ParsedPacketPipeline {
         public var headers: PacketHeaders
         public var skip: SkipReason?
 
-        /// Where `headers` lies inside a record, for reading it in place through a record pointer.
-        public static let headersOffset = MemoryLayout<Record>.offset(of: \Record.headers)!
-
         static let blank = Record(meta: PacketMeta(timestampNanoseconds: 0, originalLength: 0, capturedLength: 0, frameNumber: 0),
                                   linkType: 0, headers: PacketHeaders(), skip: nil)
     }
@@ -76,6 +73,7 @@ public enum ParsedPacketPipeline {
         if PacketParser.supports(linkType: linkType) {
             record.skip = PacketParser.parse(linkType: linkType, view: &view, originalLength: meta.originalLength, into: &record.headers)
         } else {
+            record.headers = PacketHeaders()  // never read when skipped, but never left as another packet's
             record.skip = .unsupportedLinkType
         }
     }

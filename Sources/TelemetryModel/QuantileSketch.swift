@@ -68,7 +68,8 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
     }
 
     /// `quantile(0)` and `quantile(1)` (the lowest and the highest value the sketch represents) in one
-    /// pass and without sorting; nil when `quantile` is nil (no values, or counts that overflow).
+    /// pass and without sorting: the first and the last bucket holding a value; nil when `quantile` is nil
+    /// (no values, or counts that overflow).
     public var extremes: (lowest: Double, highest: Double)? {
         guard let total = checkedCount, total > 0 else { return nil }
         // Buckets holding no value are skipped, as `quantile` skips them.
@@ -116,7 +117,9 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
     /// q·n values at or below it), or nil for an empty sketch.
     public func quantile(_ q: Double) -> Double? {
         guard let total = checkedCount, total > 0, q >= 0, q <= 1 else { return nil }
-        let rank = UInt64(Swift.max(0, (q * Double(total)).rounded(.up) - 1))
+        // The rank, clamped in Double before it becomes an integer: q × total can round past UInt64.max.
+        let exact = Swift.max(0, (q * Double(total)).rounded(.up) - 1)
+        let rank = q == 1 || exact >= Double(total - 1) ? total - 1 : UInt64(exact)
         let g = gamma
         var seen: UInt64 = 0
         // Most negative first: the largest |x| bucket of the negative store holds the smallest values.

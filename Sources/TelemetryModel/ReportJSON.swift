@@ -1,21 +1,15 @@
 /// A report's wire form (docs/protocol.md), written directly: the same bytes `JSONEncoder` with
 /// `.sortedKeys` writes for ``Report``'s `Codable` conformance, at a fraction of its cost (the load
 /// generator spent two thirds of its time in `JSONEncoder`, more than the collector spent storing the
-/// reports). `Codable` stays the definition; `TelemetryModelTests` holds the two byte for byte equal over
-/// the golden reports and seeded random ones.
+/// reports). `Codable` stays the definition; `ReportBatchReaderTests` holds the two byte for byte equal
+/// over the golden reports and seeded random ones.
 ///
-/// Keys come in sorted order, optional members are left out when nil, a number is written as Swift
+/// Keys come in sorted order (label keys by their UTF-8 bytes, as `JSONEncoder` sorts them), optional members are left out when nil, a number is written as Swift
 /// prints it with a trailing `.0` dropped, and strings are escaped as `JSONEncoder` escapes them (`"`,
 /// `\`, `/`, the named controls, other controls as `\u00xx`; everything else as UTF-8).
 public enum ReportJSON {
-    /// A value `JSONEncoder` would refuse (a number that is not finite), with where it was.
-    public struct InvalidValue: Error, CustomStringConvertible {
-        public let path: String
-        public var description: String { "\(path): a number that is not finite cannot be written as JSON" }
-    }
-
-    /// The report's JSON.
-    public static func encode(_ report: Report) throws(InvalidValue) -> [UInt8] {
+    /// The report's JSON; a number that is not finite is refused (`invalidReport`), naming its path.
+    public static func encode(_ report: Report) throws(TelemetryModelError) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(256 + report.series.count * 240)
         try write(report, into: &out)
@@ -23,7 +17,7 @@ public enum ReportJSON {
     }
 
     /// `{"reports":[…]}`: the body of `POST /v1/report-batches` before gzip.
-    public static func encodeBatch(_ reports: [Report]) throws(InvalidValue) -> [UInt8] {
+    public static func encodeBatch(_ reports: [Report]) throws(TelemetryModelError) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(16 + reports.reduce(0) { $0 + 256 + $1.series.count * 240 })
         append(&out, #"{"reports":["#)
@@ -36,7 +30,7 @@ public enum ReportJSON {
     }
 
     /// Appends the report's JSON to `out`.
-    public static func write(_ r: Report, into out: inout [UInt8]) throws(InvalidValue) {
+    public static func write(_ r: Report, into out: inout [UInt8]) throws(TelemetryModelError) {
         append(&out, #"{"agent_version":"#)
         string(r.agentVersion, &out)
         append(&out, #","device":"#)
@@ -64,11 +58,11 @@ public enum ReportJSON {
         out.append(UInt8(ascii: "}"))
     }
 
-    private static func series(_ s: Series, index: Int, _ out: inout [UInt8]) throws(InvalidValue) {
+    private static func series(_ s: Series, index: Int, _ out: inout [UInt8]) throws(TelemetryModelError) {
         append(&out, #"{"count":"#)
         integer(Int64(s.count), &out)
         append(&out, #","labels":{"#)
-        for (i, key) in s.labels.keys.sorted().enumerated() {
+        for (i, key) in s.labels.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }).enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
             string(key, &out)
             out.append(UInt8(ascii: ":"))
@@ -95,7 +89,7 @@ public enum ReportJSON {
         out.append(UInt8(ascii: "}"))
     }
 
-    private static func sketch(_ q: QuantileSketch, index: Int, _ out: inout [UInt8]) throws(InvalidValue) {
+    private static func sketch(_ q: QuantileSketch, index: Int, _ out: inout [UInt8]) throws(TelemetryModelError) {
         append(&out, #"{"alpha":"#)
         try number(q.relativeAccuracy, "series[\(index)].sketch.alpha", &out)
         let positive = q.buckets.sorted { $0.key < $1.key }
@@ -160,8 +154,9 @@ public enum ReportJSON {
     }
 
     /// As `JSONEncoder` writes a `Double`: Swift's shortest round-trip form, without a trailing `.0`.
-    private static func number(_ v: Double, _ path: @autoclosure () -> String, _ out: inout [UInt8]) throws(InvalidValue) {
-        guard v.isFinite else { throw InvalidValue(path: path()) }
+    private static func number(_ v: Double, _ path: @autoclosure () -> String, _ out: inout [UInt8]) throws(TelemetryModelError) {
+        // What `JSONEncoder` refuses too.
+        guard v.isFinite else { throw TelemetryModelError(.invalidReport, "\(path()): a number that is not finite cannot be written as JSON") }
         if v == v.rounded(.towardZero), Swift.abs(v) < 1e15 {
             // Integral and printed without an exponent by `description`: the integer's digits (and the
             // sign of -0).

@@ -30,7 +30,7 @@ struct AnalyzeCommand: ParsableCommand {
     @Option(help: "Report window for the per-window table, seconds of capture time.")
     var windowSeconds: Int = 60
 
-    @Option(help: "Conversations tracked at once (the live agent's capture.max_flows); past it the least recently seen is evicted.")
+    @Option(help: "Conversations tracked at once, 64-1048576 (the live agent's capture.max_flows); past it the least recently seen is evicted.")
     var maxFlows: Int = 16_384
 
     @Flag(help: .hidden)
@@ -79,6 +79,14 @@ struct AnalyzeCommand: ParsableCommand {
         var streams: [StreamOutput]
     }
 
+    func validate() throws {
+        // The range capture.max_flows accepts: the table is resident from the start.
+        guard (64...1_048_576).contains(maxFlows) else {
+            throw ValidationError("--max-flows \(maxFlows) is outside 64-1048576 (about 490 bytes of memory a flow)")
+        }
+        guard windowSeconds > 0 else { throw ValidationError("--window-seconds must be positive, not \(windowSeconds)") }
+    }
+
     func run() throws {
         let pseudonymiser: Pseudonymiser
         var keyNote = "pseudonyms use a key that exists only for this run"
@@ -107,7 +115,7 @@ struct AnalyzeCommand: ParsableCommand {
             throw ExitCode(1)
         }
         // No idle timeout within a file (tshark has none): a conversation ends by eviction only.
-        let analyzer = TrafficAnalyzer(limits: TrafficLimits(maxFlows: max(64, maxFlows), idleSecondsTCP: 86_400 * 365,
+        let analyzer = TrafficAnalyzer(limits: TrafficLimits(maxFlows: maxFlows, idleSecondsTCP: 86_400 * 365,
                                                              idleSecondsDatagram: 86_400 * 365, maxStreamRecords: noStreams ? 0 : 1 << 21))
         if traceTcp { analyzer.tcpTrace = { frame, flag in printError("frame \(frame) \(flag)") } }
         let linkType = capture.linkType
@@ -132,8 +140,7 @@ struct AnalyzeCommand: ParsableCommand {
                 analyzer.skip(record.pointee.meta, reason: reason)
             } else {
                 // The headers are read where they lie in the batch.
-                let headers = UnsafeRawPointer(record).advanced(by: ParsedPacketPipeline.Record.headersOffset)
-                analyzer.process(record.pointee.meta, headers.assumingMemoryBound(to: PacketHeaders.self))
+                analyzer.process(record.pointee.meta, record.pointer(to: \.headers)!)
             }
         }
         // The file is read and parsed on a second thread while this one analyses.

@@ -438,7 +438,6 @@ struct LoadTest: AsyncParsableCommand {
     static func format(_ x: Double, _ decimals: Int) -> String { String(format: "%.\(decimals)f", x) }
 }
 
-/// The body of `POST /v1/report-batches`.
 struct LoadFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }

@@ -429,6 +429,8 @@ if [ -n "$AGENT" ]; then
     A="$OUT/agent"; mkdir -p "$A"
     ldd "$AGENT" > "$OUT/agent-ldd.txt" 2>&1
     if grep -q 'not found' "$OUT/agent-ldd.txt"; then fail_note "agent: missing shared libraries: $(grep 'not found' "$OUT/agent-ldd.txt" | tr '\n' ' ')"; fi
+    # libcurl is opened with dlopen when the agent ships, so ldd does not list it (libcurl4 in lib.sh).
+    if ! ldconfig -p | grep -q 'libcurl\.so\.4 '; then fail_note "agent: libcurl.so.4 is not installed (the agent opens it to ship)"; fi
     install -m 0600 "$IN/token" /lab/token 2>/dev/null || { echo lab-placeholder-token > /lab/token; chmod 600 /lab/token; }
     CFG=/lab/agent.yaml
     if [ -f "$IN/agent.yaml" ]; then

@@ -3,15 +3,15 @@
 #include <stddef.h>
 #include <curl/curl.h>
 
-// libcurl is loaded when the agent first ships (dlopen of its SONAME), not at process start: its
-// dependency tree (TLS, HTTP/2, IDN, LDAP, Kerberos …) cost 5 ms of dynamic linking on every start,
-// `analyze FILE` and `sample --once` included, which never talk HTTP. The agent's only calls into libcurl
-// go through the wrappers below; the header is included for its types and constants only.
+// libcurl is loaded (dlopen of its SONAME) when `meetpunt-agent run` builds its transport, not at process
+// start: its dependency tree (TLS, HTTP/2, IDN, LDAP, Kerberos …) cost 5 ms of dynamic linking on every
+// start, and `analyze FILE` and `sample --once` never talk HTTP. The agent's only calls into libcurl go
+// through the wrappers below; the header is included for its types and constants only.
 
-/// Loads libcurl once (thread-safe); 0 on success, otherwise -1 with the reason in `error`.
+/// Loads libcurl and runs curl_global_init once (thread-safe); 0 on success, otherwise -1 with the
+/// reason in `error`. Every other function here may be called only after it returned 0.
 int ccurl_load(char *error, size_t errorLength);
 
-CURLcode ccurl_global_init(long flags);
 CURL *ccurl_easy_init(void);
 void ccurl_easy_cleanup(CURL *handle);
 CURLcode ccurl_easy_perform(CURL *handle);
