@@ -92,35 +92,30 @@ public enum ReportJSON {
     private static func sketch(_ q: QuantileSketch, index: Int, _ out: inout [UInt8]) throws(TelemetryModelError) {
         append(&out, #"{"alpha":"#)
         try number(q.relativeAccuracy, "series[\(index)].sketch.alpha", &out)
-        let positive = q.buckets.sorted { $0.key < $1.key }
-        append(&out, #","count":["#)
-        for (i, b) in positive.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
-            integer(b.value, &out)
-        }
-        append(&out, #"],"index":["#)
-        for (i, b) in positive.enumerated() {
-            if i > 0 { out.append(UInt8(ascii: ",")) }
-            integer(Int64(b.key), &out)
-        }
-        out.append(UInt8(ascii: "]"))
+        buckets(q.buckets, countKey: #","count":["#, indexKey: #"],"index":["#, &out)
         if !q.negativeBuckets.isEmpty {
-            let negative = q.negativeBuckets.sorted { $0.key < $1.key }
-            append(&out, #","neg_count":["#)
-            for (i, b) in negative.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                integer(b.value, &out)
-            }
-            append(&out, #"],"neg_index":["#)
-            for (i, b) in negative.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                integer(Int64(b.key), &out)
-            }
-            out.append(UInt8(ascii: "]"))
+            buckets(q.negativeBuckets, countKey: #","neg_count":["#, indexKey: #"],"neg_index":["#, &out)
         }
         append(&out, #","zero":"#)
         integer(q.zeroCount, &out)
         out.append(UInt8(ascii: "}"))
+    }
+
+    /// One store of a sketch as two arrays in ascending index order: the counts under `countKey`, then
+    /// the indices under `indexKey` (keys sort so, and `JSONEncoder` writes them so).
+    private static func buckets(_ store: [Int32: UInt64], countKey: StaticString, indexKey: StaticString, _ out: inout [UInt8]) {
+        let sorted = store.sorted { $0.key < $1.key }
+        append(&out, countKey)
+        for (i, b) in sorted.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            integer(b.value, &out)
+        }
+        append(&out, indexKey)
+        for (i, b) in sorted.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            integer(Int64(b.key), &out)
+        }
+        out.append(UInt8(ascii: "]"))
     }
 
     @inline(__always) private static func append(_ out: inout [UInt8], _ literal: StaticString) {
