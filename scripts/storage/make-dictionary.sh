@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Trains the zstd dictionary of stored report payloads (storage codec 2, docs/storage.md) and writes it into
+# Trains a zstd dictionary of stored report payloads (storage codecs 2 and 3, docs/storage.md) and writes it into
 # the collector's source as Sources/CollectorCore/Storage/PayloadDictionary<N>.swift (base64).
 #   scripts/storage/make-dictionary.sh N
 # Training data: the load generator's simulated fleet only (seed 1000, 400 devices, 3,000 reports; never a

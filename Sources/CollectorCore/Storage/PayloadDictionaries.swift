@@ -2,16 +2,17 @@ import CZstd
 import Foundation
 import Synchronization
 
-/// The zstd dictionaries built into the collector for report payloads (storage codec 2, docs/storage.md).
+/// The zstd dictionaries built into the collector for report payloads (storage codecs 2 and 3, docs/storage.md).
 ///
 /// A dictionary is trained once, by `scripts/storage/make-dictionary.sh`, on reports of the load generator's
 /// simulated fleet (never on a subscriber's data), and compiled in. A stored payload names its dictionary by
 /// the id in its zstd frame, so a dictionary is never changed or removed once shipped: a better one is
 /// added with a new id and becomes ``current``; rows written with an older one keep decoding with it.
 public enum PayloadDictionaries {
-    /// Every dictionary this collector can read, oldest first.
+    /// Every dictionary this collector can read, oldest first: dictionary 1 (codec 2, format 1) and
+    /// dictionary 2 (codec 3, format 2).
     public static let all: [PayloadDictionary] = {
-        [dictionary1Base64].map { text in
+        [dictionary1Base64, dictionary2Base64].map { text in
             guard let data = Data(base64Encoded: text, options: .ignoreUnknownCharacters) else {
                 preconditionFailure("a built-in payload dictionary is not base64")
             }

@@ -3,10 +3,10 @@ import Foundation
 import TelemetryModel
 
 /// The collector's compact storage of one report's series of one data class: a binary encoding
-/// (docs/storage.md, "Series payload"), compressed with zstd. Versioned by the `codec` column; every
-/// version decodes forever (golden files in Tests/MeetpuntTests/Fixtures/storage).
+/// (docs/storage.md, "Series payload"), compressed with zstd. Versioned by the `codec` column and by the
+/// encoding's first byte; every version decodes forever (golden files in Tests/MeetpuntTests/Fixtures/storage).
 ///
-/// Version 1 layout, all integers LEB128 varints unless said otherwise:
+/// Format 1, all integers LEB128 varints unless said otherwise:
 /// - `1` (format byte), the series count;
 /// - a string table: count, then each string as length + UTF-8 bytes (metric names, units, label keys
 ///   and values, in order of first use);
@@ -17,14 +17,25 @@ import TelemetryModel
 ///   ascending deltas), n counts, then the same for negative buckets.
 /// A *number* is a tag byte and its bytes: 0 zero, 1 non-negative integer (varint), 2 negative integer
 /// (varint of its magnitude), 3 float32 (4 bytes, when exact), 4 float64 (8 bytes), little-endian.
-/// Metric and unit strings repeat across reports: zstd (level 3) takes most of the rest.
 ///
-/// Codec 1 is that encoding compressed with zstd alone; codec 2 (what is written now) compresses the same
-/// encoding with a zstd dictionary built into the collector (``PayloadDictionaries``), whose id is in the
-/// frame. The dictionary holds what every report repeats (metric names, units, label keys, the shape
+/// Format 2 holds the same and leaves out what the rest implies:
+/// - `2`, the series count, the string table as in format 1;
+/// - every series' metric, unit, labels and flags first, then every series' values: like things side by
+///   side compress better;
+/// - more flag bits: 3 `max` is `min`, 4 `last` is `min`, 5 `last` is `max` (bit for bit; the value is
+///   then not written), 6 `count` is the sketch's total (zero count and buckets) and is not written;
+/// - numbers may also be decimals: tag 4 + k (k = 1…9) and a zigzag varint m, the value being
+///   `Double(m) / 10^k`, used only when that division gives the value back bit for bit (a rate of
+///   14643533.6 takes 5 bytes, not 9).
+///
+/// Codec 1 is format 1 compressed with zstd alone; codec 2 format 1 with built-in zstd dictionary 1;
+/// codec 3 (what is written now) format 2 with dictionary 2 (``PayloadDictionaries``). The dictionary id is
+/// in the frame. A dictionary holds what every report repeats (metric names, units, label keys, the shape
 /// of the encoding), so a row's payload carries little more than its values.
 public enum SeriesCodec {
-    public static let currentCodec = 2
+    public static let currentCodec = 3
+    /// The encoding ``currentCodec`` compresses.
+    public static let currentFormat: UInt8 = 2
 
     public struct DecodingFailure: Error, CustomStringConvertible {
         public let description: String
@@ -37,7 +48,12 @@ public enum SeriesCodec {
 
     // MARK: Encoding
 
-    public static func encode(_ series: [Series]) -> [UInt8] {
+    /// The uncompressed encoding of `series` in `format` (1 or 2).
+    public static func encode(_ series: [Series], format: UInt8 = currentFormat) -> [UInt8] {
+        format == 1 ? encodeFormat1(series) : encodeFormat2(series)
+    }
+
+    static func encodeFormat1(_ series: [Series]) -> [UInt8] {
         var strings: [String: Int] = [:]
         var table: [String] = []
         func index(_ s: String) -> Int {
@@ -87,30 +103,121 @@ public enum SeriesCodec {
         return out + body
     }
 
+    /// Format 2: the string table, every series' structure, then every series' values.
+    static func encodeFormat2(_ series: [Series]) -> [UInt8] {
+        var strings: [String: Int] = [:]
+        var table: [String] = []
+        func index(_ s: String) -> Int {
+            if let i = strings[s] { return i }
+            strings[s] = table.count
+            table.append(s)
+            return table.count - 1
+        }
+        var structure: [UInt8] = []
+        structure.reserveCapacity(series.count * 8)
+        var values: [UInt8] = []
+        values.reserveCapacity(series.count * 20)
+        for s in series {
+            varint(UInt64(index(s.metric)), &structure)
+            varint(UInt64(index(s.unit)), &structure)
+            varint(UInt64(s.labels.count), &structure)
+            for (k, v) in s.labels.sorted(by: { $0.key < $1.key }) {
+                varint(UInt64(index(k)), &structure)
+                varint(UInt64(index(v)), &structure)
+            }
+            var flags = Format2Flags()
+            let meanDerived = s.count > 0 && (s.sum / Double(s.count)).bitPattern == s.mean.bitPattern
+            if !meanDerived { flags.insert(.meanStored) }
+            if let sk = s.sketch {
+                flags.insert(.sketch)
+                if sk.relativeAccuracy != QuantileSketch.defaultRelativeAccuracy { flags.insert(.alphaStored) }
+                if let total = sketchTotal(sk), total == UInt64(s.count) { flags.insert(.countIsSketchTotal) }
+            }
+            if s.max.bitPattern == s.min.bitPattern { flags.insert(.maxIsMin) }
+            if s.last.bitPattern == s.min.bitPattern {
+                flags.insert(.lastIsMin)
+            } else if s.last.bitPattern == s.max.bitPattern {
+                flags.insert(.lastIsMax)
+            }
+            structure.append(flags.rawValue)
+            if !flags.contains(.countIsSketchTotal) { varint(UInt64(s.count), &values) }
+            number2(s.min, &values)
+            if !flags.contains(.maxIsMin) { number2(s.max, &values) }
+            if !meanDerived { number2(s.mean, &values) }
+            if !flags.contains(.lastIsMin) && !flags.contains(.lastIsMax) { number2(s.last, &values) }
+            number2(s.sum, &values)
+            if let sk = s.sketch {
+                if flags.contains(.alphaStored) { float64(sk.relativeAccuracy, &values) }
+                varint(sk.zeroCount, &values)
+                buckets(sk.buckets, &values)
+                buckets(sk.negativeBuckets, &values)
+            }
+        }
+        var out: [UInt8] = [2]
+        out.reserveCapacity(structure.count + values.count + table.count * 16)
+        varint(UInt64(series.count), &out)
+        varint(UInt64(table.count), &out)
+        for s in table {
+            varint(UInt64(s.utf8.count), &out)
+            out += s.utf8
+        }
+        return out + structure + values
+    }
+
+    /// Format 2's per-series flags.
+    struct Format2Flags: OptionSet {
+        let rawValue: UInt8
+        static let meanStored = Format2Flags(rawValue: 1)
+        static let sketch = Format2Flags(rawValue: 2)
+        static let alphaStored = Format2Flags(rawValue: 4)
+        static let maxIsMin = Format2Flags(rawValue: 8)
+        static let lastIsMin = Format2Flags(rawValue: 16)
+        static let lastIsMax = Format2Flags(rawValue: 32)
+        static let countIsSketchTotal = Format2Flags(rawValue: 64)
+        static let known = Format2Flags(rawValue: 127)
+    }
+
+    /// The values a sketch counts (zero count and every bucket), or nil if they overflow.
+    static func sketchTotal(_ sk: QuantileSketch) -> UInt64? {
+        var total = sk.zeroCount
+        for n in sk.buckets.values {
+            let (t, o) = total.addingReportingOverflow(n)
+            if o { return nil }
+            total = t
+        }
+        for n in sk.negativeBuckets.values {
+            let (t, o) = total.addingReportingOverflow(n)
+            if o { return nil }
+            total = t
+        }
+        return total
+    }
+
     /// `encode` compressed as ``currentCodec``: what the `payload` column holds.
     public static func compress(_ series: [Series]) throws -> [UInt8] {
         try compress(series, codec: currentCodec)
     }
 
-    /// `encode` compressed as `codec` (1: zstd level 3; 2: zstd level 3 with the current built-in dictionary).
+    /// `series` encoded and compressed as `codec` (1: format 1, zstd level 3; 2: format 1, zstd level 3 with
+    /// dictionary 1; 3: format 2, zstd level 3 with dictionary 2).
     public static func compress(_ series: [Series], codec: Int) throws -> [UInt8] {
-        let raw = encode(series)
+        let raw = encode(series, format: codec == 3 ? 2 : 1)
         switch codec {
         case 1:
             var out = [UInt8](repeating: 0, count: ZSTD_compressBound(raw.count))
             let n = out.withUnsafeMutableBytes { o in raw.withUnsafeBytes { i in ZSTD_compress(o.baseAddress, o.count, i.baseAddress, i.count, 3) } }
             guard ZSTD_isError(n) == 0 else { throw EncodingFailure(description: "zstd: \(String(cString: ZSTD_getErrorName(n)))") }
             return Array(out[..<n])
-        case 2:
-            return try PayloadDictionaries.current.compress(raw)
+        case 2, 3:
+            return try PayloadDictionaries.all[codec - 2].compress(raw)
         default:
-            throw EncodingFailure(description: "unknown storage codec \(codec); this collector writes 1 and 2")
+            throw EncodingFailure(description: "unknown storage codec \(codec); this collector writes 1, 2 and 3")
         }
     }
 
     /// The series of a stored payload of `codec`.
     public static func decompress(_ payload: [UInt8], codec: Int, seriesCount: Int) throws -> [Series] {
-        guard codec == 1 || codec == 2 else { throw DecodingFailure(description: "unknown storage codec \(codec); this collector reads 1 and 2") }
+        guard (1...3).contains(codec) else { throw DecodingFailure(description: "unknown storage codec \(codec); this collector reads 1, 2 and 3") }
         let size = payload.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
         guard size != ZSTD_CONTENTSIZE_ERROR, size != ZSTD_CONTENTSIZE_UNKNOWN, size < 64 << 20 else {
             throw DecodingFailure(description: "stored payload is not a zstd frame with its size")
@@ -135,17 +242,30 @@ public enum SeriesCodec {
 
     // MARK: Decoding
 
+    /// The series of an uncompressed payload, of either format (its first byte).
     public static func decode(_ bytes: [UInt8]) throws -> [Series] {
         var r = Reader(bytes: bytes)
-        guard try r.byte() == 1 else { throw DecodingFailure(description: "unknown series payload format") }
-        let count = try r.int(limit: 100_000)
+        switch try r.byte() {
+        case 1: return try decodeFormat1(&r)
+        case 2: return try decodeFormat2(&r)
+        case let f: throw DecodingFailure(description: "unknown series payload format \(f)")
+        }
+    }
+
+    static func stringTable(_ r: inout Reader) throws -> [String] {
         let tableCount = try r.int(limit: 1_000_000)
         var table: [String] = []
-        table.reserveCapacity(tableCount)
+        table.reserveCapacity(Swift.min(tableCount, 4096))
         for _ in 0..<tableCount {
             let n = try r.int(limit: 1 << 16)
             table.append(String(decoding: try r.take(n), as: UTF8.self))
         }
+        return table
+    }
+
+    static func decodeFormat1(_ r: inout Reader) throws -> [Series] {
+        let count = try r.int(limit: 100_000)
+        let table = try stringTable(&r)
         func string(_ r: inout Reader) throws -> String {
             let i = try r.int(limit: table.count - 1)
             return table[i]
@@ -172,6 +292,61 @@ public enum SeriesCodec {
                 sketch = QuantileSketch(relativeAccuracy: alpha, zeroCount: zero, buckets: pos, negativeBuckets: neg)
             }
             out.append(Series(metric: metric, unit: unit, labels: labels, count: n, min: min, max: max,
+                              mean: storedMean ?? (sum / Double(n)), last: last, sum: sum, sketch: sketch))
+        }
+        guard r.atEnd else { throw DecodingFailure(description: "series payload has trailing bytes") }
+        return out
+    }
+
+    static func decodeFormat2(_ r: inout Reader) throws -> [Series] {
+        let count = try r.int(limit: 100_000)
+        let table = try stringTable(&r)
+        func string(_ r: inout Reader) throws -> String {
+            let i = try r.int(limit: table.count - 1)
+            return table[i]
+        }
+        var shapes: [(metric: String, unit: String, labels: [String: String], flags: Format2Flags)] = []
+        shapes.reserveCapacity(count)
+        for _ in 0..<count {
+            let metric = try string(&r), unit = try string(&r)
+            var labels: [String: String] = [:]
+            for _ in 0..<(try r.int(limit: 64)) {
+                let k = try string(&r)
+                labels[k] = try string(&r)
+            }
+            let at = r.offset
+            let flags = Format2Flags(rawValue: try r.byte())
+            guard Format2Flags.known.isSuperset(of: flags), !flags.isSuperset(of: [.lastIsMin, .lastIsMax]),
+                  flags.contains(.sketch) || flags.isDisjoint(with: [.alphaStored, .countIsSketchTotal]) else {
+                throw DecodingFailure(description: "series flags \(flags.rawValue) at byte \(at) are not a valid combination")
+            }
+            shapes.append((metric, unit, labels, flags))
+        }
+        var out: [Series] = []
+        out.reserveCapacity(count)
+        for shape in shapes {
+            let flags = shape.flags
+            var n = flags.contains(.countIsSketchTotal) ? 0 : try r.int(limit: Int.max)
+            let min = try r.number2()
+            let max = flags.contains(.maxIsMin) ? min : try r.number2()
+            let storedMean: Double? = flags.contains(.meanStored) ? try r.number2() : nil
+            let last = flags.contains(.lastIsMin) ? min : flags.contains(.lastIsMax) ? max : try r.number2()
+            let sum = try r.number2()
+            var sketch: QuantileSketch?
+            if flags.contains(.sketch) {
+                let alpha = flags.contains(.alphaStored) ? try r.float64() : QuantileSketch.defaultRelativeAccuracy
+                let zero = try r.varint()
+                let pos = try r.buckets(), neg = try r.buckets()
+                let sk = QuantileSketch(relativeAccuracy: alpha, zeroCount: zero, buckets: pos, negativeBuckets: neg)
+                if flags.contains(.countIsSketchTotal) {
+                    guard let total = sketchTotal(sk), total <= UInt64(Int.max) else {
+                        throw DecodingFailure(description: "sketch total out of range before byte \(r.offset)")
+                    }
+                    n = Int(total)
+                }
+                sketch = sk
+            }
+            out.append(Series(metric: shape.metric, unit: shape.unit, labels: shape.labels, count: n, min: min, max: max,
                               mean: storedMean ?? (sum / Double(n)), last: last, sum: sum, sketch: sketch))
         }
         guard r.atEnd else { throw DecodingFailure(description: "series payload has trailing bytes") }
@@ -228,6 +403,29 @@ public enum SeriesCodec {
             out.append(4)
             float64(d, &out)
         }
+    }
+
+    /// 10^k for the decimal numbers of format 2; every one is exact in a Double.
+    static let powersOfTen: [Double] = [1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9]
+
+    /// A format-2 number: as ``number(_:_:)``, and a decimal (tag 4 + k, zigzag mantissa) when one with at
+    /// most nine fractional digits gives the value back bit for bit.
+    static func number2(_ d: Double, _ out: inout [UInt8]) {
+        if d == 0 || (d == d.rounded() && Swift.abs(d) < 9.0e15) {
+            number(d, &out)
+            return
+        }
+        for k in 1...9 {
+            let scaled = (d * powersOfTen[k]).rounded()
+            guard Swift.abs(scaled) < 9.0e15 else { break }
+            if (scaled / powersOfTen[k]).bitPattern == d.bitPattern {
+                out.append(UInt8(4 + k))
+                let m = Int64(scaled)
+                varint(UInt64(bitPattern: (m << 1) ^ (m >> 63)), &out)
+                return
+            }
+        }
+        number(d, &out)
     }
 
     static func buckets(_ b: [Int32: UInt64], _ out: inout [UInt8]) {
@@ -298,6 +496,18 @@ public enum SeriesCodec {
             case 4: return try float64()
             case let t: throw DecodingFailure(description: "unknown number tag \(t) at byte \(offset - 1)")
             }
+        }
+
+        mutating func number2() throws -> Double {
+            let tag = bytes.indices.contains(offset) ? bytes[offset] : 0
+            guard (5...13).contains(tag) else { return try number() }
+            offset += 1
+            let z = try varint()
+            let m = Int64(bitPattern: (z >> 1) ^ (0 &- (z & 1)))
+            guard m.magnitude < 9_000_000_000_000_000 else {
+                throw DecodingFailure(description: "decimal out of range at byte \(offset)")
+            }
+            return Double(m) / SeriesCodec.powersOfTen[Int(tag) - 4]
         }
 
         mutating func buckets() throws -> [Int32: UInt64] {
