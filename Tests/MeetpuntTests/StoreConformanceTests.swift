@@ -234,6 +234,36 @@ import TelemetryModel
         }
     }
 
+    /// A flush of many windows (more cells than one statement takes on PostgreSQL), with the same key twice in
+    /// one call and cells without a sketch, merged twice: every cell ends up the sum of what was merged.
+    @Test(arguments: Backend.testable)
+    func aLargeFleetFlushMergesEveryCell(backend: Backend) async throws {
+        try await TestDatabases.withStore(backend) { store, _ in
+            func cell(_ i: Int, _ value: Double) -> FleetCell {
+                var sketch: QuantileSketch?
+                if i % 2 == 0 {
+                    var s = QuantileSketch()
+                    s.add(value)
+                    sketch = s
+                }
+                return FleetCell(key: .init(metric: "link.rx_rate", cohort: "role=wan", bucketSeconds: 300, bucketStartMs: Int64(i) * 300_000),
+                                 unit: "bytes_per_second", reports: 1, count: 1, sum: value, min: value, max: value, sketch: sketch)
+            }
+            let n = 2_500
+            try await store.mergeFleet((0..<n).map { cell($0, 10) } + [cell(7, 30), cell(8, 30)])
+            try await store.mergeFleet((0..<n).map { cell($0, 20) })
+            let cells = try await store.fleet(metric: "link.rx_rate", bucketSeconds: 300, fromMs: 0, toMs: .max, cutoffMs: 0)
+            #expect(cells.count == n)
+            for c in cells {
+                let i = Int(c.key.bucketStartMs / 300_000)
+                let extra = i == 7 || i == 8
+                #expect(c.reports == (extra ? 3 : 2) && c.count == c.reports && c.sum == (extra ? 60 : 30) && c.min == 10 && c.max == (extra ? 30 : 20),
+                        "cell \(i): \(c)")
+                #expect((c.sketch?.count).map(Int.init) == (i % 2 == 0 ? c.count : nil), "cell \(i)")
+            }
+        }
+    }
+
     @Test(arguments: Backend.testable)
     func settingsSessionsAndDashboardLoginsBehaveAlike(backend: Backend) async throws {
         try await TestDatabases.withStore(backend) { store, _ in

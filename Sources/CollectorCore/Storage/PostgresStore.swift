@@ -663,33 +663,76 @@ public final class PostgresStore: TelemetryStore {
 
     // MARK: Fleet aggregates
 
+    /// Cells merged per pair of statements: a flush of a day of windows holds tens of thousands.
+    static let fleetCellsPerStatement = 2_000
+
     public func mergeFleet(_ cells: [FleetCell]) async throws {
+        // In key order, so two collectors merging the same cells lock them in the same order; cells of one
+        // key merged first (a statement may not touch a row twice).
+        var sorted: [FleetCell] = []
+        sorted.reserveCapacity(cells.count)
+        for cell in cells.sorted(by: { $0.key < $1.key }) {
+            if let last = sorted.indices.last, sorted[last].key == cell.key {
+                sorted[last].merge(cell)
+            } else {
+                sorted.append(cell)
+            }
+        }
         try await storage("writing fleet aggregates") {
             try await client.withTransaction(logger: logger) { conn in
-                // In key order, so two collectors merging the same cells lock them in the same order.
-                for var cell in cells.sorted(by: { $0.key < $1.key }) {
-                    let k = cell.key
-                    let key: [Bind] = [k.metric, Int64(k.bucketSeconds), k.bucketStartMs, k.cohort]
-                    // One statement makes the row or locks the one there, and returns it.
-                    let found = try await self.rows("""
-                        INSERT INTO fleet_windows (metric, bucket_seconds, bucket_start_ms, cohort, unit, reports, count, sum, min, max, sketch)
-                        VALUES ($1, $2, $3, $4, $5, 0, 0, 0, 0, 0, NULL)
-                        ON CONFLICT (metric, bucket_seconds, bucket_start_ms, cohort) DO UPDATE SET unit = fleet_windows.unit
-                        RETURNING unit, reports, count, sum, min, max, sketch
-                        """, key + [cell.unit], on: conn)
-                    guard let row = found.first else {
-                        throw CollectorError(.storage, "fleet cell \(k.metric) \(k.cohort) \(k.bucketStartMs) was neither made nor found")
-                    }
-                    let stored = try Self.fleetCell(k, row)
-                    if stored.reports > 0 || stored.count > 0 { cell.merge(stored) }
-                    _ = try await self.rows("""
-                        UPDATE fleet_windows SET unit = $5, reports = $6, count = $7, sum = $8, min = $9, max = $10, sketch = $11
-                        WHERE metric = $1 AND bucket_seconds = $2 AND bucket_start_ms = $3 AND cohort = $4
-                        """, key + [cell.unit, Int64(cell.reports), Int64(cell.count), cell.sum, cell.min, cell.max,
-                                    cell.sketch.map { Data(SeriesCodec.encodeSketch($0)) }], on: conn)
+                var start = 0
+                while start < sorted.count {
+                    let end = min(start + Self.fleetCellsPerStatement, sorted.count)
+                    try await self.mergeFleet(sorted[start..<end], on: conn)
+                    start = end
                 }
             }
         }
+    }
+
+    /// Two statements for a slice of cells, whatever its size (one statement pair per cell made a shutdown
+    /// that flushed a day of windows take 40 s): the first makes the rows that are missing and locks and
+    /// returns every row, in the slice's (key) order; the second writes the merged cells back.
+    private func mergeFleet(_ cells: ArraySlice<FleetCell>, on conn: PostgresConnection) async throws {
+        let metrics = cells.map(\.key.metric), buckets = cells.map { Int64($0.key.bucketSeconds) }
+        let starts = cells.map(\.key.bucketStartMs), cohorts = cells.map(\.key.cohort)
+        let found = try await self.rows("""
+            INSERT INTO fleet_windows (metric, bucket_seconds, bucket_start_ms, cohort, unit, reports, count, sum, min, max, sketch)
+            SELECT k.metric, k.bucket_seconds, k.bucket_start_ms, k.cohort, k.unit, 0, 0, 0, 0, 0, NULL
+            FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[]) WITH ORDINALITY
+                AS k(metric, bucket_seconds, bucket_start_ms, cohort, unit, n)
+            ORDER BY k.n
+            ON CONFLICT (metric, bucket_seconds, bucket_start_ms, cohort) DO UPDATE SET unit = fleet_windows.unit
+            RETURNING metric, bucket_seconds, bucket_start_ms, cohort, unit, reports, count, sum, min, max, sketch
+            """, [metrics, buckets, starts, cohorts, cells.map(\.unit)], on: conn)
+        var stored: [FleetCell.Key: FleetCell] = [:]
+        stored.reserveCapacity(found.count)
+        for r in found {
+            let key = FleetCell.Key(metric: try r["metric"].decode(String.self), cohort: try r["cohort"].decode(String.self),
+                                    bucketSeconds: Int(try r["bucket_seconds"].decode(Int64.self)),
+                                    bucketStartMs: try r["bucket_start_ms"].decode(Int64.self))
+            stored[key] = try Self.fleetCell(key, r)
+        }
+        var merged: [FleetCell] = []
+        merged.reserveCapacity(cells.count)
+        for var cell in cells {
+            guard let row = stored[cell.key] else {
+                throw CollectorError(.storage, "fleet cell \(cell.key.metric) \(cell.key.cohort) \(cell.key.bucketStartMs) was neither made nor found")
+            }
+            if row.reports > 0 || row.count > 0 { cell.merge(row) }
+            merged.append(cell)
+        }
+        // A cell without a sketch is written as an empty bytea and stored as NULL (arrays of optionals are
+        // not bound here).
+        _ = try await self.rows("""
+            UPDATE fleet_windows f SET unit = v.unit, reports = v.reports, count = v.count, sum = v.sum, min = v.min, max = v.max,
+                sketch = NULLIF(v.sketch, ''::bytea)
+            FROM unnest($1::text[], $2::int8[], $3::int8[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::float8[], $9::float8[],
+                        $10::float8[], $11::bytea[]) AS v(metric, bucket_seconds, bucket_start_ms, cohort, unit, reports, count, sum, min, max, sketch)
+            WHERE f.metric = v.metric AND f.bucket_seconds = v.bucket_seconds AND f.bucket_start_ms = v.bucket_start_ms AND f.cohort = v.cohort
+            """, [metrics, buckets, starts, cohorts, merged.map(\.unit), merged.map { Int64($0.reports) }, merged.map { Int64($0.count) },
+                  merged.map(\.sum), merged.map(\.min), merged.map(\.max),
+                  merged.map { ByteBuffer(bytes: $0.sketch.map(SeriesCodec.encodeSketch) ?? []) }], on: conn)
     }
 
     static func fleetCell(_ key: FleetCell.Key, _ r: PostgresRandomAccessRow) throws -> FleetCell {
