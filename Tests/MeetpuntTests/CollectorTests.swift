@@ -49,8 +49,14 @@ final class CollectorFixture: @unchecked Sendable {
     func app() throws -> some ApplicationProtocol { try buildApplication(api: api) }
 
     /// Rows of `table` (for the device, when given), read straight from the SQLite file.
+    /// Read-only, and waiting up to 5 s for a lock: a second connection to the store's WAL database can meet
+    /// SQLITE_BUSY for a moment (while the pool checkpoints). A row count read here failed once in a full
+    /// run and never again alone; a busy database is the one cause found for that.
     func rows(_ table: String, device: String? = nil) throws -> Int {
-        let q = try DatabaseQueue(path: directory.appendingPathComponent("collector.sqlite").path)
+        var configuration = Configuration()
+        configuration.readonly = true
+        configuration.busyMode = .timeout(5)
+        let q = try DatabaseQueue(path: directory.appendingPathComponent("collector.sqlite").path, configuration: configuration)
         return try q.read { db in
             if let device {
                 return try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(table) WHERE device_id = ?", arguments: [device]) ?? 0

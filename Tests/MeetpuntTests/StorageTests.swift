@@ -143,7 +143,11 @@ import TelemetryModel
                       // format 2: flags with last = min and last = max; a sketch-derived count without a sketch;
                       // a decimal cut short; an unknown format
                       [2, 1, 2, 1, 0x6D, 1, 0x75, 0, 1, 0, 0x30, 1, 1, 1, 1], [2, 1, 2, 1, 0x6D, 1, 0x75, 0, 1, 0, 0x40, 1, 1, 1, 1],
-                      [2, 1, 2, 1, 0x6D, 1, 0x75, 0, 1, 0, 0, 3, 7], [3, 0, 0]])
+                      [2, 1, 2, 1, 0x6D, 1, 0x75, 0, 1, 0, 0, 3, 7], [3, 0, 0],
+                      // an index into an empty string table; a sketch index delta of 2^63; a stored α that is NaN
+                      [2, 1, 0, 0, 0, 0], [1, 1, 0, 0, 0, 0],
+                      [2, 1, 2, 1, 0x6D, 1, 0x75, 0, 1, 0, 2, 1, 0, 0, 0, 0, 0, 2, 0, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 1, 1, 0],
+                      [2, 1, 2, 1, 0x6D, 1, 0x75, 0, 1, 0, 6, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xF8, 0x7F, 0, 0, 0]])
     func corruptPayloadsFailWithAReasonNotACrash(bytes: [UInt8]) {
         #expect(throws: SeriesCodec.DecodingFailure.self) { try SeriesCodec.decode(bytes) }
     }

@@ -335,6 +335,7 @@ public enum SeriesCodec {
             var sketch: QuantileSketch?
             if flags.contains(.sketch) {
                 let alpha = flags.contains(.alphaStored) ? try r.float64() : QuantileSketch.defaultRelativeAccuracy
+                guard alpha.isFinite, alpha >= 0.0001, alpha < 0.5 else { throw DecodingFailure(description: "sketch alpha \(alpha) out of range") }
                 let zero = try r.varint()
                 let pos = try r.buckets(), neg = try r.buckets()
                 let sk = QuantileSketch(relativeAccuracy: alpha, zeroCount: zero, buckets: pos, negativeBuckets: neg)
@@ -415,13 +416,17 @@ public enum SeriesCodec {
             number(d, &out)
             return
         }
+        // A float32 takes 4 bytes: a decimal whose mantissa needs more is not shorter.
+        let float32Exact = Double(Float(d)).bitPattern == d.bitPattern
         for k in 1...9 {
             let scaled = (d * powersOfTen[k]).rounded()
             guard Swift.abs(scaled) < 9.0e15 else { break }
             if (scaled / powersOfTen[k]).bitPattern == d.bitPattern {
-                out.append(UInt8(4 + k))
                 let m = Int64(scaled)
-                varint(UInt64(bitPattern: (m << 1) ^ (m >> 63)), &out)
+                let zigzag = UInt64(bitPattern: (m << 1) ^ (m >> 63))
+                if float32Exact && zigzag >= 1 << 28 { break }  // five or more varint bytes
+                out.append(UInt8(4 + k))
+                varint(zigzag, &out)
                 return
             }
         }
@@ -474,7 +479,8 @@ public enum SeriesCodec {
 
         mutating func int(limit: Int) throws -> Int {
             let v = try varint()
-            guard v <= UInt64(Swift.max(0, limit)) else { throw DecodingFailure(description: "value \(v) out of range at byte \(offset)") }
+            // A negative limit admits nothing (an index into an empty string table).
+            guard limit >= 0, v <= UInt64(limit) else { throw DecodingFailure(description: "value \(v) out of range at byte \(offset)") }
             return Int(v)
         }
 
@@ -521,7 +527,9 @@ public enum SeriesCodec {
                     guard z <= UInt64(UInt32.max) else { throw DecodingFailure(description: "sketch index out of range") }
                     previous = Int64(Int32(bitPattern: UInt32(z >> 1) ^ (0 &- UInt32(z & 1))))
                 } else {
-                    previous += Int64(try varint())
+                    let delta = try varint()
+                    guard delta <= UInt64(UInt32.max) else { throw DecodingFailure(description: "sketch index out of range") }
+                    previous += Int64(delta)
                 }
                 guard previous >= Int64(Int32.min), previous <= Int64(Int32.max) else { throw DecodingFailure(description: "sketch index out of range") }
                 keys.append(Int32(previous))
