@@ -54,14 +54,8 @@ public enum SeriesCodec {
     }
 
     static func encodeFormat1(_ series: [Series]) -> [UInt8] {
-        var strings: [String: Int] = [:]
-        var table: [String] = []
-        func index(_ s: String) -> Int {
-            if let i = strings[s] { return i }
-            strings[s] = table.count
-            table.append(s)
-            return table.count - 1
-        }
+        var table = StringTable()
+        func index(_ s: String) -> Int { table.index(s) }
         var body: [UInt8] = []
         body.reserveCapacity(series.count * 24)
         for s in series {
@@ -95,24 +89,14 @@ public enum SeriesCodec {
         }
         var out: [UInt8] = [1]
         varint(UInt64(series.count), &out)
-        varint(UInt64(table.count), &out)
-        for s in table {
-            varint(UInt64(s.utf8.count), &out)
-            out += s.utf8
-        }
+        table.write(to: &out)
         return out + body
     }
 
     /// Format 2: the string table, every series' structure, then every series' values.
     static func encodeFormat2(_ series: [Series]) -> [UInt8] {
-        var strings: [String: Int] = [:]
-        var table: [String] = []
-        func index(_ s: String) -> Int {
-            if let i = strings[s] { return i }
-            strings[s] = table.count
-            table.append(s)
-            return table.count - 1
-        }
+        var table = StringTable()
+        func index(_ s: String) -> Int { table.index(s) }
         var structure: [UInt8] = []
         structure.reserveCapacity(series.count * 8)
         var values: [UInt8] = []
@@ -154,14 +138,32 @@ public enum SeriesCodec {
             }
         }
         var out: [UInt8] = [2]
-        out.reserveCapacity(structure.count + values.count + table.count * 16)
+        out.reserveCapacity(structure.count + values.count + table.strings.count * 16)
         varint(UInt64(series.count), &out)
-        varint(UInt64(table.count), &out)
-        for s in table {
-            varint(UInt64(s.utf8.count), &out)
-            out += s.utf8
-        }
+        table.write(to: &out)
         return out + structure + values
+    }
+
+    /// The strings of a payload in order of first use, each written once and referred to by index.
+    struct StringTable {
+        private var indices: [String: Int] = [:]
+        private(set) var strings: [String] = []
+
+        mutating func index(_ s: String) -> Int {
+            if let i = indices[s] { return i }
+            indices[s] = strings.count
+            strings.append(s)
+            return strings.count - 1
+        }
+
+        /// Count, then each string as length + UTF-8 bytes (both formats).
+        func write(to out: inout [UInt8]) {
+            varint(UInt64(strings.count), &out)
+            for s in strings {
+                varint(UInt64(s.utf8.count), &out)
+                out += s.utf8
+            }
+        }
     }
 
     /// Format 2's per-series flags.
