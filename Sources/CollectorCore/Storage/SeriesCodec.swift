@@ -268,19 +268,10 @@ public enum SeriesCodec {
     static func decodeFormat1(_ r: inout Reader) throws -> [Series] {
         let count = try r.int(limit: 100_000)
         let table = try stringTable(&r)
-        func string(_ r: inout Reader) throws -> String {
-            let i = try r.int(limit: table.count - 1)
-            return table[i]
-        }
         var out: [Series] = []
         out.reserveCapacity(count)
         for _ in 0..<count {
-            let metric = try string(&r), unit = try string(&r)
-            var labels: [String: String] = [:]
-            for _ in 0..<(try r.int(limit: 64)) {
-                let k = try string(&r)
-                labels[k] = try string(&r)
-            }
+            let (metric, unit, labels) = try r.shape(in: table)
             let flags = try r.byte()
             let n = try r.int(limit: Int.max)
             let min = try r.number(), max = try r.number()
@@ -303,19 +294,10 @@ public enum SeriesCodec {
     static func decodeFormat2(_ r: inout Reader) throws -> [Series] {
         let count = try r.int(limit: 100_000)
         let table = try stringTable(&r)
-        func string(_ r: inout Reader) throws -> String {
-            let i = try r.int(limit: table.count - 1)
-            return table[i]
-        }
         var shapes: [(metric: String, unit: String, labels: [String: String], flags: Format2Flags)] = []
         shapes.reserveCapacity(count)
         for _ in 0..<count {
-            let metric = try string(&r), unit = try string(&r)
-            var labels: [String: String] = [:]
-            for _ in 0..<(try r.int(limit: 64)) {
-                let k = try string(&r)
-                labels[k] = try string(&r)
-            }
+            let (metric, unit, labels) = try r.shape(in: table)
             let at = r.offset
             let flags = Format2Flags(rawValue: try r.byte())
             guard Format2Flags.known.isSuperset(of: flags), !flags.isSuperset(of: [.lastIsMin, .lastIsMax]),
@@ -504,6 +486,21 @@ public enum SeriesCodec {
             case 4: return try float64()
             case let t: throw DecodingFailure(description: "unknown number tag \(t) at byte \(offset - 1)")
             }
+        }
+
+        mutating func string(in table: [String]) throws -> String {
+            table[try int(limit: table.count - 1)]
+        }
+
+        /// A series' metric, unit and labels, each an index into the string table (both formats).
+        mutating func shape(in table: [String]) throws -> (metric: String, unit: String, labels: [String: String]) {
+            let metric = try string(in: table), unit = try string(in: table)
+            var labels: [String: String] = [:]
+            for _ in 0..<(try int(limit: 64)) {
+                let k = try string(in: table)
+                labels[k] = try string(in: table)
+            }
+            return (metric, unit, labels)
         }
 
         mutating func number2() throws -> Double {
