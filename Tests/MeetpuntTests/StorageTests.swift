@@ -152,6 +152,31 @@ import TelemetryModel
         #expect(throws: SeriesCodec.DecodingFailure.self) { try SeriesCodec.decode(bytes) }
     }
 
+    /// A stored row that no longer decodes (a damaged disk, a payload cut short) fails the read with the row
+    /// named, not a bare codec message; the other devices' rows still read.
+    @Test func aDamagedStoredRowIsNamedWhenItFailsToDecode() async throws {
+        let dir = try TestSupport.tempDirectory()
+        let path = dir.appendingPathComponent("c.sqlite").path
+        let store = try SQLiteStore(path: path)
+        let series = Self.sample()
+        let classes = series.map { MetricCatalog.descriptor(named: $0.metric)?.dataClass ?? .traffic }
+        for device in ["dmg-1", "dmg-2"] {
+            _ = try await store.addDevice(device, nowMs: 0)
+            let r = Report(device: device, seq: 7, windowStartMs: 1_000, windowEndMs: 301_000, keyEpoch: 1, agentVersion: "t", series: series)
+            _ = try await store.ingest([(r, classes)], receivedAtMs: 302_000)
+        }
+        let q = try DatabaseQueue(path: path)
+        try await q.write { db in
+            try db.execute(sql: "UPDATE report_data SET payload = substr(payload, 1, 20) WHERE device_id = 'dmg-1' AND data_class = 'link'")
+        }
+        let cutoffs = RetentionPolicy.defaults.cutoffs(nowMs: 302_000)
+        await #expect { try await store.windows(device: "dmg-1", metric: nil, fromMs: 0, toMs: .max, cutoffs: cutoffs, limit: .max) } throws: { error in
+            let text = "\(error)"
+            return text.contains("device dmg-1") && text.contains("report 7") && text.contains("class link") && text.contains("window ending at 301000 ms")
+        }
+        #expect(try await store.windows(device: "dmg-2", metric: nil, fromMs: 0, toMs: .max, cutoffs: cutoffs, limit: .max).count == series.count)
+    }
+
     /// Group commit: concurrent requests share transactions, and each still gets its own outcome: of 400
     /// concurrent submissions of 200 distinct reports, 200 are stored and 200 answered duplicate.
     @Test func concurrentIngestsShareTransactionsAndEachGetsItsOwnOutcome() async throws {

@@ -25,8 +25,16 @@ enum ReportRows {
     }
 
     /// The series of `row` whose metric passes `keep`, as stored windows.
+    /// A row that does not decode fails with the row named (device, report, class, window) and the reason.
     static func windows(_ row: Row, where keep: (String) -> Bool) throws -> [StoredWindow] {
-        try SeriesCodec.decompress(row.payload, codec: row.codec, seriesCount: row.seriesCount).compactMap { s in
+        let series: [Series]
+        do {
+            series = try SeriesCodec.decompress(row.payload, codec: row.codec, seriesCount: row.seriesCount)
+        } catch {
+            throw SeriesCodec.DecodingFailure(description: "stored row of device \(row.deviceID), report \(row.seq), class \(row.dataClass), "
+                                              + "window ending at \(row.windowEndMs) ms, codec \(row.codec): \(error)")
+        }
+        return series.compactMap { s in
             guard keep(s.metric) else { return nil }
             return StoredWindow(deviceID: row.deviceID, seq: row.seq, dataClass: row.dataClass, metric: s.metric, unit: s.unit, labels: s.labels,
                                 windowStartMs: row.windowStartMs, windowEndMs: row.windowEndMs, count: s.count, min: s.min, max: s.max,
