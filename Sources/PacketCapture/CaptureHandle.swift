@@ -60,7 +60,8 @@ public final class CaptureHandle {
             throw CaptureError(.open, "\(path): \(String(cString: strerror(errno)))", offset: 0)
         }
         // libpcap reads each record with two small freads; stdio's default 4 KiB buffer made that a
-        // read(2) every few dozen packets. A 1 MiB buffer makes it one per several thousand.
+        // read(2) every few dozen packets. 64 KiB makes it one per few hundred and still fits the core's
+        // L2 cache, where libpcap copies it out again: 1 MiB was 1 ms slower on a 17 MB file.
         let buffer = malloc(Self.fileBufferBytes)
         if let buffer { setvbuf(file, buffer.assumingMemoryBound(to: CChar.self), _IOFBF, Self.fileBufferBytes) }
         // A handle is read by one thread at a time (the reader), so stdio's lock is dropped.
@@ -102,7 +103,7 @@ public final class CaptureHandle {
         return capture
     }
 
-    private static let fileBufferBytes = 1 << 20
+    private static let fileBufferBytes = 64 << 10
     /// The stdio buffer of an offline file: freed after `pcap_close` has closed the file.
     private let fileBuffer: UnsafeMutableRawPointer?
 
