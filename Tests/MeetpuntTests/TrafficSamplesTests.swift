@@ -57,6 +57,15 @@ import TelemetryModel
         #expect(expected["none/lan"] != nil && expected["none/wan"] != nil, "the test has uncounted samples on both legs")
         #expect(seen["others/lan"]?.last == expected["others/lan"]?.last)
 
+        // `others` holds one value per folded client, busiest first (as a reported client's series holds
+        // its own): the four clients past the cap, 8,400 down to 8,100 bytes up, one packet each.
+        let othersUp = batch.runs.filter { $0.descriptor.name == "traffic.client.bytes" && $0.labels == ["peer": "others", "direction": "upstream"] }
+        #expect(othersUp.map(\.values) == [[8_400, 8_300, 8_200, 8_100]])
+        let othersPackets = batch.runs.filter { $0.descriptor.name == "traffic.client.packets" && $0.labels == ["peer": "others"] }
+        #expect(othersPackets.map(\.values) == [[1, 1, 1, 1]])
+        #expect(!batch.samples.contains { $0.labels["peer"] == "others" }, "others is gathered in runs, not sample by sample")
+        #expect(batch.samples.filter { $0.descriptor.name == "traffic.client.packets" }.count == 16)
+
         // No raw MAC in any label (as text, with or without separators).
         for labels in batch.runs.map(\.labels) + batch.samples.map(\.labels) {
             for value in labels.values {
