@@ -20,13 +20,25 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
     public static let maxBuckets = 2048
     public static let minimumPositive = 1e-9
 
+    /// One bucket of a store: its index and how many values fell in it.
+    public struct Bucket: Sendable, Equatable {
+        public var index: Int32
+        public var count: UInt64
+        public init(index: Int32, count: UInt64) {
+            self.index = index
+            self.count = count
+        }
+    }
+
     /// α, the relative accuracy.
     public private(set) var relativeAccuracy: Double
     public private(set) var zeroCount: UInt64
-    /// Bucket index → count of positive values, sorted by index on the wire.
-    public private(set) var buckets: [Int32: UInt64]
-    /// Bucket index of |x| → count of negative values x (schema 2; absent on the wire when empty).
-    public private(set) var negativeBuckets: [Int32: UInt64]
+    /// The positive values' buckets in ascending index order, each index once. Sorted arrays, not a
+    /// dictionary: the collector decodes, merges and encodes sketches far more often than values are
+    /// added, and those are then linear passes without a hash per bucket (they were a tenth of its CPU).
+    public private(set) var positiveStore: [Bucket]
+    /// The buckets of |x| for negative values x, the same way (schema 2; absent on the wire when empty).
+    public private(set) var negativeStore: [Bucket]
     /// log γ, the divisor in every ``add(_:)``, computed once per sketch: it was a second `log` call per
     /// value, a tenth of `analyze` on a file of many RTT samples. The same division, so the same buckets.
     private var logGamma: Double
@@ -36,37 +48,61 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
         self.relativeAccuracy = relativeAccuracy
         self.logGamma = Self.logGamma(relativeAccuracy)
         self.zeroCount = 0
-        self.buckets = [:]
-        self.negativeBuckets = [:]
+        self.positiveStore = []
+        self.negativeStore = []
     }
 
-    /// A sketch from its stored parts (the collector's binary storage). The caller has checked them.
+    /// A sketch from its parts, given as index → count (tests, and readers that have a dictionary).
     public init(relativeAccuracy: Double, zeroCount: UInt64, buckets: [Int32: UInt64], negativeBuckets: [Int32: UInt64]) {
+        self.init(relativeAccuracy: relativeAccuracy, zeroCount: zeroCount,
+                  ascending: buckets.sorted { $0.key < $1.key }.map { Bucket(index: $0.key, count: $0.value) },
+                  ascendingNegative: negativeBuckets.sorted { $0.key < $1.key }.map { Bucket(index: $0.key, count: $0.value) })
+    }
+
+    /// A sketch from its stored parts (the collector's binary storage and batch reader), each store in
+    /// strictly ascending index order: the caller has checked that, and the relative accuracy.
+    public init(relativeAccuracy: Double, zeroCount: UInt64, ascending: [Bucket], ascendingNegative: [Bucket]) {
+        precondition(Self.isStrictlyAscending(ascending) && Self.isStrictlyAscending(ascendingNegative), "sketch buckets out of order")
         self.relativeAccuracy = relativeAccuracy
         self.logGamma = Self.logGamma(relativeAccuracy)
         self.zeroCount = zeroCount
-        self.buckets = buckets
-        self.negativeBuckets = negativeBuckets
+        self.positiveStore = ascending
+        self.negativeStore = ascendingNegative
     }
+
+    /// Whether every index is above the one before it (each index once).
+    public static func isStrictlyAscending(_ store: [Bucket]) -> Bool {
+        var previous: Int32?
+        for b in store {
+            if let p = previous, b.index <= p { return false }
+            previous = b.index
+        }
+        return true
+    }
+
+    /// Bucket index → count of positive values.
+    public var buckets: [Int32: UInt64] { Dictionary(uniqueKeysWithValues: positiveStore.map { ($0.index, $0.count) }) }
+    /// Bucket index of |x| → count of negative values x.
+    public var negativeBuckets: [Int32: UInt64] { Dictionary(uniqueKeysWithValues: negativeStore.map { ($0.index, $0.count) }) }
 
     var gamma: Double { (1 + relativeAccuracy) / (1 - relativeAccuracy) }
     private static func logGamma(_ alpha: Double) -> Double { log((1 + alpha) / (1 - alpha)) }
 
-    public var count: UInt64 { negativeBuckets.values.reduce(buckets.values.reduce(zeroCount, +), +) }
+    public var count: UInt64 { negativeStore.reduce(positiveStore.reduce(zeroCount) { $0 + $1.count }) { $0 + $1.count } }
 
     /// Whether any negative value was added (such a sketch needs schema version 2 to be read).
-    public var hasNegativeValues: Bool { !negativeBuckets.isEmpty }
+    public var hasNegativeValues: Bool { !negativeStore.isEmpty }
 
     /// The count, or nil when the bucket counts overflow 64 bits (only a hostile payload can do that).
     public var checkedCount: UInt64? {
         var total = zeroCount
-        for n in buckets.values {
-            let (sum, overflow) = total.addingReportingOverflow(n)
+        for b in positiveStore {
+            let (sum, overflow) = total.addingReportingOverflow(b.count)
             if overflow { return nil }
             total = sum
         }
-        for n in negativeBuckets.values {
-            let (sum, overflow) = total.addingReportingOverflow(n)
+        for b in negativeStore {
+            let (sum, overflow) = total.addingReportingOverflow(b.count)
             if overflow { return nil }
             total = sum
         }
@@ -74,20 +110,13 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
     }
 
     /// `quantile(0)` and `quantile(1)` (the lowest and the highest value the sketch represents) in one
-    /// pass and without sorting: the first and the last bucket holding a value; nil when `quantile` is nil
-    /// (no values, or counts that overflow).
+    /// pass: the first and the last bucket holding a value; nil when `quantile` is nil (no values, or
+    /// counts that overflow).
     public var extremes: (lowest: Double, highest: Double)? {
         guard let total = checkedCount, total > 0 else { return nil }
         // Buckets holding no value are skipped, as `quantile` skips them.
-        var negativeLargest: Int32?, negativeSmallest: Int32?, positiveSmallest: Int32?, positiveLargest: Int32?
-        for (index, n) in negativeBuckets where n > 0 {
-            if negativeLargest.map({ index > $0 }) ?? true { negativeLargest = index }
-            if negativeSmallest.map({ index < $0 }) ?? true { negativeSmallest = index }
-        }
-        for (index, n) in buckets where n > 0 {
-            if positiveSmallest.map({ index < $0 }) ?? true { positiveSmallest = index }
-            if positiveLargest.map({ index > $0 }) ?? true { positiveLargest = index }
-        }
+        let negativeSmallest = negativeStore.first { $0.count > 0 }?.index, negativeLargest = negativeStore.last { $0.count > 0 }?.index
+        let positiveSmallest = positiveStore.first { $0.count > 0 }?.index, positiveLargest = positiveStore.last { $0.count > 0 }?.index
         let g = gamma
         func negative(_ index: Int32) -> Double { -2 * pow(g, Double(index)) / (g + 1) }
         func positive(_ index: Int32) -> Double { 2 * pow(g, Double(index)) / (g + 1) }
@@ -103,8 +132,23 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
             return
         }
         let index = Int32((log(Swift.abs(value)) / logGamma).rounded(.up))
-        if value > 0 { buckets[index, default: 0] += 1 } else { negativeBuckets[index, default: 0] += 1 }
+        if value > 0 { Self.increment(&positiveStore, at: index) } else { Self.increment(&negativeStore, at: index) }
         collapseIfNeeded()
+    }
+
+    /// Adds one value to bucket `index` of `store`, inserting the bucket in order when new.
+    private static func increment(_ store: inout [Bucket], at index: Int32) {
+        // Values arrive in runs of similar magnitude: the last bucket is checked before searching.
+        if let last = store.last?.index {
+            if last == index { store[store.count - 1].count &+= 1; return }
+            if last < index { store.append(Bucket(index: index, count: 1)); return }
+        }
+        var low = 0, high = store.count
+        while low < high {
+            let mid = (low + high) / 2
+            if store[mid].index < index { low = mid + 1 } else { high = mid }
+        }
+        if low < store.count, store[low].index == index { store[low].count &+= 1 } else { store.insert(Bucket(index: index, count: 1), at: low) }
     }
 
     /// Adds `other`'s counts. Both sketches must share the relative accuracy.
@@ -114,9 +158,28 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
                                       "cannot merge sketches of relative accuracy \(other.relativeAccuracy) and \(relativeAccuracy)")
         }
         zeroCount = zeroCount.saturatingAdd(other.zeroCount)
-        for (index, n) in other.buckets { buckets[index] = buckets[index, default: 0].saturatingAdd(n) }
-        for (index, n) in other.negativeBuckets { negativeBuckets[index] = negativeBuckets[index, default: 0].saturatingAdd(n) }
+        Self.merge(&positiveStore, other.positiveStore)
+        Self.merge(&negativeStore, other.negativeStore)
         collapseIfNeeded()
+    }
+
+    /// `store` plus `other`, both ascending: one pass over the two (counts held at UInt64.max).
+    private static func merge(_ store: inout [Bucket], _ other: [Bucket]) {
+        guard !other.isEmpty else { return }
+        guard !store.isEmpty else { store = other; return }
+        var out: [Bucket] = []
+        out.reserveCapacity(store.count + other.count)
+        var i = 0, j = 0
+        while i < store.count || j < other.count {
+            if j == other.count || (i < store.count && store[i].index < other[j].index) {
+                out.append(store[i]); i += 1
+            } else if i == store.count || other[j].index < store[i].index {
+                out.append(other[j]); j += 1
+            } else {
+                out.append(Bucket(index: store[i].index, count: store[i].count.saturatingAdd(other[j].count))); i += 1; j += 1
+            }
+        }
+        store = out
     }
 
     /// The estimated value at quantile `q` in [0, 1] by nearest rank (the smallest value with at least
@@ -129,35 +192,36 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
         let g = gamma
         var seen: UInt64 = 0
         // Most negative first: the largest |x| bucket of the negative store holds the smallest values.
-        for index in negativeBuckets.keys.sorted(by: >) {
-            seen += negativeBuckets[index]!
-            if rank < seen { return -2 * pow(g, Double(index)) / (g + 1) }
+        for b in negativeStore.reversed() {
+            seen += b.count
+            if rank < seen { return -2 * pow(g, Double(b.index)) / (g + 1) }
         }
         seen += zeroCount
         if rank < seen { return 0 }
-        for index in buckets.keys.sorted() {
-            seen += buckets[index]!
-            if rank < seen { return 2 * pow(g, Double(index)) / (g + 1) }
+        for b in positiveStore {
+            seen += b.count
+            if rank < seen { return 2 * pow(g, Double(b.index)) / (g + 1) }
         }
         return nil
     }
 
     private mutating func collapseIfNeeded() {
-        guard buckets.count + negativeBuckets.count > Self.maxBuckets else { return }
+        guard positiveStore.count + negativeStore.count > Self.maxBuckets else { return }
         // Collapse nearest zero first: the smallest-magnitude negative buckets, then the lowest positive.
-        while buckets.count + negativeBuckets.count > Self.maxBuckets {
-            if negativeBuckets.count >= 2 {
-                let sorted = negativeBuckets.keys.sorted()
-                let n = negativeBuckets.removeValue(forKey: sorted[0])!
-                negativeBuckets[sorted[1], default: 0] += n
-            } else if buckets.count >= 2 {
-                let sorted = buckets.keys.sorted()
-                let n = buckets.removeValue(forKey: sorted[0])!
-                buckets[sorted[1], default: 0] += n
+        var negativeDrop = 0, positiveDrop = 0
+        while positiveStore.count - positiveDrop + negativeStore.count - negativeDrop > Self.maxBuckets {
+            if negativeStore.count - negativeDrop >= 2 {
+                negativeStore[negativeDrop + 1].count = negativeStore[negativeDrop + 1].count.saturatingAdd(negativeStore[negativeDrop].count)
+                negativeDrop += 1
+            } else if positiveStore.count - positiveDrop >= 2 {
+                positiveStore[positiveDrop + 1].count = positiveStore[positiveDrop + 1].count.saturatingAdd(positiveStore[positiveDrop].count)
+                positiveDrop += 1
             } else {
-                return
+                break
             }
         }
+        negativeStore.removeFirst(negativeDrop)
+        positiveStore.removeFirst(positiveDrop)
     }
 
     // Wire form: {"alpha":0.01,"zero":0,"index":[...],"count":[...]}, indices ascending; schema 2 adds
@@ -188,14 +252,10 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
         self.relativeAccuracy = alpha
         self.logGamma = Self.logGamma(alpha)
         self.zeroCount = try c.decode(UInt64.self, forKey: .zero)
-        var b: [Int32: UInt64] = [:]
-        for (i, n) in zip(indices, counts) {
-            guard b[i] == nil else {
-                throw DecodingError.dataCorruptedError(forKey: .index, in: c, debugDescription: "sketch bucket \(i) appears twice")
-            }
-            b[i] = n
+        guard let positive = Self.ascendingStore(indices, counts) else {
+            throw DecodingError.dataCorruptedError(forKey: .index, in: c, debugDescription: "sketch bucket \(Self.repeated(indices)) appears twice")
         }
-        self.buckets = b
+        self.positiveStore = positive
         let negIndices = try c.decodeIfPresent([Int32].self, forKey: .negativeIndex) ?? []
         let negCounts = try c.decodeIfPresent([UInt64].self, forKey: .negativeCount) ?? []
         guard negIndices.count == negCounts.count else {
@@ -206,27 +266,36 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
             throw DecodingError.dataCorruptedError(forKey: .negativeIndex, in: c,
                                                    debugDescription: "sketch has \(indices.count + negIndices.count) buckets, at most \(Self.maxBuckets) allowed")
         }
-        var nb: [Int32: UInt64] = [:]
-        for (i, n) in zip(negIndices, negCounts) {
-            guard nb[i] == nil else {
-                throw DecodingError.dataCorruptedError(forKey: .negativeIndex, in: c, debugDescription: "negative sketch bucket \(i) appears twice")
-            }
-            nb[i] = n
+        guard let negative = Self.ascendingStore(negIndices, negCounts) else {
+            throw DecodingError.dataCorruptedError(forKey: .negativeIndex, in: c, debugDescription: "negative sketch bucket \(Self.repeated(negIndices)) appears twice")
         }
-        self.negativeBuckets = nb
+        self.negativeStore = negative
+    }
+
+    /// A store from the wire's parallel arrays (ascending as written, sorted here if not); nil when an
+    /// index appears twice. The arrays have the same length (the caller checked).
+    public static func ascendingStore(_ indices: [Int32], _ counts: [UInt64]) -> [Bucket]? {
+        var store = zip(indices, counts).map { Bucket(index: $0, count: $1) }
+        if !isStrictlyAscending(store) { store.sort { $0.index < $1.index } }
+        return isStrictlyAscending(store) ? store : nil
+    }
+
+    /// The first index that appears twice in `indices` (for the error message).
+    private static func repeated(_ indices: [Int32]) -> Int32 {
+        var seen = Set<Int32>()
+        for i in indices where !seen.insert(i).inserted { return i }
+        return 0
     }
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         try c.encode(relativeAccuracy, forKey: .alpha)
         try c.encode(zeroCount, forKey: .zero)
-        let sorted = buckets.keys.sorted()
-        try c.encode(sorted, forKey: .index)
-        try c.encode(sorted.map { buckets[$0]! }, forKey: .count)
-        if !negativeBuckets.isEmpty {
-            let negSorted = negativeBuckets.keys.sorted()
-            try c.encode(negSorted, forKey: .negativeIndex)
-            try c.encode(negSorted.map { negativeBuckets[$0]! }, forKey: .negativeCount)
+        try c.encode(positiveStore.map(\.index), forKey: .index)
+        try c.encode(positiveStore.map(\.count), forKey: .count)
+        if !negativeStore.isEmpty {
+            try c.encode(negativeStore.map(\.index), forKey: .negativeIndex)
+            try c.encode(negativeStore.map(\.count), forKey: .negativeCount)
         }
     }
 }

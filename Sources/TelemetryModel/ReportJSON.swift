@@ -92,9 +92,9 @@ public enum ReportJSON {
     private static func sketch(_ q: QuantileSketch, index: Int, _ out: inout [UInt8]) throws(TelemetryModelError) {
         append(&out, #"{"alpha":"#)
         try number(q.relativeAccuracy, "series[\(index)].sketch.alpha", &out)
-        buckets(q.buckets, countKey: #","count":["#, indexKey: #"],"index":["#, &out)
-        if !q.negativeBuckets.isEmpty {
-            buckets(q.negativeBuckets, countKey: #","neg_count":["#, indexKey: #"],"neg_index":["#, &out)
+        buckets(q.positiveStore, countKey: #","count":["#, indexKey: #"],"index":["#, &out)
+        if !q.negativeStore.isEmpty {
+            buckets(q.negativeStore, countKey: #","neg_count":["#, indexKey: #"],"neg_index":["#, &out)
         }
         append(&out, #","zero":"#)
         integer(q.zeroCount, &out)
@@ -103,17 +103,16 @@ public enum ReportJSON {
 
     /// One store of a sketch as two arrays in ascending index order: the counts under `countKey`, then
     /// the indices under `indexKey` (keys sort so, and `JSONEncoder` writes them so).
-    private static func buckets(_ store: [Int32: UInt64], countKey: StaticString, indexKey: StaticString, _ out: inout [UInt8]) {
-        let sorted = store.sorted { $0.key < $1.key }
+    private static func buckets(_ store: [QuantileSketch.Bucket], countKey: StaticString, indexKey: StaticString, _ out: inout [UInt8]) {
         append(&out, countKey)
-        for (i, b) in sorted.enumerated() {
+        for (i, b) in store.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
-            integer(b.value, &out)
+            integer(b.count, &out)
         }
         append(&out, indexKey)
-        for (i, b) in sorted.enumerated() {
+        for (i, b) in store.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
-            integer(Int64(b.key), &out)
+            integer(Int64(b.index), &out)
         }
         out.append(UInt8(ascii: "]"))
     }

@@ -172,6 +172,73 @@ import TelemetryModel
         #expect(!json.contains("neg_"))
     }
 
+    /// The sketch as it was when its stores were dictionaries (add, merge, collapse nearest zero), kept
+    /// here as the reference the sorted stores must match bucket for bucket.
+    struct DictionarySketch {
+        var zero: UInt64 = 0
+        var positive: [Int32: UInt64] = [:], negative: [Int32: UInt64] = [:]
+        let logGamma = log((1 + QuantileSketch.defaultRelativeAccuracy) / (1 - QuantileSketch.defaultRelativeAccuracy))
+        mutating func add(_ v: Double) {
+            guard v.isFinite else { return }
+            if abs(v) <= QuantileSketch.minimumPositive { zero += 1; return }
+            let i = Int32((log(abs(v)) / logGamma).rounded(.up))
+            if v > 0 { positive[i, default: 0] += 1 } else { negative[i, default: 0] += 1 }
+            collapse()
+        }
+        mutating func merge(_ o: DictionarySketch) {
+            zero += o.zero
+            for (i, n) in o.positive { positive[i, default: 0] += n }
+            for (i, n) in o.negative { negative[i, default: 0] += n }
+            collapse()
+        }
+        mutating func collapse() {
+            while positive.count + negative.count > QuantileSketch.maxBuckets {
+                if negative.count >= 2 {
+                    let k = negative.keys.sorted()
+                    negative[k[1], default: 0] += negative.removeValue(forKey: k[0])!
+                } else if positive.count >= 2 {
+                    let k = positive.keys.sorted()
+                    positive[k[1], default: 0] += positive.removeValue(forKey: k[0])!
+                } else { return }
+            }
+        }
+    }
+
+    /// Random values of both signs, from a few decades to far more buckets than a sketch keeps, added to
+    /// three sketches in random order and merged: the same buckets as the dictionary reference, stores
+    /// strictly ascending, and the wire form read back equal. Prints its seed; MEETPUNT_SEED replays it.
+    @Test func sortedStoresMatchTheDictionaryReference() throws {
+        let seed = ProcessInfo.processInfo.environment["MEETPUNT_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 1...UInt64.max)
+        print("sortedStoresMatchTheDictionaryReference seed \(seed)")
+        var rng = SeededGenerator(seed: seed)
+        for round in 0..<24 {
+            let decades = [3.0, 12, 60][round % 3]
+            var sketches = [QuantileSketch](repeating: QuantileSketch(), count: 3)
+            var references = [DictionarySketch](repeating: DictionarySketch(), count: 3)
+            for _ in 0..<Int.random(in: 0...4000, using: &rng) {
+                let magnitude = pow(10, Double.random(in: -decades / 2...decades / 2, using: &rng))
+                let v = Int.random(in: 0..<20, using: &rng) == 0 ? 0 : (Bool.random(using: &rng) ? magnitude : -magnitude)
+                let part = Int.random(in: 0..<3, using: &rng)
+                sketches[part].add(v)
+                references[part].add(v)
+            }
+            for part in 1..<3 {
+                try sketches[0].merge(sketches[part])
+                references[0].merge(references[part])
+            }
+            let merged = sketches[0], reference = references[0]
+            #expect(merged.buckets == reference.positive, "seed \(seed) round \(round): positive buckets")
+            #expect(merged.negativeBuckets == reference.negative, "seed \(seed) round \(round): negative buckets")
+            #expect(merged.zeroCount == reference.zero)
+            #expect(QuantileSketch.isStrictlyAscending(merged.positiveStore) && QuantileSketch.isStrictlyAscending(merged.negativeStore))
+            #expect(merged.positiveStore.count + merged.negativeStore.count <= QuantileSketch.maxBuckets)
+            #expect(try JSONDecoder().decode(QuantileSketch.self, from: JSONEncoder().encode(merged)) == merged)
+            let rebuilt = QuantileSketch(relativeAccuracy: merged.relativeAccuracy, zeroCount: merged.zeroCount,
+                                         buckets: merged.buckets, negativeBuckets: merged.negativeBuckets)
+            #expect(rebuilt == merged)
+        }
+    }
+
     @Test func sketchesOfDifferentAccuracyDoNotMerge() {
         var a = QuantileSketch(relativeAccuracy: 0.01)
         #expect(throws: TelemetryModelError.self) { try a.merge(QuantileSketch(relativeAccuracy: 0.02)) }

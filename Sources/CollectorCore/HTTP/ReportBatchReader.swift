@@ -208,16 +208,9 @@ public struct ReportBatchReader {
               index.count == count.count else { return nil }
         let negIndex = negativeIndex ?? [], negCount = negativeCount ?? []
         guard negIndex.count == negCount.count, index.count + negIndex.count <= QuantileSketch.maxBuckets else { return nil }
-        var positive: [Int32: UInt64] = [:], negative: [Int32: UInt64] = [:]
-        positive.reserveCapacity(index.count)
-        negative.reserveCapacity(negIndex.count)
-        for (i, n) in zip(index, count) {
-            guard positive.updateValue(n, forKey: i) == nil else { return nil }
-        }
-        for (i, n) in zip(negIndex, negCount) {
-            guard negative.updateValue(n, forKey: i) == nil else { return nil }
-        }
-        return QuantileSketch(relativeAccuracy: alpha, zeroCount: zero, buckets: positive, negativeBuckets: negative)
+        guard let positive = QuantileSketch.ascendingStore(index, count),
+              let negative = QuantileSketch.ascendingStore(negIndex, negCount) else { return nil }
+        return QuantileSketch(relativeAccuracy: alpha, zeroCount: zero, ascending: positive, ascendingNegative: negative)
     }
 
     // MARK: JSON, the subset read here

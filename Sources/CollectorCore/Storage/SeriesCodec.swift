@@ -83,8 +83,8 @@ public enum SeriesCodec {
             if let sk = s.sketch {
                 if flags & 4 != 0 { float64(sk.relativeAccuracy, &body) }
                 varint(sk.zeroCount, &body)
-                buckets(sk.buckets, &body)
-                buckets(sk.negativeBuckets, &body)
+                buckets(sk.positiveStore, &body)
+                buckets(sk.negativeStore, &body)
             }
         }
         var out: [UInt8] = [1]
@@ -133,8 +133,8 @@ public enum SeriesCodec {
             if let sk = s.sketch {
                 if flags.contains(.alphaStored) { float64(sk.relativeAccuracy, &values) }
                 varint(sk.zeroCount, &values)
-                buckets(sk.buckets, &values)
-                buckets(sk.negativeBuckets, &values)
+                buckets(sk.positiveStore, &values)
+                buckets(sk.negativeStore, &values)
             }
         }
         var out: [UInt8] = [2]
@@ -182,13 +182,13 @@ public enum SeriesCodec {
     /// The values a sketch counts (zero count and every bucket), or nil if they overflow.
     static func sketchTotal(_ sk: QuantileSketch) -> UInt64? {
         var total = sk.zeroCount
-        for n in sk.buckets.values {
-            let (t, o) = total.addingReportingOverflow(n)
+        for b in sk.positiveStore {
+            let (t, o) = total.addingReportingOverflow(b.count)
             if o { return nil }
             total = t
         }
-        for n in sk.negativeBuckets.values {
-            let (t, o) = total.addingReportingOverflow(n)
+        for b in sk.negativeStore {
+            let (t, o) = total.addingReportingOverflow(b.count)
             if o { return nil }
             total = t
         }
@@ -282,7 +282,7 @@ public enum SeriesCodec {
                 let alpha = flags & 4 != 0 ? try r.float64() : QuantileSketch.defaultRelativeAccuracy
                 let zero = try r.varint()
                 let pos = try r.buckets(), neg = try r.buckets()
-                sketch = QuantileSketch(relativeAccuracy: alpha, zeroCount: zero, buckets: pos, negativeBuckets: neg)
+                sketch = QuantileSketch(relativeAccuracy: alpha, zeroCount: zero, ascending: pos, ascendingNegative: neg)
             }
             out.append(Series(metric: metric, unit: unit, labels: labels, count: n, min: min, max: max,
                               mean: storedMean ?? (sum / Double(n)), last: last, sum: sum, sketch: sketch))
@@ -322,7 +322,7 @@ public enum SeriesCodec {
                 guard alpha.isFinite, alpha >= 0.0001, alpha < 0.5 else { throw DecodingFailure(description: "sketch alpha \(alpha) out of range") }
                 let zero = try r.varint()
                 let pos = try r.buckets(), neg = try r.buckets()
-                let sk = QuantileSketch(relativeAccuracy: alpha, zeroCount: zero, buckets: pos, negativeBuckets: neg)
+                let sk = QuantileSketch(relativeAccuracy: alpha, zeroCount: zero, ascending: pos, ascendingNegative: neg)
                 if flags.contains(.countIsSketchTotal) {
                     guard let total = sketchTotal(sk), total <= UInt64(Int.max) else {
                         throw DecodingFailure(description: "sketch total out of range before byte \(r.offset)")
@@ -345,8 +345,8 @@ public enum SeriesCodec {
         var out: [UInt8] = []
         float64(sk.relativeAccuracy, &out)
         varint(sk.zeroCount, &out)
-        buckets(sk.buckets, &out)
-        buckets(sk.negativeBuckets, &out)
+        buckets(sk.positiveStore, &out)
+        buckets(sk.negativeStore, &out)
         return out
     }
 
@@ -357,7 +357,7 @@ public enum SeriesCodec {
         let zero = try r.varint()
         let pos = try r.buckets(), neg = try r.buckets()
         guard r.atEnd else { throw DecodingFailure(description: "sketch has trailing bytes") }
-        return QuantileSketch(relativeAccuracy: alpha, zeroCount: zero, buckets: pos, negativeBuckets: neg)
+        return QuantileSketch(relativeAccuracy: alpha, zeroCount: zero, ascending: pos, ascendingNegative: neg)
     }
 
     // MARK: Primitives
@@ -417,11 +417,13 @@ public enum SeriesCodec {
         number(d, &out)
     }
 
-    static func buckets(_ b: [Int32: UInt64], _ out: inout [UInt8]) {
-        let sorted = b.sorted { $0.key < $1.key }
-        varint(UInt64(sorted.count), &out)
+    /// One store of a sketch, ascending (as ``QuantileSketch`` keeps it): the count, the first index
+    /// zigzagged and every later one as its gap to the one before, then the counts.
+    static func buckets(_ store: [QuantileSketch.Bucket], _ out: inout [UInt8]) {
+        varint(UInt64(store.count), &out)
         var previous: Int32 = 0
-        for (i, (k, _)) in sorted.enumerated() {
+        for (i, b) in store.enumerated() {
+            let k = b.index
             if i == 0 {
                 varint(UInt64(UInt32(bitPattern: (k << 1) ^ (k >> 31))), &out)  // zigzag
             } else {
@@ -429,7 +431,7 @@ public enum SeriesCodec {
             }
             previous = k
         }
-        for (_, n) in sorted { varint(n, &out) }
+        for b in store { varint(b.count, &out) }
     }
 
     struct Reader {
@@ -515,7 +517,9 @@ public enum SeriesCodec {
             return Double(m) / SeriesCodec.powersOfTen[Int(tag) - 4]
         }
 
-        mutating func buckets() throws -> [Int32: UInt64] {
+        /// A store as ``SeriesCodec/buckets(_:_:)`` writes it: strictly ascending, so a gap of zero (an
+        /// index twice) is refused as the dictionary it used to fill could not hold it either.
+        mutating func buckets() throws -> [QuantileSketch.Bucket] {
             let n = try int(limit: QuantileSketch.maxBuckets)
             var keys: [Int32] = []
             keys.reserveCapacity(n)
@@ -528,13 +532,15 @@ public enum SeriesCodec {
                 } else {
                     let delta = try varint()
                     guard delta <= UInt64(UInt32.max) else { throw DecodingFailure(description: "sketch index out of range") }
+                    guard delta > 0 else { throw DecodingFailure(description: "sketch bucket index repeats") }
                     previous += Int64(delta)
                 }
                 guard previous >= Int64(Int32.min), previous <= Int64(Int32.max) else { throw DecodingFailure(description: "sketch index out of range") }
                 keys.append(Int32(previous))
             }
-            var out: [Int32: UInt64] = [:]
-            for k in keys { out[k] = try varint() }
+            var out: [QuantileSketch.Bucket] = []
+            out.reserveCapacity(n)
+            for k in keys { out.append(QuantileSketch.Bucket(index: k, count: try varint())) }
             return out
         }
     }
