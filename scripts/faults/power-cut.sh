@@ -91,6 +91,10 @@ if [ ! -s "$IMAGE_DIR/initrd.img" ]; then
     IMAGE_DIR=$(tail -1 "$WORK/build-image.log")
 fi
 [ -s "$IMAGE_DIR/initrd.img" ] && [ -s "$IMAGE_DIR/vmlinuz" ] || { echo "no lab image in $IMAGE_DIR" >&2; exit 2; }
+# The same kernel and initramfs, decompressed once beside the image: about 7 s less per boot under TCG.
+BOOT_KERNEL=$IMAGE_DIR/vmlinuz BOOT_INITRD=$IMAGE_DIR/initrd.img
+boot_files=$(python3 "$LAB/boot-files.py" "$IMAGE_DIR") && read -r BOOT_KERNEL BOOT_INITRD <<< "$boot_files" || true
+echo "guest boots from $(basename "$BOOT_KERNEL") and $(basename "$BOOT_INITRD") in $IMAGE_DIR"
 
 # ---- virtio_blk + ext4 for the guest, from the kernel package the image was built from -------------
 # The lab image carries only the Wi-Fi lab's modules; adding these to its module list would change its
@@ -284,7 +288,7 @@ start_qemu() {
     qemu-system-x86_64 \
         -accel tcg,thread=multi -cpu max -smp 2 -m 1024 \
         -nographic -no-reboot -nodefaults -serial stdio \
-        -kernel "$IMAGE_DIR/vmlinuz" -initrd "$IMAGE_DIR/initrd.img" \
+        -kernel "$BOOT_KERNEL" -initrd "$BOOT_INITRD" \
         -append "console=ttyS0 rdinit=/init panic=-1 loglevel=4 quiet lab.watchdog=$2" \
         -virtfs "local,path=$IN,mount_tag=labin,security_model=none,readonly=on,id=labin" \
         -drive "file=$DISK,format=raw,if=virtio,cache=none" \

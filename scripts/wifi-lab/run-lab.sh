@@ -56,6 +56,9 @@ if [ ! -s "$IMAGE_DIR/initrd.img" ]; then
 fi
 [ -s "$IMAGE_DIR/initrd.img" ] || { echo "image build failed" >&2; exit 2; }
 ensure_host_packages qemu-system-x86 python3
+# The same kernel and initramfs, decompressed once beside the image (boot-files.py): ~7 s less per boot.
+BOOT_KERNEL=$IMAGE_DIR/vmlinuz BOOT_INITRD=$IMAGE_DIR/initrd.img
+boot_files=$(python3 "$LAB_DIR/boot-files.py" "$IMAGE_DIR") && read -r BOOT_KERNEL BOOT_INITRD <<< "$boot_files" || true
 
 phase "prepare shares"
 rm -rf "$OUT"; mkdir -p "$OUT"
@@ -77,13 +80,13 @@ if [ -n "$TOKEN_FILE" ]; then cp "$TOKEN_FILE" "$IN/token"; else echo "lab-place
 cp "$IMAGE_DIR/manifest.txt" "$OUT/image-manifest-host.txt"
 
 phase "qemu (TCG) scenario"
-note "run-lab: VM starting (out=$OUT, agent=${AGENT:-none}, collector=${COLLECTOR_URL:-none})"
+note "run-lab: VM starting from $(basename "$BOOT_KERNEL") and $(basename "$BOOT_INITRD") (out=$OUT, agent=${AGENT:-none}, collector=${COLLECTOR_URL:-none})"
 WATCHDOG=$((TIMEOUT - 30))
 set +e
 timeout --kill-after=15 "$TIMEOUT" qemu-system-x86_64 \
     -accel tcg,thread=multi -cpu max -smp 2 -m 2048 \
     -nographic -no-reboot -nodefaults -serial stdio \
-    -kernel "$IMAGE_DIR/vmlinuz" -initrd "$IMAGE_DIR/initrd.img" \
+    -kernel "$BOOT_KERNEL" -initrd "$BOOT_INITRD" \
     -append "console=ttyS0 rdinit=/init panic=-1 loglevel=4 quiet lab.watchdog=$WATCHDOG" \
     -virtfs "local,path=$IN,mount_tag=labin,security_model=none,readonly=on,id=labin" \
     -virtfs "local,path=$OUT,mount_tag=labout,security_model=none,id=labout" \

@@ -153,7 +153,7 @@ BEGIN {
     printf "]},\"links\":[],\"health\":{}}\n"
 }
 function add_nb() {
-    if (B["mac"] == own) return
+    if (B["mac"] == own || index(owns, " " B["mac"] " ")) return
     if (!(B["f"] in NBC)) { NBL[++nf] = B["f"]; NBC[B["f"]] = 0; NB[B["f"]] = ""; NBS[B["f"]] = "" }
     NBC[B["f"]]++
     NBS[B["f"]] = NBS[B["f"]] (NBS[B["f"]] == "" ? "" : ",") num(B["sig"])
@@ -166,7 +166,7 @@ function emit_s() {
 function sig(v) { return v == "" ? "null" : field(v, "^-?[0-9]+") + 0 }
 function emit_sta(    key, tp) {
     key = (type == "ap") ? P[T["mac"]] : P[T["mac"]]
-    tp = T["expected throughput"]; if (tp != "") { sub(/Mbps/, "", tp); split(tp, tt, "."); tp = tt[1] * 1000 + tt[2] }
+    tp = T["expected throughput"]; if (tp != "") { sub(/Mbps/, "", tp); split(tp, tt, "."); tp = int(((tt[1] * 1000 + tt[2]) * 1024 + 999) / 1000) }  # iw shows the kernel's value x 1000/1024; the agent keeps the kernel's
     printf "%s{\"client\":%s,\"inactive_ms\":%s,\"connected_s\":%s,\"rx_bytes\":%s,\"tx_bytes\":%s,\"rx_packets\":%s,\"tx_packets\":%s,\"tx_retries\":%s,\"tx_failed\":%s,\"rx_drop_misc\":%s,\"beacon_loss\":%s,\"beacon_rx\":%s", \
         (nst++ ? "," : ""), q(key), num(T["inactive time"] + 0), num(T["connected time"] + 0), num(T["rx bytes"]), num(T["tx bytes"]), num(T["rx packets"]), num(T["tx packets"]), num(T["tx retries"]), num(T["tx failed"]), num(T["rx drop misc"]), num(T["beacon loss"]), num(T["beacon rx"])
     printf ",\"signal_dbm\":%s,\"signal_avg_dbm\":%s,\"chain_signal_dbm\":null,\"chain_signal_avg_dbm\":null,\"beacon_signal_avg_dbm\":%s,\"ack_signal_dbm\":%s,\"ack_signal_avg_dbm\":%s", \
@@ -177,7 +177,10 @@ function emit_sta(    key, tp) {
         yn(T["authorized"]), yn(T["authenticated"]), yn(T["associated"]), yn(T["WMM/WME"]), yn(T["MFP"]), (T["preamble"] == "" ? "null" : (T["preamble"] == "short" ? "true" : "false")), yn(T["TDLS peer"])
 }
 AWK
-    awk -v country="$country" -v dir="$tmp" -v ifaces="$(tr '\n' ' ' < "$tmp/ifaces")" -f "$tmp/prog.awk"
+    # The router's own BSSIDs (every interface of this namespace) are never neighbours, as in the agent.
+    local owns=""
+    for ifname in $(cat "$tmp/ifaces"); do owns="$owns $(awk '/addr/{print $2; exit}' "$tmp/$ifname.info")"; done
+    awk -v country="$country" -v dir="$tmp" -v ifaces="$(tr '\n' ' ' < "$tmp/ifaces")" -v owns="$owns " -f "$tmp/prog.awk"
     rm -rf "$tmp"
 }
 
