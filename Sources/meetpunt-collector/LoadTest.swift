@@ -45,6 +45,9 @@ struct LoadTest: AsyncParsableCommand {
     var prebuilt: Int?
     @Option(help: "With --generate-only: train a zstd dictionary for stored payloads on the generated reports (each report's series of each data class encoded as the collector stores them) and write it to this file (scripts/storage/make-dictionary.sh).")
     var trainDictionary: String?
+    @Option(help: "Send nothing, register nothing: build this many reports' requests and time each CPU stage of ingesting them in this process (inflate, read, check, encode rows, fleet aggregates; no HTTP, no database): microseconds per report, the best of --rounds.")
+    var cpuStages: Int?
+    @Option(help: "With --cpu-stages: rounds over the same requests; each stage's best round is printed.") var rounds = 5
 
     func validate() throws {
         guard (1...100_000).contains(devices) else { throw ValidationError("--devices must be 1–100000") }
@@ -55,6 +58,11 @@ struct LoadTest: AsyncParsableCommand {
         if let generateOnly {
             guard generateOnly >= 1 else { throw ValidationError("--generate-only must be at least 1") }
             guard influxOut != nil || trainDictionary != nil else { throw ValidationError("--generate-only writes to --influx-out FILE or --train-dictionary FILE: add one") }
+        }
+        if let cpuStages {
+            guard cpuStages >= 1 else { throw ValidationError("--cpu-stages must be at least 1") }
+            guard (1...100).contains(rounds) else { throw ValidationError("--rounds must be 1–100") }
+            guard prebuilt == nil, generateOnly == nil, influxOut == nil else { throw ValidationError("--cpu-stages sends nothing: it does not go with --prebuilt, --generate-only or --influx-out") }
         }
         if let prebuilt {
             guard prebuilt >= 1 else { throw ValidationError("--prebuilt must be at least 1") }
@@ -99,6 +107,24 @@ struct LoadTest: AsyncParsableCommand {
         }
         if let generateOnly, let sink {
             try await Self.generate(fleet: fleet, count: generateOnly, perRequest: reportsPerRequest, windows: windows, sink: sink)
+            return
+        }
+
+        if let cpuStages {
+            let requests = (cpuStages + reportsPerRequest - 1) / reportsPerRequest
+            let bodies = try Self.prepare(fleet: fleet, requests: requests, perRequest: reportsPerRequest, windows: windows).map(\.body)
+            let configuration = try CollectorOptions.orExit { () throws(CollectorError) in try CollectorConfiguration.load(path: options.config) }
+            let result = try await IngestStages.measure(bodies: bodies, rounds: rounds, nowMs: nowMs, configuration: configuration)
+            print("loadtest: CPU per report in each ingest stage, \(result.reports) reports (\(result.series) series) of \(fleet.count) devices "
+                  + "in \(bodies.count) gzip requests, best of \(rounds) rounds, this process only (no HTTP, no database)")
+            for s in result.stages {
+                print(s.name.padding(toLength: 30, withPad: " ", startingAt: 0) + Self.format(s.microsecondsPerReport, 1).leftPadded(9) + " µs"
+                      + Self.format(100 * s.microsecondsPerReport / result.totalMicrosecondsPerReport, 1).leftPadded(8) + " %")
+            }
+            print("total".padding(toLength: 30, withPad: " ", startingAt: 0) + Self.format(result.totalMicrosecondsPerReport, 1).leftPadded(9) + " µs")
+            print("loadtest-cpu-stages: reports=\(result.reports) "
+                  + result.stages.map { "\($0.name.prefix { $0 != " " })_us=\(Self.format($0.microsecondsPerReport, 1))" }.joined(separator: " ")
+                  + " total_us=\(Self.format(result.totalMicrosecondsPerReport, 1))")
             return
         }
 
@@ -1081,4 +1107,9 @@ actor LoadLineSink {
         }
         return out
     }
+}
+
+extension String {
+    /// Right-aligned in `width` characters (longer strings as they are).
+    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
 }

@@ -172,6 +172,35 @@ import TelemetryModel
         print("edge number \(number): fast path \(fast.map { "\($0[0].series[0].min)" } ?? "undecided"), JSONDecoder \(slow.map { "\($0[0].series[0].min)" } ?? "refuses")")
     }
 
+    /// Numbers without an exponent and with at most 15 digits skip the text parser (an exact division);
+    /// longer ones still go through it. Either way every one reads, bit for bit, as `Double(String)` and
+    /// JSONDecoder read it: random digit strings with every split between integer and fraction digits,
+    /// signs, leading zeros after the point and the 15/16-digit boundary.
+    @Test func shortDecimalsReadAsTheTextParserReadsThem() throws {
+        let seed = UInt64(ProcessInfo.processInfo.environment["MEETPUNT_READER_SEED"] ?? "") ?? UInt64.random(in: 1...UInt64.max)
+        print("ReportBatchReaderTests decimals seed \(seed) (MEETPUNT_READER_SEED replays it)")
+        var rng = SeededGenerator(seed: seed)
+        var numbers: [String] = ["0", "-0", "0.0", "-0.0", "0.000000000000001", "999999999999999", "-999999999999999", "9999999999999999",
+                                 "0.1", "0.2", "0.3", "2.675", "1.005", "123456789012345", "12345678901234.5", "1.23456789012345"]
+        while numbers.count < 3000 {
+            let digits = Int.random(in: 1...17, using: &rng)
+            var d = (0..<digits).map { _ in String(Int.random(in: 0...9, using: &rng)) }.joined()
+            let fraction = Int.random(in: 0..<digits, using: &rng)
+            var whole = String(d.prefix(digits - fraction)).drop { $0 == "0" }
+            if whole.isEmpty { whole = "0" }
+            d = fraction == 0 ? String(whole) : String(whole) + "." + d.suffix(fraction)
+            numbers.append((Bool.random(using: &rng) ? "-" : "") + d)
+        }
+        let series = numbers.map { #"{"metric":"m","unit":"u","labels":{},"count":1,"min":"# + $0 + #","max":1,"mean":0,"last":0,"sum":0}"# }
+        let body = Array((#"{"reports":[{"agent_version":"t","device":"d","key_epoch":1,"schema":2,"seq":1,"series":["#
+            + series.joined(separator: ",") + #"],"window_end_ms":2,"window_start_ms":1}]}"#).utf8)
+        let fast = try #require(ReportBatchReader.reports(body), "seed \(seed): the fast path refused plain decimals")
+        Self.expectIdentical(fast, try Self.decoded(body), seed: seed)
+        for (text, s) in zip(numbers, fast[0].series) {
+            #expect(s.min.bitPattern == Double(text)!.bitPattern, "seed \(seed): \(text) read as \(s.min), Double(String) gives \(Double(text)!)")
+        }
+    }
+
     /// Reading stops past the limit: a body of many tiny reports is refused before it is all read.
     @Test func aBatchOverTheLimitIsRefusedWhileReading() throws {
         let one = #"{"agent_version":"t","device":"d","key_epoch":1,"schema":2,"seq":1,"series":[],"window_end_ms":2,"window_start_ms":1}"#

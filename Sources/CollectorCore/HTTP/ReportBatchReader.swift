@@ -138,8 +138,9 @@ public struct ReportBatchReader {
                 guard labels == nil else { return false }
                 var map: [String: String] = [:]
                 guard r.object({ r, key in
-                    guard let k = r.text(key), map[k] == nil, let v = r.string() else { return false }  // keys with escapes: JSONDecoder
-                    map[k] = v
+                    // Keys with escapes: JSONDecoder. A key seen twice ends the read (JSONDecoder decides), so
+                    // what `updateValue` did to the map then does not matter.
+                    guard let k = r.text(key), let v = r.string(), map.updateValue(v, forKey: k) == nil else { return false }
                     return true
                 }) else { return false }
                 labels = map
@@ -432,13 +433,45 @@ public struct ReportBatchReader {
     /// `JSONDecoder` refuses the number: this reader leaves it to JSONDecoder
     /// (`ReportBatchReaderTests.edgeNumbersReadAsJSONDecoderReadsThem`).
     private mutating func double() -> Double? {
-        guard let token = numberToken(integer: false), let text = text(token), let v = Double(text), v.isFinite else { return nil }
+        guard let token = numberToken(integer: false) else { return nil }
+        if let v = exactDouble(token) { return v }
+        guard let text = text(token), let v = Double(text), v.isFinite else { return nil }
         if v == 0 {
             // Zero is read when written plainly (`0`, `-0.0`); a zero with an exponent, or any non-zero
             // digit that rounded to zero, goes to JSONDecoder (which refuses `-0.0e5` and `1e-400`).
             for i in token where base[i] == 0x65 || base[i] == 0x45 || (base[i] >= 0x31 && base[i] <= 0x39) { return nil }
         }
         return v
+    }
+
+    /// Powers of ten that a `Double` holds exactly.
+    private static let exactPowersOfTen: [Double] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15]
+
+    /// A number without an exponent and with at most 15 digits, converted without the text parser: its
+    /// digits m (below 10^15, so a `Double` holds m exactly) divided by 10^k (exact too), one IEEE division,
+    /// which is correctly rounded, so the result is the correctly rounded value `Double(String)` gives, bit
+    /// for bit (Clinger's fast path). Agents write most values this way (integral values always); nil for
+    /// the others, which go to the text parser.
+    private func exactDouble(_ token: Range<Int>) -> Double? {
+        var i = token.lowerBound
+        let negative = base[i] == 0x2D
+        if negative { i += 1 }
+        var m: UInt64 = 0, digits = 0, fraction = 0
+        while i < token.upperBound {
+            let c = base[i]
+            if c == 0x2E {
+                fraction = token.upperBound - i - 1
+            } else if Self.isDigit(c) {
+                digits += 1
+                guard digits <= 15 else { return nil }
+                m = m &* 10 &+ UInt64(c &- 0x30)
+            } else {
+                return nil  // an exponent
+            }
+            i += 1
+        }
+        let v = Double(m) / Self.exactPowersOfTen[fraction]
+        return negative ? -v : v
     }
 
     private mutating func int32s() -> [Int32]? {

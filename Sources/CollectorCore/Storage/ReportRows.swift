@@ -19,9 +19,21 @@ enum ReportRows {
     /// The report's series grouped by data class (sorted by class), each group compressed.
     static func payloads(_ report: Report, _ classes: [DataClass]) throws -> [(dataClass: String, seriesCount: Int, payload: [UInt8])] {
         precondition(classes.count == report.series.count)
-        var byClass: [String: [Series]] = [:]
-        for (i, s) in report.series.enumerated() { byClass[classes[i].rawValue, default: []].append(s) }
-        return try byClass.sorted { $0.key < $1.key }.map { ($0.key, $0.value.count, try SeriesCodec.compress($0.value)) }
+        // A report has a handful of classes: a list searched in place costs less than hashing every series'
+        // class, and a report of one class is encoded as it came, without a copy of its series.
+        var groups: [(dataClass: String, indices: [Int])] = []
+        for (i, c) in classes.enumerated() {
+            if let g = groups.firstIndex(where: { $0.dataClass == c.rawValue }) {
+                groups[g].indices.append(i)
+            } else {
+                groups.append((c.rawValue, [i]))
+            }
+        }
+        groups.sort { $0.dataClass < $1.dataClass }
+        return try groups.map { g in
+            let series = g.indices.count == report.series.count ? report.series : g.indices.map { report.series[$0] }
+            return (g.dataClass, series.count, try SeriesCodec.compress(series))
+        }
     }
 
     /// The series of `row` whose metric passes `keep`, as stored windows.

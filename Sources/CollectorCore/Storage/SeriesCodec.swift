@@ -55,18 +55,10 @@ public enum SeriesCodec {
 
     static func encodeFormat1(_ series: [Series]) -> [UInt8] {
         var table = StringTable()
-        func index(_ s: String) -> Int { table.index(s) }
         var body: [UInt8] = []
         body.reserveCapacity(series.count * 24)
         for s in series {
-            varint(UInt64(index(s.metric)), &body)
-            varint(UInt64(index(s.unit)), &body)
-            let labels = s.labels.sorted { $0.key < $1.key }
-            varint(UInt64(labels.count), &body)
-            for (k, v) in labels {
-                varint(UInt64(index(k)), &body)
-                varint(UInt64(index(v)), &body)
-            }
+            table.writeShape(of: s, to: &body)
             let meanDerived = s.count > 0 && (s.sum / Double(s.count)).bitPattern == s.mean.bitPattern
             var flags: UInt8 = meanDerived ? 0 : 1
             if let sk = s.sketch {
@@ -96,19 +88,12 @@ public enum SeriesCodec {
     /// Format 2: the string table, every series' structure, then every series' values.
     static func encodeFormat2(_ series: [Series]) -> [UInt8] {
         var table = StringTable()
-        func index(_ s: String) -> Int { table.index(s) }
         var structure: [UInt8] = []
         structure.reserveCapacity(series.count * 8)
         var values: [UInt8] = []
         values.reserveCapacity(series.count * 20)
         for s in series {
-            varint(UInt64(index(s.metric)), &structure)
-            varint(UInt64(index(s.unit)), &structure)
-            varint(UInt64(s.labels.count), &structure)
-            for (k, v) in s.labels.sorted(by: { $0.key < $1.key }) {
-                varint(UInt64(index(k)), &structure)
-                varint(UInt64(index(v)), &structure)
-            }
+            table.writeShape(of: s, to: &structure)
             var flags = Format2Flags()
             let meanDerived = s.count > 0 && (s.sum / Double(s.count)).bitPattern == s.mean.bitPattern
             if !meanDerived { flags.insert(.meanStored) }
@@ -144,16 +129,64 @@ public enum SeriesCodec {
         return out + structure + values
     }
 
+    /// `labels` in key order; most series have no label or one, which need no sorted copy.
+    @inline(__always)
+    static func forEachLabelInKeyOrder(_ labels: [String: String], _ body: (String, String) -> Void) {
+        if labels.count <= 1 {
+            for (k, v) in labels { body(k, v) }
+        } else {
+            for (k, v) in labels.sorted(by: { $0.key < $1.key }) { body(k, v) }
+        }
+    }
+
     /// The strings of a payload in order of first use, each written once and referred to by index.
     struct StringTable {
         private var indices: [String: Int] = [:]
         private(set) var strings: [String] = []
+        /// The string last asked for at each place of a series' shape (metric, unit, then each label key
+        /// by position): consecutive series mostly repeat them, and comparing with the last one costs less
+        /// than hashing.
+        private var lastMetric: (string: String, index: Int)?
+        private var lastUnit: (string: String, index: Int)?
+        private var lastKeys: [(string: String, index: Int)?] = []
+        private var lastValues: [(string: String, index: Int)?] = []
 
         mutating func index(_ s: String) -> Int {
             if let i = indices[s] { return i }
             indices[s] = strings.count
             strings.append(s)
             return strings.count - 1
+        }
+
+        private mutating func index(_ s: String, after last: (string: String, index: Int)?) -> (string: String, index: Int) {
+            if let last, last.string == s { return last }
+            return (s, index(s))
+        }
+
+        /// A series' shape as both formats write it: metric, unit, label count, then (key, value) index
+        /// pairs in key order.
+        mutating func writeShape(of s: Series, to out: inout [UInt8]) {
+            let metric = index(s.metric, after: lastMetric), unit = index(s.unit, after: lastUnit)
+            lastMetric = metric
+            lastUnit = unit
+            varint(UInt64(metric.index), &out)
+            varint(UInt64(unit.index), &out)
+            varint(UInt64(s.labels.count), &out)
+            var position = 0
+            SeriesCodec.forEachLabelInKeyOrder(s.labels) { k, v in
+                let seen = position < lastKeys.count
+                let key = index(k, after: seen ? lastKeys[position] : nil), value = index(v, after: seen ? lastValues[position] : nil)
+                if seen {
+                    lastKeys[position] = key
+                    lastValues[position] = value
+                } else {
+                    lastKeys.append(key)
+                    lastValues.append(value)
+                }
+                varint(UInt64(key.index), &out)
+                varint(UInt64(value.index), &out)
+                position += 1
+            }
         }
 
         /// Count, then each string as length + UTF-8 bytes (both formats).
