@@ -80,13 +80,22 @@ public struct IdentifierGuard: Sendable {
         Array("hhhh.hhhh.hhhh".utf8), Array("hh.hh.hh.hh.hh.hh".utf8), Array("hh hh hh hh hh hh".utf8),
     ]
 
+    private static func isMACSeparator(_ b: UInt8) -> Bool {
+        b == UInt8(ascii: ":") || b == UInt8(ascii: "-") || b == UInt8(ascii: ".") || b == UInt8(ascii: " ")
+    }
+
     static func containsMAC(_ bytes: [UInt8]) -> Bool {
         // A pseudonym (`cm_` + 24 base32 characters, an HMAC output) can hold a run of 12 characters from
         // [a-f2-7] by chance; it is exempt from the bare-hex rule only, never from the separated spellings.
         let bareHexExempt = isPseudonymShaped(bytes)
         for i in bytes.indices {
             guard isHex(bytes[i]) else { continue }
-            for shape in macShapes where matches(bytes, at: i, shape: shape) { return true }
+            // Every separated spelling has its first separator two bytes in (`hh:`, `hh-`, `hh.`, `hh `) or,
+            // for `hhhh.hhhh.hhhh`, four: without one there, no shape can match at i (a pseudonym, base32
+            // with no separator, is passed over here at every position).
+            if i + 4 < bytes.count, Self.isMACSeparator(bytes[i + 2]) || bytes[i + 4] == UInt8(ascii: ".") {
+                for shape in macShapes where matches(bytes, at: i, shape: shape) { return true }
+            }
             // Bare 12 hex digits: a run of exactly 12 bounded by non-hex characters, so `enx001b213a4f5e`
             // (systemd's MAC-based interface names) is caught as well as `001b213a4f5e`.
             if !bareHexExempt, i == 0 || !isHex(bytes[i - 1]) {

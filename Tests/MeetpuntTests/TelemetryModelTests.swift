@@ -258,7 +258,7 @@ import TelemetryModel
             }.joined(separator: sep)
         }
         return [lower, upper, grouped(lower, 2, ":"), grouped(upper, 2, ":"), grouped(lower, 2, "-"), grouped(upper, 2, "-"),
-                grouped(lower, 4, "."), grouped(upper, 4, ".")]
+                grouped(lower, 4, "."), grouped(upper, 4, "."), grouped(lower, 2, "."), grouped(upper, 2, " ")]
     }
 
     @Test(arguments: spellings(mac))
