@@ -111,9 +111,12 @@ struct LoadTest: AsyncParsableCommand {
         }
 
         if let cpuStages {
+            let configuration = try CollectorOptions.orExit { () throws(CollectorError) in try CollectorConfiguration.load(path: options.config) }
+            guard reportsPerRequest <= configuration.maxReportsPerBatch else {
+                throw ValidationError("--reports-per-request \(reportsPerRequest) is over the collector's ingest.max_reports_per_batch (\(configuration.maxReportsPerBatch))")
+            }
             let requests = (cpuStages + reportsPerRequest - 1) / reportsPerRequest
             let bodies = try Self.prepare(fleet: fleet, requests: requests, perRequest: reportsPerRequest, windows: windows).map(\.body)
-            let configuration = try CollectorOptions.orExit { () throws(CollectorError) in try CollectorConfiguration.load(path: options.config) }
             let result = try await IngestStages.measure(bodies: bodies, rounds: rounds, nowMs: nowMs, configuration: configuration)
             print("loadtest: CPU per report in each ingest stage, \(result.reports) reports (\(result.series) series) of \(fleet.count) devices "
                   + "in \(bodies.count) gzip requests, best of \(rounds) rounds, this process only (no HTTP, no database)")

@@ -15,9 +15,10 @@ QEMU starts, 6.4 s with these files). So, once per image, this derives beside th
 
 The guest runs the same kernel and the same files either way. The image directory's name is already
 keyed on everything that built it, so what is derived here needs no key of its own; each file is written
-under a temporary name and renamed, so a run that is interrupted leaves nothing half-written. When a
-file cannot be derived (no PVH note, an unknown compression), the original is printed instead with the
-reason on stderr: slower, never wrong.
+under a temporary name, synced and renamed, and checked again whenever it is reused (the kernel's PVH
+note, the archive's trailer), so an interrupted run or a cut file is made again. When a file cannot be
+derived (no PVH note, an unknown compression), the original is printed instead with the reason on
+stderr: slower, never wrong.
 """
 import lzma
 import os
@@ -56,7 +57,7 @@ def decompress(payload: bytes, what: str) -> bytes:
 
 def has_pvh_note(elf: bytes) -> bool:
     """True when the ELF (64-bit, little-endian) has a PT_NOTE holding the Xen PHYS32_ENTRY note."""
-    if elf[:4] != b"\x7fELF" or elf[4] != 2 or elf[5] != 1:
+    if len(elf) < 64 or elf[:4] != b"\x7fELF" or elf[4] != 2 or elf[5] != 1:
         return False
     phoff = struct.unpack_from("<Q", elf, 0x20)[0]
     phentsize, phnum = struct.unpack_from("<HH", elf, 0x36)
@@ -74,14 +75,27 @@ def has_pvh_note(elf: bytes) -> bool:
     return False
 
 
-def derive(target: str, make) -> None:
+def derive(target: str, make, valid) -> None:
+    """`target` made by `make` unless a file that `valid` accepts is there already; written under a
+    temporary name, flushed to disk, then renamed, so a crash leaves the old state or the whole file."""
     if os.path.exists(target):
-        return
+        with open(target, "rb") as f:
+            if valid(f.read()):
+                return
+        os.unlink(target)
     data = make()
+    if not valid(data):
+        raise ValueError(f"{target}: what was derived does not check")
     tmp = f"{target}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, target)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def main() -> int:
@@ -90,25 +104,29 @@ def main() -> int:
         return 2
     image = sys.argv[1]
     kernel, initrd = os.path.join(image, "vmlinuz"), os.path.join(image, "initrd.img")
+    # Any failure (a short or odd file included) means booting the original: slower, never wrong.
     try:
         def make_vmlinux() -> bytes:
             with open(kernel, "rb") as f:
-                elf = decompress(bzimage_payload(f.read()), kernel)
+                return decompress(bzimage_payload(f.read()), kernel)
+        def pvh_kernel(elf: bytes) -> bool:
             if not has_pvh_note(elf):
                 raise ValueError("the decompressed kernel has no PVH entry note (CONFIG_PVH off?)")
-            return elf
-        derive(os.path.join(image, "vmlinux.pvh"), make_vmlinux)
+            return True
+        derive(os.path.join(image, "vmlinux.pvh"), make_vmlinux, pvh_kernel)
         kernel = os.path.join(image, "vmlinux.pvh")
-    except (OSError, ValueError, lzma.LZMAError, zlib.error, subprocess.CalledProcessError) as e:
+    except Exception as e:  # noqa: BLE001
         print(f"boot-files: booting {kernel} as it is: {e}", file=sys.stderr)
     try:
         def make_cpio() -> bytes:
             with open(initrd, "rb") as f:
                 raw = f.read()
             return raw if raw.startswith(b"070701") else decompress(raw, initrd)
-        derive(os.path.join(image, "initrd.cpio"), make_cpio)
+        # A newc archive ends with its TRAILER!!! entry: a cut file does not.
+        derive(os.path.join(image, "initrd.cpio"), make_cpio,
+               lambda data: data.startswith(b"070701") and b"TRAILER!!!" in data[-1024:])
         initrd = os.path.join(image, "initrd.cpio")
-    except (OSError, ValueError, lzma.LZMAError, zlib.error, subprocess.CalledProcessError) as e:
+    except Exception as e:  # noqa: BLE001
         print(f"boot-files: booting {initrd} as it is: {e}", file=sys.stderr)
     print(kernel, initrd)
     return 0

@@ -5,8 +5,9 @@ import GzipCodec
 import TelemetryModel
 
 /// The CPU an ingested report costs in each stage of `POST /v1/reports` that does not wait on anything:
-/// the gzip body inflated, read, checked, encoded into its stored rows and merged into the fleet
-/// aggregates, as ``CollectorAPI/ingestBatch(_:)`` does them, in one task, without HTTP or a database
+/// the gzip body inflated, read, checked (device id, ``ReportValidator``, data classes; not the retention
+/// cut-off, a comparison per class), encoded into its stored rows and merged into the fleet aggregates,
+/// with the calls ``CollectorAPI/ingestBatch(_:)`` makes, in one task, without HTTP or a database
 /// (`meetpunt-collector loadtest --cpu-stages N`, docs/benchmarks.md).
 ///
 /// A load run's reports per second move with everything else on the machine; these figures are the
