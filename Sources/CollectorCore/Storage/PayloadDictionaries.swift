@@ -2,23 +2,29 @@ import CZstd
 import Foundation
 import Synchronization
 
-/// The zstd dictionaries built into the collector for report payloads (storage codecs 2 and 3, docs/storage.md).
+/// The zstd dictionaries built into the collector for report payloads (storage codecs 2, 3 and 4, docs/storage.md).
 ///
 /// A dictionary is trained once, by `scripts/storage/make-dictionary.sh`, on reports of the load generator's
-/// simulated fleet (never on a subscriber's data), and compiled in. A stored payload names its dictionary by
-/// the id in its zstd frame, so a dictionary is never changed or removed once shipped: a better one is
-/// added with a new id and becomes ``current``; rows written with an older one keep decoding with it.
+/// simulated fleet (never on a subscriber's data), and compiled in. A stored payload of codec 2 or 3 names its
+/// dictionary by the id in its zstd frame; codec 4's bare frames leave the id out, the codec names dictionary
+/// 3. So a dictionary is never changed or removed once shipped: a better one is added as the next and becomes
+/// ``current`` with a new codec; rows written with an older one keep decoding with it.
 public enum PayloadDictionaries {
-    /// Every dictionary this collector can read, oldest first: dictionary 1 (codec 2, format 1) and
-    /// dictionary 2 (codec 3, format 2).
+    /// Every dictionary this collector can read, oldest first: dictionary 1 (codec 2, format 1),
+    /// dictionary 2 (codec 3, format 2) and dictionary 3 (codec 4, format 3, bare frames).
     public static let all: [PayloadDictionary] = {
-        [dictionary1Base64, dictionary2Base64].map { text in
+        [(dictionary1Base64, false, 3), (dictionary2Base64, false, 3), (dictionary3Base64, true, currentLevel)].map { text, bare, level in
             guard let data = Data(base64Encoded: text, options: .ignoreUnknownCharacters) else {
                 preconditionFailure("a built-in payload dictionary is not base64")
             }
-            return PayloadDictionary(bytes: [UInt8](data))
+            return PayloadDictionary(bytes: [UInt8](data), bareFrames: bare, level: level)
         }
     }()
+
+    /// The zstd level new payloads are compressed at, and the next dictionary is trained for. Level 6 writes
+    /// 0.9 bytes a series less than level 3 on the generator's reports for about 20 µs more a row
+    /// (docs/storage.md, "Codec 4"); decompression does not depend on it.
+    public static let currentLevel: Int32 = 6
 
     /// The dictionary new payloads are written with.
     public static var current: PayloadDictionary { all[all.count - 1] }
@@ -32,8 +38,10 @@ public enum PayloadDictionaries {
         frame.withUnsafeBytes { ZSTD_getDictID_fromFrame($0.baseAddress, $0.count) }
     }
 
-    /// Trains a dictionary of at most `capacity` bytes on `samples` (uncompressed series payloads) with
-    /// zstd's default trainer (`ZDICT_trainFromBuffer`); for `make-dictionary.sh`.
+    /// Trains a dictionary of at most `capacity` bytes on `samples` (uncompressed series payloads) for
+    /// `make-dictionary.sh`, with zstd's fastCover trainer searching its parameters (`k`, `d` of 6 and 8, 40
+    /// steps) for the smallest payloads at ``currentLevel``, where `ZDICT_trainFromBuffer` (dictionaries 1
+    /// and 2) tries 4 steps at `d` = 8 and level 3.
     public static func train(samples: [[UInt8]], capacity: Int) throws -> [UInt8] {
         var joined: [UInt8] = []
         joined.reserveCapacity(samples.reduce(0) { $0 + $1.count })
@@ -43,7 +51,9 @@ public enum PayloadDictionaries {
         let n = out.withUnsafeMutableBytes { o in
             joined.withUnsafeBytes { j in
                 sizes.withUnsafeBufferPointer { z in
-                    ZDICT_trainFromBuffer(o.baseAddress, o.count, j.baseAddress, z.baseAddress, UInt32(z.count))
+                    var parameters = ZDICT_fastCover_params_t()
+                    parameters.zParams.compressionLevel = currentLevel
+                    return ZDICT_optimizeTrainFromBuffer_fastCover(o.baseAddress, o.count, j.baseAddress, z.baseAddress, UInt32(z.count), &parameters)
                 }
             }
         }
@@ -54,24 +64,32 @@ public enum PayloadDictionaries {
     }
 }
 
-/// One zstd dictionary, digested for compression (level 3) and decompression. Its digested forms are
+/// One zstd dictionary, digested for compression (at its `level`) and decompression. Its digested forms are
 /// read-only once made and zstd allows sharing them between threads; the per-call contexts come from small
 /// pools, so no allocation of zstd's workspace happens per payload.
+///
+/// Dictionaries 1 and 2 write standard frames, with the magic number and the dictionary's id. Dictionary 3
+/// writes bare frames (`bareFrames`): no magic number (`ZSTD_f_zstd1_magicless`) and no dictionary id, 8
+/// bytes less a row, since the row's codec already says both; the content size stays in the frame header.
 public final class PayloadDictionary: @unchecked Sendable {
     public let id: UInt32
     public let byteCount: Int
+    public let bareFrames: Bool
     private let compressionDictionary: OpaquePointer
     private let decompressionDictionary: OpaquePointer
     private let compressors = ContextPool(make: { ZSTD_createCCtx() }, free: { _ = ZSTD_freeCCtx($0) })
     private let decompressors = ContextPool(make: { ZSTD_createDCtx() }, free: { _ = ZSTD_freeDCtx($0) })
 
-    public static let compressionLevel: Int32 = 3
+    /// The zstd level this dictionary compresses at: 3 for dictionaries 1 and 2, ``PayloadDictionaries/currentLevel`` for 3.
+    public let level: Int32
 
-    init(bytes: [UInt8]) {
+    init(bytes: [UInt8], bareFrames: Bool, level: Int32) {
+        self.bareFrames = bareFrames
+        self.level = level
         id = bytes.withUnsafeBytes { ZSTD_getDictID_fromDict($0.baseAddress, $0.count) }
         precondition(id != 0, "a built-in payload dictionary has no zstd dictionary id")
         byteCount = bytes.count
-        guard let c = bytes.withUnsafeBytes({ ZSTD_createCDict($0.baseAddress, $0.count, Self.compressionLevel) }),
+        guard let c = bytes.withUnsafeBytes({ ZSTD_createCDict($0.baseAddress, $0.count, level) }),
               let d = bytes.withUnsafeBytes({ ZSTD_createDDict($0.baseAddress, $0.count) }) else {
             preconditionFailure("zstd cannot load built-in payload dictionary \(id)")
         }
@@ -84,13 +102,24 @@ public final class PayloadDictionary: @unchecked Sendable {
         ZSTD_freeDDict(decompressionDictionary)
     }
 
-    /// One zstd frame with its content size and this dictionary's id.
+    /// One zstd frame with its content size: a standard frame with this dictionary's id, or a bare one.
     public func compress(_ raw: [UInt8]) throws -> [UInt8] {
         try compressors.with { context in
             var out = [UInt8](repeating: 0, count: ZSTD_compressBound(raw.count))
             let n = out.withUnsafeMutableBytes { o in
                 raw.withUnsafeBytes { i in
-                    ZSTD_compress_usingCDict(context, o.baseAddress, o.count, i.baseAddress, i.count, compressionDictionary)
+                    guard bareFrames else {
+                        return ZSTD_compress_usingCDict(context, o.baseAddress, o.count, i.baseAddress, i.count, compressionDictionary)
+                    }
+                    // Parameters stick to a context: set all of them on every use.
+                    for step in [ZSTD_CCtx_reset(context, ZSTD_reset_session_and_parameters),
+                                 ZSTD_CCtx_setParameter(context, ZSTD_c_experimentalParam2, Int32(ZSTD_f_zstd1_magicless.rawValue)),  // ZSTD_c_format
+                                 ZSTD_CCtx_setParameter(context, ZSTD_c_dictIDFlag, 0),
+                                 ZSTD_CCtx_setParameter(context, ZSTD_c_contentSizeFlag, 1),
+                                 ZSTD_CCtx_refCDict(context, compressionDictionary)] where ZSTD_isError(step) != 0 {
+                        return step
+                    }
+                    return ZSTD_compress2(context, o.baseAddress, o.count, i.baseAddress, i.count)
                 }
             }
             guard ZSTD_isError(n) == 0 else { throw SeriesCodec.EncodingFailure(description: "zstd: \(String(cString: ZSTD_getErrorName(n)))") }
@@ -99,13 +128,37 @@ public final class PayloadDictionary: @unchecked Sendable {
         }
     }
 
+    /// The uncompressed size a frame of this dictionary's kind says it holds, or nil when its header is not
+    /// one (cut short, damaged, no content size).
+    public func contentSize(of payload: [UInt8]) -> UInt64? {
+        let size: UInt64
+        if bareFrames {
+            var header = ZSTD_frameHeader()
+            let r = payload.withUnsafeBytes { ZSTD_getFrameHeader_advanced(&header, $0.baseAddress, $0.count, ZSTD_f_zstd1_magicless) }
+            guard r == 0, header.frameType == ZSTD_frame else { return nil }
+            size = header.frameContentSize
+        } else {
+            size = payload.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
+        }
+        guard size != ZSTD_CONTENTSIZE_ERROR, size != ZSTD_CONTENTSIZE_UNKNOWN else { return nil }
+        return size
+    }
+
     /// The `size` bytes `payload` holds (its frame's content size, checked by the caller).
     public func decompress(_ payload: [UInt8], size: Int) throws -> [UInt8] {
         try decompressors.with { context in
             var out = [UInt8](repeating: 0, count: size)
             let n = out.withUnsafeMutableBytes { o in
                 payload.withUnsafeBytes { i in
-                    ZSTD_decompress_usingDDict(context, o.baseAddress, o.count, i.baseAddress, i.count, decompressionDictionary)
+                    guard bareFrames else {
+                        return ZSTD_decompress_usingDDict(context, o.baseAddress, o.count, i.baseAddress, i.count, decompressionDictionary)
+                    }
+                    for step in [ZSTD_DCtx_reset(context, ZSTD_reset_session_and_parameters),
+                                 ZSTD_DCtx_setParameter(context, ZSTD_d_experimentalParam1, Int32(ZSTD_f_zstd1_magicless.rawValue)),  // ZSTD_d_format
+                                 ZSTD_DCtx_refDDict(context, decompressionDictionary)] where ZSTD_isError(step) != 0 {
+                        return step
+                    }
+                    return ZSTD_decompressDCtx(context, o.baseAddress, o.count, i.baseAddress, i.count)
                 }
             }
             guard ZSTD_isError(n) == 0, n == size else { throw SeriesCodec.DecodingFailure(description: "stored payload does not decompress with dictionary \(id)") }
