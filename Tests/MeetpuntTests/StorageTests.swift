@@ -110,8 +110,15 @@ import TelemetryModel
         let golden = [UInt8](try Data(contentsOf: frame))
         #expect(Array(golden.prefix(4)) != [0x28, 0xB5, 0x2F, 0xFD], "a bare frame has no magic number")
         #expect(try SeriesCodec.decompress(golden, codec: 4, seriesCount: 5) == Self.sample())
-        // 8 bytes of frame header less than a standard frame of the same dictionary would take.
-        #expect(golden.count < (try SeriesCodec.compress(Self.sample(), codec: 3)).count)
+        // A bare frame is a standard zstd frame without its magic number (and written without the
+        // dictionary id): with the four bytes put back, zstd's own header reader takes it.
+        #expect(PayloadDictionaries.contentSize(ofFrame: [0x28, 0xB5, 0x2F, 0xFD] + golden, bare: false) == UInt64(rawBytes.count))
+        // Damaged bare frames fail with a reason: empty, cut inside the header, cut inside the block, a
+        // trailing byte, a header claiming 1 GiB.
+        for damaged in [[], [0x20], Array(golden.prefix(3)), Array(golden.dropLast(5)), golden + [0],
+                        [0xE0, 0, 0, 0, 0x40, 0, 0, 0, 0, 1, 0, 0]] as [[UInt8]] {
+            #expect(throws: SeriesCodec.DecodingFailure.self, "\(damaged.prefix(12))") { try SeriesCodec.decompress(damaged, codec: 4, seriesCount: 5) }
+        }
         // A bare frame is not read as a standard one, nor a standard frame as a bare one.
         #expect(throws: SeriesCodec.DecodingFailure.self) { try SeriesCodec.decompress(golden, codec: 3, seriesCount: 5) }
         #expect(throws: SeriesCodec.DecodingFailure.self) { try SeriesCodec.decompress(try SeriesCodec.compress(Self.sample(), codec: 3), codec: 4, seriesCount: 5) }
@@ -152,9 +159,12 @@ import TelemetryModel
             var sketch: QuantileSketch?
             var count = Int.random(in: 1...1000, using: &rng)
             if i % 3 == 0 {
-                var sk = QuantileSketch()
-                for _ in 0..<Int.random(in: 1...40, using: &rng) { sk.add(Double.random(in: -1e4...1e4, using: &rng)) }
-                if i % 2 == 0 { count = Int(sk.zeroCount + sk.buckets.values.reduce(0, +) + sk.negativeBuckets.values.reduce(0, +)) }
+                // Every ninth series a sketch of another α, and every ninth one with no value at all (both stores empty).
+                var sk = i % 9 == 3 ? QuantileSketch(relativeAccuracy: 0.02) : QuantileSketch()
+                if i % 9 != 6 {
+                    for _ in 0..<Int.random(in: 1...40, using: &rng) { sk.add(Double.random(in: -1e4...1e4, using: &rng)) }
+                    if i % 2 == 0 { count = Int(sk.zeroCount + sk.buckets.values.reduce(0, +) + sk.negativeBuckets.values.reduce(0, +)) }
+                }
                 sketch = sk
             }
             // Every equality format 2 leaves out, and none.

@@ -21,16 +21,30 @@ public enum PayloadDictionaries {
         }
     }()
 
-    /// The zstd level new payloads are compressed at, and the next dictionary is trained for. Level 6 writes
-    /// 0.9 bytes a series less than level 3 on the generator's reports for about 20 µs more a row
-    /// (docs/storage.md, "Codec 4"); decompression does not depend on it.
+    /// The zstd level new payloads are compressed at, and the next dictionary is trained for. With dictionary
+    /// 3, level 6 writes 1.4 bytes a series less than level 3 on the generator's reports for about 22 µs more
+    /// a row (docs/benchmarks.md, "Codec 4"); decompression does not depend on it.
     public static let currentLevel: Int32 = 6
 
     /// The dictionary new payloads are written with.
     public static var current: PayloadDictionary { all[all.count - 1] }
 
+    /// The dictionary a standard frame (codecs 2 and 3) names by its id; bare frames name none.
     public static func dictionary(id: UInt32) -> PayloadDictionary? {
-        all.first { $0.id == id }
+        all.first { !$0.bareFrames && $0.id == id }
+    }
+
+    /// A zstd frame's magic number, little-endian: what a bare frame (codec 4) leaves out.
+    static let magicNumber: [UInt8] = [0x28, 0xB5, 0x2F, 0xFD]
+
+    /// The uncompressed size a frame's header says it holds, or nil when the header is not one (cut short,
+    /// damaged, no content size). A bare frame is read with its magic number put back.
+    public static func contentSize(ofFrame payload: [UInt8], bare: Bool) -> UInt64? {
+        // A frame header is at most 18 bytes after the magic number.
+        let header = bare ? magicNumber + payload.prefix(18) : Array(payload.prefix(22))
+        let size = header.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
+        guard size != ZSTD_CONTENTSIZE_ERROR, size != ZSTD_CONTENTSIZE_UNKNOWN else { return nil }
+        return size
     }
 
     /// The dictionary id a zstd frame names (0: none, or not a frame).
@@ -69,8 +83,10 @@ public enum PayloadDictionaries {
 /// pools, so no allocation of zstd's workspace happens per payload.
 ///
 /// Dictionaries 1 and 2 write standard frames, with the magic number and the dictionary's id. Dictionary 3
-/// writes bare frames (`bareFrames`): no magic number (`ZSTD_f_zstd1_magicless`) and no dictionary id, 8
-/// bytes less a row, since the row's codec already says both; the content size stays in the frame header.
+/// writes bare frames (`bareFrames`): a standard frame without the dictionary id (`ZSTD_c_dictIDFlag` 0)
+/// and with its first four bytes, the magic number, cut off; 8 bytes less a row, since the row's codec
+/// already says both. The content size stays in the frame header. Only zstd's stable API is used: the
+/// magic number is put back before a bare frame is read.
 public final class PayloadDictionary: @unchecked Sendable {
     public let id: UInt32
     public let byteCount: Int
@@ -111,54 +127,32 @@ public final class PayloadDictionary: @unchecked Sendable {
                     guard bareFrames else {
                         return ZSTD_compress_usingCDict(context, o.baseAddress, o.count, i.baseAddress, i.count, compressionDictionary)
                     }
-                    // Parameters stick to a context: set all of them on every use.
-                    for step in [ZSTD_CCtx_reset(context, ZSTD_reset_session_and_parameters),
-                                 ZSTD_CCtx_setParameter(context, ZSTD_c_experimentalParam2, Int32(ZSTD_f_zstd1_magicless.rawValue)),  // ZSTD_c_format
-                                 ZSTD_CCtx_setParameter(context, ZSTD_c_dictIDFlag, 0),
-                                 ZSTD_CCtx_setParameter(context, ZSTD_c_contentSizeFlag, 1),
-                                 ZSTD_CCtx_refCDict(context, compressionDictionary)] where ZSTD_isError(step) != 0 {
-                        return step
-                    }
+                    // Parameters stick to a context: reset them and set what this frame needs on every use.
+                    var r = ZSTD_CCtx_reset(context, ZSTD_reset_session_and_parameters)
+                    if ZSTD_isError(r) == 0 { r = ZSTD_CCtx_setParameter(context, ZSTD_c_dictIDFlag, 0) }
+                    if ZSTD_isError(r) == 0 { r = ZSTD_CCtx_refCDict(context, compressionDictionary) }
+                    if ZSTD_isError(r) != 0 { return r }
                     return ZSTD_compress2(context, o.baseAddress, o.count, i.baseAddress, i.count)
                 }
             }
             guard ZSTD_isError(n) == 0 else { throw SeriesCodec.EncodingFailure(description: "zstd: \(String(cString: ZSTD_getErrorName(n)))") }
             out.removeSubrange(n...)
+            if bareFrames {
+                guard out.starts(with: PayloadDictionaries.magicNumber) else { throw SeriesCodec.EncodingFailure(description: "zstd wrote no frame magic number") }
+                out.removeFirst(PayloadDictionaries.magicNumber.count)
+            }
             return out
         }
     }
 
-    /// The uncompressed size a frame of this dictionary's kind says it holds, or nil when its header is not
-    /// one (cut short, damaged, no content size).
-    public func contentSize(of payload: [UInt8]) -> UInt64? {
-        let size: UInt64
-        if bareFrames {
-            var header = ZSTD_frameHeader()
-            let r = payload.withUnsafeBytes { ZSTD_getFrameHeader_advanced(&header, $0.baseAddress, $0.count, ZSTD_f_zstd1_magicless) }
-            guard r == 0, header.frameType == ZSTD_frame else { return nil }
-            size = header.frameContentSize
-        } else {
-            size = payload.withUnsafeBytes { ZSTD_getFrameContentSize($0.baseAddress, $0.count) }
-        }
-        guard size != ZSTD_CONTENTSIZE_ERROR, size != ZSTD_CONTENTSIZE_UNKNOWN else { return nil }
-        return size
-    }
-
     /// The `size` bytes `payload` holds (its frame's content size, checked by the caller).
     public func decompress(_ payload: [UInt8], size: Int) throws -> [UInt8] {
-        try decompressors.with { context in
+        let frame = bareFrames ? PayloadDictionaries.magicNumber + payload : payload
+        return try decompressors.with { context in
             var out = [UInt8](repeating: 0, count: size)
             let n = out.withUnsafeMutableBytes { o in
-                payload.withUnsafeBytes { i in
-                    guard bareFrames else {
-                        return ZSTD_decompress_usingDDict(context, o.baseAddress, o.count, i.baseAddress, i.count, decompressionDictionary)
-                    }
-                    for step in [ZSTD_DCtx_reset(context, ZSTD_reset_session_and_parameters),
-                                 ZSTD_DCtx_setParameter(context, ZSTD_d_experimentalParam1, Int32(ZSTD_f_zstd1_magicless.rawValue)),  // ZSTD_d_format
-                                 ZSTD_DCtx_refDDict(context, decompressionDictionary)] where ZSTD_isError(step) != 0 {
-                        return step
-                    }
-                    return ZSTD_decompressDCtx(context, o.baseAddress, o.count, i.baseAddress, i.count)
+                frame.withUnsafeBytes { i in
+                    ZSTD_decompress_usingDDict(context, o.baseAddress, o.count, i.baseAddress, i.count, decompressionDictionary)
                 }
             }
             guard ZSTD_isError(n) == 0, n == size else { throw SeriesCodec.DecodingFailure(description: "stored payload does not decompress with dictionary \(id)") }

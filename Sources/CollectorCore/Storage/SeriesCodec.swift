@@ -58,7 +58,8 @@ public enum SeriesCodec {
         switch format {
         case 1: encodeFormat1(series)
         case 2: encodeFormat2(series)
-        default: encodeFormat3(series)
+        case 3: encodeFormat3(series)
+        default: preconditionFailure("series payload format \(format) does not exist (1, 2 and 3 do)")
         }
     }
 
@@ -244,7 +245,7 @@ public enum SeriesCodec {
             return (s, index(s))
         }
 
-        /// A series' shape as both formats write it: metric, unit, label count, then (key, value) index
+        /// A series' shape as every format writes it: metric, unit, label count, then (key, value) index
         /// pairs in key order.
         mutating func writeShape(of s: Series, to out: inout [UInt8]) {
             let metric = index(s.metric, after: lastMetric), unit = index(s.unit, after: lastUnit)
@@ -270,7 +271,7 @@ public enum SeriesCodec {
             }
         }
 
-        /// Count, then each string as length + UTF-8 bytes (both formats).
+        /// Count, then each string as length + UTF-8 bytes (every format).
         func write(to out: inout [UInt8]) {
             varint(UInt64(strings.count), &out)
             for s in strings {
@@ -367,14 +368,14 @@ public enum SeriesCodec {
         let raw: [UInt8]
         switch codec {
         case 1:
-            let size = try frameSize(payload, PayloadDictionaries.all[0])
+            let size = try frameSize(payload, bare: false)
             var out = [UInt8](repeating: 0, count: size)
             let n = out.withUnsafeMutableBytes { o in payload.withUnsafeBytes { i in ZSTD_decompress(o.baseAddress, o.count, i.baseAddress, i.count) } }
             guard ZSTD_isError(n) == 0, n == out.count else { throw DecodingFailure(description: "stored payload does not decompress") }
             raw = out
         case 2, 3:
             // The frame names its dictionary.
-            let size = try frameSize(payload, PayloadDictionaries.all[0])
+            let size = try frameSize(payload, bare: false)
             let id = PayloadDictionaries.dictionaryID(ofFrame: payload)
             guard let dictionary = PayloadDictionaries.dictionary(id: id) else {
                 throw DecodingFailure(description: "stored payload needs zstd dictionary \(id), which this collector does not have (it has \(PayloadDictionaries.all.map { String($0.id) }.joined(separator: ", ")))")
@@ -383,7 +384,7 @@ public enum SeriesCodec {
         case 4:
             // A bare frame: the codec names the dictionary.
             let dictionary = PayloadDictionaries.all[2]
-            raw = try dictionary.decompress(payload, size: try frameSize(payload, dictionary))
+            raw = try dictionary.decompress(payload, size: try frameSize(payload, bare: true))
         default:
             throw DecodingFailure(description: "unknown storage codec \(codec); this collector reads 1 to 4")
         }
@@ -392,9 +393,9 @@ public enum SeriesCodec {
         return series
     }
 
-    /// The content size in the header of a frame of `kind`'s form (standard or bare), within 64 MiB.
-    static func frameSize(_ payload: [UInt8], _ kind: PayloadDictionary) throws -> Int {
-        guard let size = kind.contentSize(of: payload), size < 64 << 20 else {
+    /// The content size in the header of a standard or bare frame, within 64 MiB.
+    static func frameSize(_ payload: [UInt8], bare: Bool) throws -> Int {
+        guard let size = PayloadDictionaries.contentSize(ofFrame: payload, bare: bare), size < 64 << 20 else {
             throw DecodingFailure(description: "stored payload is not a zstd frame with its size")
         }
         return Int(size)
@@ -402,7 +403,7 @@ public enum SeriesCodec {
 
     // MARK: Decoding
 
-    /// The series of an uncompressed payload, of either format (its first byte).
+    /// The series of an uncompressed payload, of any format (its first byte).
     public static func decode(_ bytes: [UInt8]) throws -> [Series] {
         var r = Reader(bytes: bytes)
         switch try r.byte() {
@@ -809,7 +810,7 @@ public enum SeriesCodec {
             table[try int(limit: table.count - 1)]
         }
 
-        /// A series' metric, unit and labels, each an index into the string table (both formats).
+        /// A series' metric, unit and labels, each an index into the string table (every format).
         mutating func shape(in table: [String]) throws -> (metric: String, unit: String, labels: [String: String]) {
             let metric = try string(in: table), unit = try string(in: table)
             var labels: [String: String] = [:]
