@@ -107,7 +107,8 @@ let package = Package(
         .systemLibrary(name: "CTestSupport", path: "Tests/CTestSupport"),
         .testTarget(name: "MeetpuntTests", dependencies: [
             "TelemetryModel", "GzipCodec", "NetlinkKit", "Pseudonymisation", "Aggregation", "AgentConfig",
-            "AgentCore", "CollectorCore", "CTestSupport", "PacketCapture", "TrafficAnalysis",
+            "AgentCore", "CollectorCore", "CTestSupport", "PacketCapture", "TrafficAnalysis", "meetpunt-agent",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "Hummingbird", package: "hummingbird"),
             .product(name: "HummingbirdTesting", package: "hummingbird"),

@@ -8,7 +8,7 @@ public enum TrafficSamples {
     public static func add(_ interval: TrafficInterval, pseudonymiser: Pseudonymiser, epoch: KeyEpoch, maxClients: Int,
                            captureDrops: UInt64?, into batch: inout SampleBatch) {
         for c in interval.classes {
-            let labels = ["direction": c.key.direction.rawValue, "transport": "\(c.key.transport)", "ip": c.key.ipv6 ? "6" : "4"]
+            let labels = ["direction": c.key.direction.rawValue, "transport": c.key.transport.label, "ip": c.key.ipv6 ? "6" : "4"]
             batch.add("traffic.packets", labels, Double(c.packets))
             batch.add("traffic.bytes", labels, Double(c.bytes))
         }
@@ -60,11 +60,15 @@ public enum TrafficSamples {
         var groupOf: [ClientLeg: Int] = [:]  // -1: a client the interval did not count (past its 512 clients)
         var groupIndex: [PeerLeg: Int] = [:]
         var groups: [(key: PeerLeg, values: [Double])] = []
+        // Samples come in runs of one conversation: the previous sample's group is checked before hashing.
+        var previous: (key: ClientLeg, group: Int)?
         for s in interval.rtt {
             guard let mac = s.client else { continue }
             let clientLeg = ClientLeg(mac: mac, leg: s.leg)
             let g: Int
-            if let known = groupOf[clientLeg] {
+            if let previous, previous.key == clientLeg {
+                g = previous.group
+            } else if let known = groupOf[clientLeg] {
                 g = known
             } else if let peer = peerOf[mac] {
                 let key = PeerLeg(peer: peer, leg: s.leg)
@@ -78,6 +82,7 @@ public enum TrafficSamples {
                 groupOf[clientLeg] = -1
                 g = -1
             }
+            previous = (clientLeg, g)
             if g >= 0 { groups[g].values.append(Double(s.microseconds) / 1000) }
         }
         let byPeer = Dictionary(uniqueKeysWithValues: groups.map { ($0.key, $0.values) })

@@ -65,7 +65,12 @@ public struct WindowAggregator: Sendable {
     public mutating func add(_ descriptor: MetricDescriptor, labels: [String: String], values: [Double]) {
         guard !values.isEmpty else { return }
         guard let i = accumulatorIndex(descriptor, labels: labels) else { return }
-        for v in values where v.isFinite { accumulators.values[i].fold(v) }
+        // Folded into a local copy and put back: the dictionary's slot gives up its sketch first, so the
+        // copy's buckets are not copied on the first write, and each value skips the slot's access path.
+        var accumulator = accumulators.values[i]
+        accumulators.values[i].sketch = nil
+        for v in values where v.isFinite { accumulator.fold(v) }
+        accumulators.values[i] = accumulator
     }
 
     /// The window's series in first-seen order, and a fresh, empty aggregator state.

@@ -42,6 +42,17 @@ public struct IPAddress: Hashable, Sendable, Comparable {
 
 public enum TransportProtocol: Sendable, Equatable {
     case tcp, udp, icmp, other
+
+    /// The `transport` label value: the case's name, without the runtime's reflection (interpolating the
+    /// case looked up three protocol conformances, 0.4 ms of a short `analyze`).
+    public var label: String {
+        switch self {
+        case .tcp: "tcp"
+        case .udp: "udp"
+        case .icmp: "icmp"
+        case .other: "other"
+        }
+    }
 }
 
 /// The TCP header fields the analyser uses. Options are read from the claimed TCP header only.

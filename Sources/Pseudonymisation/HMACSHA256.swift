@@ -3,7 +3,11 @@ import CLibCrypto
 /// HMAC-SHA256 through OpenSSL's libcrypto (already loaded by libcurl on every CPE firmware, so it costs
 /// the agent nothing; swift-crypto would add 3.4 MB). Tests cross-check it against swift-crypto.
 public enum HMACSHA256 {
+    /// libcrypto initialised once, before its first use here (see `cmp_crypto_init`).
+    static let initialised: Void = cmp_crypto_init()
+
     public static func authenticationCode(key: [UInt8], message: [UInt8]) -> [UInt8] {
+        _ = initialised
         var out = [UInt8](repeating: 0, count: 32)
         let ok = key.withUnsafeBufferPointer { k in
             message.withUnsafeBufferPointer { m in
@@ -17,6 +21,31 @@ public enum HMACSHA256 {
         return out
     }
 
+    /// HMAC-SHA256 under one key, computed many times: the key is set up once. Not for two threads at
+    /// once (``Pseudonymiser`` guards its own).
+    public final class Keyed {
+        private let context: OpaquePointer
+
+        public init(key: [UInt8]) {
+            _ = HMACSHA256.initialised
+            let made = key.withUnsafeBytes { cmp_hmac_sha256_keyed($0.baseAddress, $0.count) }
+            // As for the one-shot: only a broken libcrypto cannot key an HMAC.
+            guard let made else { preconditionFailure("libcrypto cannot make an HMAC-SHA256 context") }
+            context = made
+        }
+
+        deinit { cmp_hmac_sha256_free(context) }
+
+        public func authenticationCode(of message: [UInt8]) -> [UInt8] {
+            var out = [UInt8](repeating: 0, count: 32)
+            let ok = message.withUnsafeBufferPointer { m in
+                out.withUnsafeMutableBufferPointer { cmp_hmac_sha256_run(context, m.baseAddress, m.count, $0.baseAddress) }
+            }
+            precondition(ok == 1, "libcrypto HMAC-SHA256 failed")
+            return out
+        }
+    }
+
     /// Constant-time comparison of two MACs or digests.
     public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }
@@ -25,6 +54,7 @@ public enum HMACSHA256 {
 
     /// Cryptographically strong random bytes from libcrypto's DRBG.
     public static func randomBytes(count: Int) throws(PseudonymisationError) -> [UInt8] {
+        _ = initialised
         var out = [UInt8](repeating: 0, count: count)
         let ok = out.withUnsafeMutableBufferPointer { cmp_random_bytes($0.baseAddress, Int32(count)) }
         guard ok == 1 else { throw PseudonymisationError(.randomFailed, "libcrypto RAND_bytes failed: no entropy for the device secret") }

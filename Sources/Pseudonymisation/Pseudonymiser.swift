@@ -1,3 +1,5 @@
+import Synchronization
+
 /// What an identifier is. Each kind has its own hash domain and wire tag, so a MAC used as a client and
 /// the same MAC seen as a BSSID give unrelated pseudonyms.
 public struct PseudonymKind: Hashable, Sendable {
@@ -40,9 +42,12 @@ public struct KeyEpoch: Hashable, Sendable, Comparable, CustomStringConvertible 
 /// 120 bits of digest keep collisions negligible for any home (and any fleet).
 public struct Pseudonymiser: Sendable {
     private let secret: [UInt8]
+    /// The last epoch's key, set up in an HMAC context once instead of derived again for every pseudonym.
+    private let current: EpochContext
 
     public init(secret: DeviceSecret) {
         self.secret = secret.bytes
+        current = EpochContext()
     }
 
     public func epochKey(_ epoch: KeyEpoch) -> [UInt8] {
@@ -55,7 +60,7 @@ public struct Pseudonymiser: Sendable {
     /// address bytes).
     public func pseudonym(of identifier: [UInt8], kind: PseudonymKind, epoch: KeyEpoch) -> String {
         let message = Array(kind.domain.utf8) + [0] + identifier
-        let digest = HMACSHA256.authenticationCode(key: epochKey(epoch), message: message)
+        let digest = current.authenticationCode(of: message, epoch: epoch, deriveKey: { epochKey(epoch) })
         return kind.tag + "_" + Base32.lowercase(Array(digest[0..<15]))
     }
 
@@ -65,6 +70,21 @@ public struct Pseudonymiser: Sendable {
 
     public func pseudonym(ofSSID ssid: String, epoch: KeyEpoch) -> String {
         pseudonym(of: Array(ssid.utf8), kind: .ssid, epoch: epoch)
+    }
+}
+
+/// One epoch's key in an HMAC context, shared by the copies of a ``Pseudonymiser`` and guarded by a
+/// lock: the samplers pseudonymise from their own threads.
+final class EpochContext: Sendable {
+    private let slot = Mutex<(epoch: KeyEpoch, mac: HMACSHA256.Keyed)?>(nil)
+
+    /// HMAC-SHA256 of `message` under `epoch`'s key, derived by `deriveKey` when the epoch changed.
+    func authenticationCode(of message: [UInt8], epoch: KeyEpoch, deriveKey: () -> [UInt8]) -> [UInt8] {
+        let key: [UInt8]? = slot.withLock { $0?.epoch == epoch } ? nil : deriveKey()
+        return slot.withLock { slot in
+            if let key, slot?.epoch != epoch { slot = (epoch, HMACSHA256.Keyed(key: key)) }
+            return slot!.mac.authenticationCode(of: message)
+        }
     }
 }
 

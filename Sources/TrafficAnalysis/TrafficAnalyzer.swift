@@ -22,6 +22,17 @@ public struct TrafficLimits: Sendable {
     }
 }
 
+/// A flow table's memory, made resident by `populate()` from any thread while its analyser runs (the
+/// pages are faulted in without a byte changed).
+public struct FlowTableResidency: @unchecked Sendable {
+    let table: UnsafeMutableRawPointer
+    let bytes: Int
+
+    public func populate() {
+        TrafficAnalyzer.FlowSlots.populate(table, bytes: bytes, touching: false)
+    }
+}
+
 /// Where a packet goes relative to the home network.
 public enum TrafficDirection: String, Sendable, CaseIterable {
     /// LAN → WAN.
@@ -230,13 +241,16 @@ public final class TrafficAnalyzer {
         let recent: UnsafeMutablePointer<Int32>
         /// Transparent huge page size on x86-64 and arm64 (4 KiB granule).
         static let hugePageBytes = 2 << 20
-        init(count: Int) {
+        /// Maps a table of `count` slots. With `resident` it is made resident now; otherwise the caller
+        /// makes it resident later, from any thread, through ``residency``.
+        init(count: Int, resident: Bool) {
             self.count = count
             precondition(_isPOD(Flow.self), "the flow table is plain memory")
             let bytes = count * MemoryLayout<Flow>.stride
-            if let (start, mapped, table) = Self.mapResident(bytes: bytes) {
+            if let (start, mapped, table) = Self.map(bytes: bytes, populate: resident) {
                 base = table.bindMemory(to: Flow.self, capacity: count)
                 mapping = (start, mapped)
+                if resident { Self.populate(table, bytes: bytes, touching: true) }
             } else {
                 base = .allocate(capacity: count)
                 // Resident now, as the mapped table is.
@@ -247,24 +261,37 @@ public final class TrafficAnalyzer {
             recent.initialize(repeating: -1, count: Self.recentCount)
         }
 
-        /// Maps `bytes` resident: returns the mapping's start and length and the table's address in it.
-        private static func mapResident(bytes: Int) -> (UnsafeMutableRawPointer, Int, UnsafeMutableRawPointer)? {
+        /// Maps `bytes`: returns the mapping's start and length and the table's address in it (aligned to
+        /// a huge page, which is asked for, when the table spans one). Small tables are populated by mmap
+        /// itself when `populate`.
+        private static func map(bytes: Int, populate: Bool) -> (UnsafeMutableRawPointer, Int, UnsafeMutableRawPointer)? {
             let huge = bytes >= hugePageBytes
             let length = huge ? bytes + hugePageBytes : bytes
-            let flags = MAP_PRIVATE | MAP_ANONYMOUS | (huge ? 0 : MAP_POPULATE)
+            let flags = MAP_PRIVATE | MAP_ANONYMOUS | (huge || !populate ? 0 : MAP_POPULATE)
             guard let start = mmap(nil, length, PROT_READ | PROT_WRITE, flags, -1, 0),
                   start != UnsafeMutableRawPointer(bitPattern: -1) else { return nil }
             guard huge else { return (start, length, start) }
             let misalignment = Int(bitPattern: start) % hugePageBytes
             let table = start + (misalignment == 0 ? 0 : hugePageBytes - misalignment)
-            // Both calls are advice: without huge pages (THP off, or a kernel before 5.14 that lacks
-            // MADV_POPULATE_WRITE) the table is made resident page by page instead.
+            // Advice: without huge pages (THP off) the table is made resident in small pages.
             _ = madvise(table, bytes, MADV_HUGEPAGE)
-            if madvise(table, bytes, MADV_POPULATE_WRITE) != 0 {
-                for offset in stride(from: 0, to: bytes, by: 4096) { table.storeBytes(of: 0, toByteOffset: offset, as: UInt8.self) }
-            }
             return (start, length, table)
         }
+
+        /// Makes the table resident. `MADV_POPULATE_WRITE` (Linux 5.14) faults the pages in without
+        /// changing a byte, so it may run while another thread writes slots; where it is missing,
+        /// `touching` stores a zero in each page instead, which only the table's owner may do, before use.
+        static func populate(_ table: UnsafeMutableRawPointer, bytes: Int, touching: Bool) {
+            guard madvise(table, bytes, MADV_POPULATE_WRITE) != 0, touching else { return }
+            for offset in stride(from: 0, to: bytes, by: 4096) { table.storeBytes(of: 0, toByteOffset: offset, as: UInt8.self) }
+        }
+
+        /// The table's memory, for making it resident from another thread (nil when it came from the
+        /// allocator: already resident).
+        var residency: FlowTableResidency? {
+            mapping.map { _ in FlowTableResidency(table: UnsafeMutableRawPointer(base), bytes: count * MemoryLayout<Flow>.stride) }
+        }
+
         deinit {
             base.deinitialize(count: used)
             if let mapping { munmap(mapping.start, mapping.bytes) } else { base.deallocate() }
@@ -315,17 +342,24 @@ public final class TrafficAnalyzer {
     public var tcpTrace: ((Int, String) -> Void)?
     private var currentFrame = 0
 
-    public init(limits: TrafficLimits = TrafficLimits()) {
+    /// With `residentNow` false the flow table is mapped but not yet resident: the caller hands
+    /// ``flowTableResidency`` to another thread, which makes it resident while packets are analysed
+    /// (`analyze` of a small file would otherwise wait a millisecond for 8 MB to be cleared first).
+    public init(limits: TrafficLimits = TrafficLimits(), residentNow: Bool = true) {
         self.limits = limits
         // The whole table is allocated at start and bounded: a SYN flood of a million flows costs what
         // `maxFlows` flows do (see `bytesPerFlow`).
-        flows = FlowSlots(count: limits.maxFlows)
+        flows = FlowSlots(count: limits.maxFlows, resident: residentNow)
         // The index grows with the conversations (to `maxFlows` at most): reserved whole, its 1.4 MB for
         // 16,384 flows was touched a page at a time by the first thousand inserts, a fault each.
         index.reserveCapacity(Swift.min(limits.maxFlows, 1024))
     }
 
     public var activeFlows: Int { index.count }
+
+    /// The flow table's memory, to be made resident from another thread; nil when it already is. The
+    /// analyser must outlive the call to ``FlowTableResidency/populate()``.
+    public var flowTableResidency: FlowTableResidency? { flows.residency }
 
     /// Hands over the interval's figures and starts a new interval.
     public func takeInterval() -> TrafficInterval {

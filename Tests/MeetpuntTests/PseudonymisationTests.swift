@@ -37,6 +37,47 @@ import Testing
         }
     }
 
+    /// A keyed context run many times gives what a fresh one-shot gives, message after message (the
+    /// context starts over with its key each time; nothing of the last message carries over).
+    @Test func keyedHMACMatchesSwiftCryptoMessageAfterMessage() {
+        for length in [0, 1, 32, 64, 65, 200] {
+            let key = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ 1) }
+            let keyed = HMACSHA256.Keyed(key: key)
+            for n in [0, 5, 0, 64, 1000, 5] {
+                let message = (0..<n).map { UInt8(truncatingIfNeeded: $0 &+ length) }
+                let theirs = Array(HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: key)))
+                #expect(keyed.authenticationCode(of: message) == theirs, "key length \(length), message length \(n)")
+            }
+        }
+    }
+
+    /// The pseudonymiser keeps the last epoch's key: epochs that come and go, and threads that share
+    /// one pseudonymiser, still get the documented pseudonyms.
+    @Test func pseudonymsStayTheDocumentedOnesAcrossEpochsAndThreads() async throws {
+        let p = Pseudonymiser(secret: Self.secret)
+        let macs = (0..<8).map { MACAddress(bytes: [0x02, 0, 0, 0, 0, UInt8($0)])! }
+        func expected(_ mac: MACAddress, _ epoch: UInt32) -> String {
+            Self.reference(secret: Array(0..<32), epoch: epoch, domain: "meetpunt/v1/client-mac", identifier: mac.bytes, tag: "cm")
+        }
+        for epoch: UInt32 in [683, 684, 683, 683, 700, 684] {
+            for mac in macs { #expect(p.pseudonym(of: mac, epoch: KeyEpoch(id: epoch)) == expected(mac, epoch)) }
+        }
+        let wrong = await withTaskGroup(of: Int.self) { group in
+            for worker in 0..<4 {
+                group.addTask {
+                    var wrong = 0
+                    for round in 0..<200 {
+                        let epoch = UInt32(683 + (round + worker) % 3), mac = macs[(round * 3 + worker) % macs.count]
+                        if p.pseudonym(of: mac, epoch: KeyEpoch(id: epoch)) != expected(mac, epoch) { wrong += 1 }
+                    }
+                    return wrong
+                }
+            }
+            return await group.reduce(0, +)
+        }
+        #expect(wrong == 0)
+    }
+
     /// The known answers documented in docs/privacy.md.
     @Test func knownAnswers() throws {
         let p = Pseudonymiser(secret: Self.secret)

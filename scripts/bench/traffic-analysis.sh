@@ -368,8 +368,9 @@ if E["NO_STREAMS"]:
                     f"({E['MAX_FLOWS'] or '?'}; the live agent's `capture.max_flows`, 4096 by default, sets the same limit): "
                     "past that many flows the least recently seen is evicted, so a flow's second SYN may start a "
                     "new stream, hence more streams than flows. The flow table is mapped whole and made resident "
-                    "at start (in transparent huge pages where the kernel gives them, `MAP_POPULATE` otherwise), "
-                    "so 10 k flows cost what a million do.")
+                    "at once (in transparent huge pages where the kernel gives them, `MADV_POPULATE_WRITE`; "
+                    "`analyze` has a second thread do it while the first packets are analysed), so 10 k flows "
+                    "cost what a million do.")
     if not flat and E["MAX_FLOWS"].isdigit() and int(E["MAX_FLOWS"]) > 10000:
         streams_note += (f" 10 k flows do not fill a table of {E['MAX_FLOWS']}, 100 k and 1 M do: the growth "
                          "from 10 k to 100 k is the table filling up to its bound, and from 100 k to 1 M the "
