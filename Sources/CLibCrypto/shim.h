@@ -8,7 +8,9 @@
 #include <openssl/params.h>
 
 // Initialises libcrypto without registering its clean-up at exit (tearing down the provider tables took
-// 0.2 ms of every `analyze` run; the process's memory goes anyway). Only the first initialisation counts.
+// 0.2 ms of every `analyze` run; the process's memory goes anyway, and no thread can be hashing while
+// libcrypto is torn down). The choice is process-wide and only the first initialisation makes it: in
+// `run`, libcurl may initialise OpenSSL first, and then its clean-up at exit stays.
 static inline void cmp_crypto_init(void) { OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL); }
 
 // One-shot HMAC-SHA256. EVP_sha256() is a function, but keeping the whole call in C

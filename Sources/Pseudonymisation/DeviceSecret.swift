@@ -7,9 +7,14 @@ import Darwin
 /// The per-device pseudonymisation secret: 32 random bytes, generated at first start (or provisioned),
 /// kept in the agent's state directory with mode 0600. Losing it breaks linkability of old and new
 /// pseudonyms and nothing else; it never leaves the device.
-public struct DeviceSecret: Sendable {
+public struct DeviceSecret: Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     public static let byteCount = 32
     public let bytes: [UInt8]
+
+    /// Never the bytes, whoever prints or interpolates a secret.
+    public var description: String { "DeviceSecret(redacted)" }
+    public var debugDescription: String { description }
+    public var customMirror: Mirror { Mirror(self, children: [:]) }
 
     public init(bytes: [UInt8]) throws(PseudonymisationError) {
         guard bytes.count == Self.byteCount else {

@@ -1,7 +1,8 @@
 import CLibCrypto
 
 /// HMAC-SHA256 through OpenSSL's libcrypto (already loaded by libcurl on every CPE firmware, so it costs
-/// the agent nothing; swift-crypto would add 3.4 MB). Tests cross-check it against swift-crypto.
+/// the agent nothing; swift-crypto would add 3.4 MB). OpenSSL 3.0 or newer: ``Keyed`` uses `EVP_MAC`.
+/// Tests cross-check it against swift-crypto.
 public enum HMACSHA256 {
     /// libcrypto initialised once, before its first use here (see `cmp_crypto_init`).
     static let initialised: Void = cmp_crypto_init()

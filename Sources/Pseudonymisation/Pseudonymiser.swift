@@ -40,7 +40,7 @@ public struct KeyEpoch: Hashable, Sendable, Comparable, CustomStringConvertible 
 /// A plain hash of a MAC would be reversed by enumerating the 2^24 addresses behind a vendor prefix; the
 /// device secret never leaves the router, so nobody off the device can compute or reverse a pseudonym.
 /// 120 bits of digest keep collisions negligible for any home (and any fleet).
-public struct Pseudonymiser: Sendable {
+public struct Pseudonymiser: Sendable, CustomStringConvertible, CustomReflectable {
     private let secret: [UInt8]
     /// The last epoch's key, set up in an HMAC context once instead of derived again for every pseudonym.
     private let current: EpochContext
@@ -49,6 +49,10 @@ public struct Pseudonymiser: Sendable {
         self.secret = secret.bytes
         current = EpochContext()
     }
+
+    /// Never the secret, whoever prints a pseudonymiser.
+    public var description: String { "Pseudonymiser(secret: redacted)" }
+    public var customMirror: Mirror { Mirror(self, children: [:]) }
 
     public func epochKey(_ epoch: KeyEpoch) -> [UInt8] {
         var message = Array("meetpunt/v1/epoch".utf8)
@@ -73,17 +77,26 @@ public struct Pseudonymiser: Sendable {
     }
 }
 
-/// One epoch's key in an HMAC context, shared by the copies of a ``Pseudonymiser`` and guarded by a
-/// lock: the samplers pseudonymise from their own threads.
+/// The key of the current and of the previous key epoch, each in an HMAC context, shared by the copies
+/// of a ``Pseudonymiser``. One lock covers choosing the epoch's context and hashing with it: the samplers
+/// pseudonymise from their own threads, and around an epoch change they may ask for either epoch.
 final class EpochContext: Sendable {
-    private let slot = Mutex<(epoch: KeyEpoch, mac: HMACSHA256.Keyed)?>(nil)
+    private struct Held: ~Copyable {
+        var current: (epoch: KeyEpoch, mac: HMACSHA256.Keyed)?
+        var previous: (epoch: KeyEpoch, mac: HMACSHA256.Keyed)?
+    }
+    private let held = Mutex(Held())
 
-    /// HMAC-SHA256 of `message` under `epoch`'s key, derived by `deriveKey` when the epoch changed.
+    /// HMAC-SHA256 of `message` under `epoch`'s key; `deriveKey` makes that key when neither held
+    /// context is the epoch's (a few microseconds, under the lock).
     func authenticationCode(of message: [UInt8], epoch: KeyEpoch, deriveKey: () -> [UInt8]) -> [UInt8] {
-        let key: [UInt8]? = slot.withLock { $0?.epoch == epoch } ? nil : deriveKey()
-        return slot.withLock { slot in
-            if let key, slot?.epoch != epoch { slot = (epoch, HMACSHA256.Keyed(key: key)) }
-            return slot!.mac.authenticationCode(of: message)
+        held.withLock { held in
+            if let current = held.current, current.epoch == epoch { return current.mac.authenticationCode(of: message) }
+            if let previous = held.previous, previous.epoch == epoch { return previous.mac.authenticationCode(of: message) }
+            let mac = HMACSHA256.Keyed(key: deriveKey())
+            held.previous = held.current
+            held.current = (epoch, mac)
+            return mac.authenticationCode(of: message)
         }
     }
 }

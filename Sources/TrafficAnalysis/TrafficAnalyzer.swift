@@ -22,15 +22,15 @@ public struct TrafficLimits: Sendable {
     }
 }
 
-/// A flow table's memory, made resident by `populate()` from any thread while its analyser runs (the
-/// pages are faulted in without a byte changed).
+/// A flow table's memory, made resident by `populate()` from any thread while its analyser runs: the
+/// pages are faulted in without a byte changed, and the table stays mapped while this is held.
+/// `populate` reads only the table's fixed address and size, never its slots.
 public struct FlowTableResidency: @unchecked Sendable {
-    let table: UnsafeMutableRawPointer
-    let bytes: Int
+    let slots: TrafficAnalyzer.FlowSlots
 
-    public func populate() {
-        TrafficAnalyzer.FlowSlots.populate(table, bytes: bytes, touching: false)
-    }
+    /// Makes the table resident (`MADV_POPULATE_WRITE`, Linux 5.14). On an older kernel it does nothing
+    /// and the table's pages are faulted in as flows first use them.
+    public func populate() { slots.populateConcurrently() }
 }
 
 /// Where a packet goes relative to the home network.
@@ -218,7 +218,8 @@ public final class TrafficAnalyzer {
     }
 
     /// The flow table: plain memory (a `Flow` holds no references), mapped whole and made resident at
-    /// start, so memory is the same for ten thousand flows as for a million. A table of 2 MiB or more is
+    /// start (by the live agent before it captures; by `analyze` on another thread while the first packets
+    /// are analysed), so memory is the same for ten thousand flows as for a million. A table of 2 MiB or more is
     /// aligned to 2 MiB and asked for transparent huge pages (`MADV_HUGEPAGE`, then `MADV_POPULATE_WRITE`):
     /// the default 16,384-slot table is then four pages the kernel fills in 0.6 ms, where 2,000 small
     /// pages took 2-3.6 ms (`MAP_POPULATE`), a tenth of `analyze` on a small file, and touching them one by
@@ -282,15 +283,20 @@ public final class TrafficAnalyzer {
         /// changing a byte, so it may run while another thread writes slots; where it is missing,
         /// `touching` stores a zero in each page instead, which only the table's owner may do, before use.
         static func populate(_ table: UnsafeMutableRawPointer, bytes: Int, touching: Bool) {
-            guard madvise(table, bytes, MADV_POPULATE_WRITE) != 0, touching else { return }
+            let populated = madvise(table, bytes, MADV_POPULATE_WRITE) == 0
+            if populated || !touching { return }
             for offset in stride(from: 0, to: bytes, by: 4096) { table.storeBytes(of: 0, toByteOffset: offset, as: UInt8.self) }
+        }
+
+        /// ``populate(_:bytes:touching:)`` from another thread while the owner uses the table: never
+        /// stores a byte.
+        func populateConcurrently() {
+            Self.populate(UnsafeMutableRawPointer(base), bytes: count * MemoryLayout<Flow>.stride, touching: false)
         }
 
         /// The table's memory, for making it resident from another thread (nil when it came from the
         /// allocator: already resident).
-        var residency: FlowTableResidency? {
-            mapping.map { _ in FlowTableResidency(table: UnsafeMutableRawPointer(base), bytes: count * MemoryLayout<Flow>.stride) }
-        }
+        var residency: FlowTableResidency? { mapping == nil ? nil : FlowTableResidency(slots: self) }
 
         deinit {
             base.deinitialize(count: used)

@@ -5,7 +5,6 @@ import AgentConfig
 import AgentCore
 import Aggregation
 import ArgumentParser
-import Dispatch
 import FoundationEssentials
 import PacketCapture
 import Pseudonymisation
@@ -85,10 +84,11 @@ struct AnalyzeCommand: ParsableCommand {
 
     /// The usual invocations, `analyze [--json] [--timing] [--no-streams] [-c|--config FILE]
     /// [--window-seconds N] [--max-flows N] FILE` with each option at most once, read without
-    /// ArgumentParser: its reflection over this type took 1.2 ms, a tenth of a small capture's analysis
-    /// (the accuracy run starts `analyze` 1,440 times). Anything else (help, `--name=value`, repeats, a
-    /// value that does not parse or validate) returns nil, and ArgumentParser then reads the arguments and
-    /// words any error as always. `AnalyzeQuickParseTests` holds the two readers to the same values.
+    /// ArgumentParser: its reflection took about 2 ms (1.2 ms for this command alone), a tenth of a small
+    /// capture's analysis (the accuracy run starts `analyze` 1,440 times). Anything else (help,
+    /// `--name=value`, repeats, a value that does not parse or validate) returns nil, and ArgumentParser
+    /// then reads the arguments and words any error as always. `AnalyzeQuickParseTests` holds the two
+    /// readers to the same values.
     static func quickParse(_ arguments: [String]) -> AnalyzeCommand? {
         var file: String?, config: String?, windowSeconds: Int?, maxFlows: Int?
         var seen: Set<String> = []
@@ -176,8 +176,9 @@ struct AnalyzeCommand: ParsableCommand {
         if traceTcp { analyzer.tcpTrace = { frame, flag in printError("frame \(frame) \(flag)") } }
         let linkType = capture.linkType
         if linkType == 123 { analyzer.pseudoHeaderBytes = 4 }  // DLT_SUNATM
-        let folder = IntervalFolder(windowMicroseconds: Int64(max(1, windowSeconds)) * 1_000_000, pseudonymiser: pseudonymiser)
-        if let residency = analyzer.flowTableResidency { folder.run { residency.populate() } }
+        let folder = IntervalFolder(windowMicroseconds: Int64(max(1, windowSeconds)) * 1_000_000, pseudonymiser: pseudonymiser,
+                                    epochSeconds: 30 * 86_400, maxClients: 16)
+        if let residency = analyzer.flowTableResidency { folder.perform { residency.populate() } }
         var failure: CaptureError?
         // One sampling interval of capture time per batch, as the live agent samples every interval.
         let clock = CaptureClock(intervalMicroseconds: 10_000_000)
@@ -239,51 +240,6 @@ struct AnalyzeCommand: ParsableCommand {
         if let failure {
             printError("meetpunt-agent analyze: \(failure)")
             throw ExitCode(1)
-        }
-    }
-
-    /// Turns the analyser's intervals into samples and windows on a thread of its own, in order, while the
-    /// next packets are analysed (pseudonyms, sketches and label sets were a third of the analysing
-    /// thread's time on a file of many hosts). At most `depth` intervals wait; past that `fold` waits.
-    final class IntervalFolder: @unchecked Sendable {
-        private let queue = DispatchQueue(label: "meetpunt.analyze.fold")
-        private let room: DispatchSemaphore
-        private let pseudonymiser: Pseudonymiser
-        // Touched on `queue` only, until `finish` has drained it.
-        private var windows: WindowedAggregation
-        private var closed: [WindowedAggregation.Window] = []
-        private var intervals = 0
-
-        init(windowMicroseconds: Int64, pseudonymiser: Pseudonymiser, depth: Int = 4) {
-            windows = WindowedAggregation(windowMicroseconds: windowMicroseconds, maxSeries: 4900)
-            self.pseudonymiser = pseudonymiser
-            room = DispatchSemaphore(value: depth)
-        }
-
-        /// Runs `work` on the folder's thread, in turn with the intervals.
-        func run(_ work: @escaping @Sendable () -> Void) {
-            room.wait()
-            queue.async { work(); self.room.signal() }
-        }
-
-        /// Folds one interval that ended at capture time `t`.
-        func fold(_ interval: TrafficInterval, at t: Int64) {
-            run {
-                self.intervals += 1
-                var batch = SampleBatch()
-                TrafficSamples.add(interval, pseudonymiser: self.pseudonymiser,
-                                   epoch: KeyEpoch.containing(unixSeconds: t / 1_000_000, lengthSeconds: 30 * 86_400),
-                                   maxClients: 16, captureDrops: nil, into: &batch)
-                self.closed += self.windows.add(batch, at: t)
-            }
-        }
-
-        /// Waits for every interval, then closes the last window: the windows and the number of intervals.
-        func finish() -> ([WindowedAggregation.Window], Int) {
-            queue.sync {
-                closed += windows.finish()
-                return (closed, intervals)
-            }
         }
     }
 

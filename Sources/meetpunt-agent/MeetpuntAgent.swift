@@ -20,7 +20,7 @@ struct MeetpuntAgent: AsyncParsableCommand {
         defaultSubcommand: Run.self)
 
     /// `analyze` with the usual arguments starts without ArgumentParser's reflection over the command
-    /// tree (about 2.5 ms, a sixth of `analyze`'s run over a small capture); help requests and anything
+    /// tree (about 2 ms, a tenth of `analyze`'s run over a small capture); help requests and anything
     /// unusual take the usual path, so their output is the same (``AnalyzeCommand/quickParse(_:)``).
     static func main() async {
         let arguments = Array(CommandLine.arguments.dropFirst())
@@ -43,7 +43,7 @@ struct ConfigOption: ParsableArguments {
 }
 
 struct Run: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "run", abstract: "Sample and ship until SIGTERM/SIGINT or --duration.")
+    static let configuration = CommandConfiguration(abstract: "Sample and ship until SIGTERM/SIGINT or --duration.")
 
     @OptionGroup var options: ConfigOption
 

@@ -78,6 +78,21 @@ import Testing
         #expect(wrong == 0)
     }
 
+    /// Printing, interpolating or dumping a secret or a pseudonymiser shows none of the secret's bytes.
+    @Test func secretsDoNotPrint() throws {
+        let bytes = (0..<32).map { UInt8(0xA0 + $0 % 16) }
+        let secret = try DeviceSecret(bytes: bytes)
+        let p = Pseudonymiser(secret: secret)
+        var dumped = ""
+        dump(secret, to: &dumped)
+        dump(p, to: &dumped)
+        let printed = ["\(secret)", String(reflecting: secret), "\(p)", String(reflecting: p), dumped]
+        for text in printed {
+            #expect(!text.contains("160") && !text.lowercased().contains("a0a1") && !text.contains("[160"), "\(text)")
+        }
+        #expect("\(secret)" == "DeviceSecret(redacted)")
+    }
+
     /// The known answers documented in docs/privacy.md.
     @Test func knownAnswers() throws {
         let p = Pseudonymiser(secret: Self.secret)

@@ -93,3 +93,48 @@ import TelemetryModel
         #expect(wan.sketch?.count == 5)
     }
 }
+
+/// `analyze` folds intervals on a thread of its own; the windows must be the ones a fold in line makes.
+@Suite struct IntervalFolderTests {
+    /// Twelve intervals over three windows, each with clients past the cap and RTT samples on both legs,
+    /// folded through a folder only two intervals deep (so `fold` waits for room) and in line.
+    @Test func foldingOnItsOwnThreadGivesTheWindowsOfAFoldInLine() throws {
+        let pseudonymiser = Pseudonymiser(secret: try DeviceSecret(bytes: [UInt8](repeating: 3, count: 32)))
+        let start: Int64 = 1_790_000_000_000_000
+        var handedOver: [(TrafficInterval, Int64)] = []
+        for i in 0..<12 {
+            var interval = TrafficInterval()
+            for c in 0..<(18 + i) {
+                interval.clients[0x02_00_00_00_00_00 | UInt64(c + 1)] = ClientTraffic(upstreamBytes: UInt64(500 + (c * 37 + i) % 400), downstreamBytes: UInt64(c), packets: 2)
+            }
+            for s in 0..<(200 + i * 30) {
+                interval.rtt.append(RTTSample(leg: s % 3 == 0 ? .wan : .lan, method: s % 2 == 0 ? .timestamps : .seqack,
+                                              microseconds: Int64(300 + (s * 7919 + i) % 90_000), client: 0x02_00_00_00_00_00 | UInt64(s % (18 + i) + 1)))
+            }
+            interval.retransmissions[.upstream] = UInt64(i)
+            handedOver.append((interval, start + Int64(i) * 10_000_000))
+        }
+
+        let folder = IntervalFolder(windowMicroseconds: 40_000_000, pseudonymiser: pseudonymiser, epochSeconds: 30 * 86_400, maxClients: 16, depth: 2)
+        for (interval, t) in handedOver { folder.fold(interval, at: t) }
+        let (folded, intervals) = folder.finish()
+
+        var windows = WindowedAggregation(windowMicroseconds: 40_000_000, maxSeries: 4900)
+        var inLine: [WindowedAggregation.Window] = []
+        for (interval, t) in handedOver {
+            var batch = SampleBatch()
+            TrafficSamples.add(interval, pseudonymiser: pseudonymiser, epoch: KeyEpoch.containing(unixSeconds: t / 1_000_000, lengthSeconds: 30 * 86_400),
+                               maxClients: 16, captureDrops: nil, into: &batch)
+            inLine += windows.add(batch, at: t)
+        }
+        inLine += windows.finish()
+
+        #expect(intervals == 12)
+        #expect(folded.count == 3 && inLine.count == 3)
+        for (a, b) in zip(folded, inLine) {
+            #expect(a.startMicroseconds == b.startMicroseconds && a.endMicroseconds == b.endMicroseconds)
+            #expect(a.series == b.series)
+            #expect(a.series.contains { $0.metric == "traffic.client.rtt" && $0.labels["peer"] == "others" })
+        }
+    }
+}

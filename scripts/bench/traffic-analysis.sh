@@ -403,7 +403,7 @@ start-up is included: on input B, which is small, it is most of the figure. "Ins
 from opening the file to the end of the analysis as the process itself measures it (`analyze --timing`; the
 no-op loop times its own open-and-read loop): it leaves out start-up and printing. Packets per CPU-second (user
 + system time from `time -v`, 10 ms steps, left out under 50 ms) are given beside packets per wall-clock second.
-`analyze` reads and parses on one thread while it analyses on a second (the no-op loop has one), so its CPU
+`analyze` reads and parses on one thread, analyses on a second and folds intervals into windows on a third (the no-op loop has one), so its CPU
 seconds can exceed its wall seconds; the goals are read on wall time as the issue states them.
 
 Last run: agent commit `{E['COMMIT']}`{E['DIRTY']}, binary built {E['AGENT_MTIME']} ({sz(E['AGENT_SIZE'])} bytes,
