@@ -419,3 +419,133 @@ extension PartitionRetentionTests {
         }
     }
 }
+
+/// Collector 0.5 replaces 0.4's `report_data` btrees (`(device_id, window_end_ms)` and `(window_end_ms)`)
+/// and the `reports` btree on `window_end_ms` with a `device_id` btree and BRIN indexes. A database that
+/// holds data gets them partition by partition, built concurrently while ingest goes on; then the old
+/// ones are dropped. Nothing stored is lost, and a day made afterwards has only the new indexes.
+@Suite(.serialized) struct IndexUpkeepTests {
+    /// `index name: table, method, valid` of every index on the report tables.
+    static func reportIndexes(_ pg: CollectorConfiguration.PostgresSettings) throws -> [String: String] {
+        let text = try TestDatabases.psql(pg, database: pg.database, """
+            SELECT c.relname || '|' || t.relname || '|' || a.amname || '|' || x.indisvalid
+            FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid JOIN pg_am a ON a.oid = c.relam
+            WHERE t.relname LIKE 'report%' AND c.relname NOT LIKE '%pkey'
+            """)
+        var out: [String: String] = [:]
+        for line in text.split(separator: "\n") {
+            let f = line.split(separator: "|", maxSplits: 1)
+            if f.count == 2 { out[String(f[0])] = String(f[1]) }
+        }
+        return out
+    }
+
+    @Test(.enabled(if: TestDatabases.postgresAvailable, "needs PostgreSQL: MEETPUNT_TEST_POSTGRES (scripts/test.sh sets it from scripts/postgres/cluster.sh)"))
+    func aDatabaseOfCollector04GetsTheLeanIndexesWhileIngestGoesOn() async throws {
+        let day = StoreConformanceTests.day, t0 = StoreConformanceTests.t0
+        let c = try TestDatabases.configuration(.postgres)
+        let pg = try #require(c.postgres)
+        defer { _ = try? TestDatabases.psql(pg, "DROP DATABASE IF EXISTS \(pg.database) WITH (FORCE)") }
+        var logger = Logger(label: "test.index-upkeep")
+        logger.logLevel = .warning
+        let store = try PostgresStore(settings: pg, logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { pool in
+            pool.addTask { await store.run() }
+            defer { pool.cancelAll() }
+            // Collector 0.4's schema, and three days of five devices' reports in it.
+            try await store.migrate(through: 1)
+            let devices = (0..<5).map { "idx-\($0)" }
+            for d in devices { _ = try await store.addDevice(d, nowMs: 0) }
+            var seq: [String: UInt64] = [:]
+            func next(_ d: String, endMs: Int64) -> (report: Report, classes: [DataClass]) {
+                seq[d, default: 0] += 1
+                return StoreConformanceTests.report(d, seq: seq[d]!, endMs: endMs)
+            }
+            for dayIndex in 0..<3 {
+                var batch: [(report: Report, classes: [DataClass])] = []
+                for d in devices {
+                    for q in 0..<6 {
+                        let endMs: Int64 = t0 + Int64(dayIndex) * day + Int64(q) * 3_600_000 + 60_000
+                        batch.append(next(d, endMs: endMs))
+                    }
+                }
+                _ = try await store.ingest(batch, receivedAtMs: t0)
+            }
+            var before: [String: [StoredWindow]] = [:]
+            for d in devices {
+                before[d] = try await store.windows(device: d, metric: nil, fromMs: 0, toMs: .max, cutoffs: StoreConformanceTests.keepAll, limit: .max)
+            }
+            #expect(before["idx-0"]?.count == 18 * StorageTests.sample().count)
+
+            // Migration v2 on a database with data: the new indexes exist on the parents only, the old ones stay.
+            try await store.migrate()
+            var indexes = try Self.reportIndexes(pg)
+            #expect(indexes["report_data_device"] != nil && indexes["report_data_recent"] != nil && indexes["reports_window_end"] != nil,
+                    "the old indexes serve until the new ones are built: \(indexes)")
+            #expect(indexes["report_data_by_device"]?.hasSuffix("|false") == true, "\(indexes)")
+
+            // Built while another task keeps ingesting (a CREATE INDEX without CONCURRENTLY would hold it).
+            var later: [[(report: Report, classes: [DataClass])]] = []
+            for i in 0..<40 {
+                let endMs: Int64 = t0 + 2 * day + 7 * 3_600_000 + Int64(i) * 1000
+                later.append(devices.map { next($0, endMs: endMs) })
+            }
+            async let written = Self.ingestEach(later, into: store)
+            // The purge does it (after dropping what expired: nothing here).
+            _ = try await store.purge(cutoffs: StoreConformanceTests.keepAll, dryRun: false)
+            let stored = try await written
+            #expect(stored == 40 * devices.count)
+
+            indexes = try Self.reportIndexes(pg)
+            for old in PostgresStore.replacedIndexes { #expect(indexes[old] == nil, "\(old) is dropped: \(indexes)") }
+            #expect(indexes["report_data_by_device"] == "report_data|btree|true")
+            #expect(indexes["report_data_by_end"] == "report_data|brin|true")
+            #expect(indexes["reports_by_end"] == "reports|brin|true")
+            // Every day table: one device btree, one BRIN, nothing else.
+            let dayTables = Set(indexes.values.map { $0.split(separator: "|")[0] }.filter { $0.hasPrefix("report_data_link_2") })
+            #expect(dayTables.count >= 3)
+            for table in dayTables {
+                let methods = indexes.values.filter { $0.hasPrefix(table + "|") }.map { $0.split(separator: "|")[1] }.sorted()
+                #expect(methods == ["brin", "btree"], "\(table): \(methods)")
+            }
+            #expect(!indexes.values.contains { $0.hasSuffix("|false") }, "every index valid: \(indexes)")
+
+            // Every value is still returned, and the reports written meanwhile are there too.
+            for d in devices {
+                let after = try await store.windows(device: d, metric: nil, fromMs: 0, toMs: .max, cutoffs: StoreConformanceTests.keepAll, limit: .max)
+                #expect(after.count == (18 + 40) * StorageTests.sample().count, "\(d)")
+                let lost = before[d]!.filter { !after.contains($0) }
+                #expect(lost.isEmpty, "\(d): \(lost.count) windows stored before the upkeep are not returned after it")
+            }
+
+            // A day made afterwards gets only the new indexes.
+            _ = try await store.ingest([next("idx-0", endMs: t0 + 5 * day + 60_000)], receivedAtMs: t0)
+            let fresh = try PostgresStore.dayPartition("link", windowEndMs: t0 + 5 * day + 60_000).name
+            let methods = try Self.reportIndexes(pg).values.filter { $0.hasPrefix(fresh + "|") }.map { $0.split(separator: "|")[1] }.sorted()
+            #expect(methods == ["brin", "btree"], "\(fresh): \(methods)")
+            #expect(try await store.convergeIndexes(), "nothing left to do")
+        }
+    }
+
+    /// Ingests each batch in turn; the number of reports stored.
+    static func ingestEach(_ batches: [[(report: Report, classes: [DataClass])]], into store: PostgresStore) async throws -> Int {
+        var stored = 0
+        for batch in batches {
+            stored += try await store.ingest(batch, receivedAtMs: StoreConformanceTests.t0).filter { if case .stored = $0 { true } else { false } }.count
+        }
+        return stored
+    }
+
+    /// A new database gets the lean indexes from its migrations: nothing to build later.
+    @Test(.enabled(if: TestDatabases.postgresAvailable, "needs PostgreSQL: MEETPUNT_TEST_POSTGRES (scripts/test.sh sets it from scripts/postgres/cluster.sh)"))
+    func aNewDatabaseStartsWithTheLeanIndexes() async throws {
+        try await TestDatabases.withStore(.postgres) { store, configuration in
+            let pg = try #require(configuration.postgres)
+            let indexes = try Self.reportIndexes(pg)
+            for old in PostgresStore.replacedIndexes { #expect(indexes[old] == nil, "\(old): \(indexes)") }
+            #expect(indexes["report_data_by_device"] == "report_data|btree|true")
+            #expect(indexes["reports_by_end"] == "reports|brin|true")
+            #expect(indexes.count > 4, "today's and tomorrow's partitions are indexed: \(indexes)")
+        }
+    }
+}

@@ -205,10 +205,55 @@ public final class PostgresStore: TelemetryStore {
             "CREATE INDEX troubleshooting_sessions_device ON troubleshooting_sessions (device_id, started_at_ms)",
             "CREATE INDEX troubleshooting_sessions_open ON troubleshooting_sessions (end_recorded, ends_at_ms)",
         ]),
+        // Leaner indexes (collector 0.5): a btree on `device_id` alone, where a device's rows of one day
+        // partition share one key (btree deduplication keeps one copy of it and a list of row pointers),
+        // and BRIN indexes on `window_end_ms`, which rows arrive in order of. Together about a fifth of
+        // the two btrees they replace. On a new database the old ones go at once; on one that holds data
+        // the new ones are made here only on the parents (`ON ONLY`: no rows read, no lock held), and
+        // ``convergeIndexes()`` builds them partition by partition without holding writers, then drops the
+        // old ones.
+        ("v2-lean-report-indexes", [
+            "CREATE INDEX report_data_by_device ON ONLY report_data (device_id)",
+            "CREATE INDEX report_data_by_end ON ONLY report_data USING brin (window_end_ms) WITH (\(brinOptions))",
+            """
+            DO $$
+            DECLARE class_table text;
+            BEGIN
+                FOR class_table IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                                   WHERE i.inhparent = 'report_data'::regclass ORDER BY 1 LOOP
+                    EXECUTE format('CREATE INDEX %I ON ONLY %I (device_id)', class_table || '_by_device', class_table);
+                    EXECUTE format('ALTER INDEX report_data_by_device ATTACH PARTITION %I', class_table || '_by_device');
+                    EXECUTE format('CREATE INDEX %I ON ONLY %I USING brin (window_end_ms) WITH (\(brinOptions))', class_table || '_by_end', class_table);
+                    EXECUTE format('ALTER INDEX report_data_by_end ATTACH PARTITION %I', class_table || '_by_end');
+                END LOOP;
+                IF NOT EXISTS (SELECT 1 FROM pg_inherits i JOIN pg_inherits d ON d.inhparent = i.inhrelid
+                               WHERE i.inhparent = 'report_data'::regclass) THEN
+                    DROP INDEX report_data_device;
+                    DROP INDEX report_data_recent;
+                END IF;
+                IF NOT EXISTS (SELECT 1 FROM reports) THEN
+                    DROP INDEX reports_window_end;
+                    CREATE INDEX reports_by_end ON reports USING brin (window_end_ms) WITH (\(brinOptions));
+                END IF;
+            END $$
+            """,
+        ]),
     ]
 
+    /// Storage parameters of every BRIN index: a summary per 32 pages (256 KiB) of rows, and ranges
+    /// summarised as they fill rather than only by VACUUM (until then a range is read as a possible match).
+    /// Part of migration v2, and the partitions' indexes ``convergeIndexes()`` builds must match it: a
+    /// change is a new migration, never an edit here.
+    static let brinOptions = "pages_per_range = 32, autosummarize = on"
+
+    /// Indexes of collector 0.4 that ``convergeIndexes()`` replaces.
+    static let replacedIndexes = ["report_data_device", "report_data_recent", "reports_window_end"]
+
     /// Applies the migrations not yet applied. Safe to call from several processes at once.
-    public func migrate() async throws {
+    public func migrate() async throws { try await migrate(through: Self.migrations.count) }
+
+    /// Applies the first `count` migrations (a test makes a database of an older collector this way).
+    func migrate(through count: Int) async throws {
         try await storage("migrating the PostgreSQL schema") {
             try await client.withTransaction(logger: logger) { conn in
                 try await conn.query("SET LOCAL lock_timeout = '10s'", logger: self.logger)
@@ -218,7 +263,7 @@ public final class PostgresStore: TelemetryStore {
                 for try await name in try await conn.query("SELECT name FROM schema_migrations", logger: self.logger).decode(String.self) {
                     applied.insert(name)
                 }
-                for m in Self.migrations where !applied.contains(m.name) {
+                for m in Self.migrations.prefix(count) where !applied.contains(m.name) {
                     for statement in m.statements { try await conn.query(PostgresQuery(unsafeSQL: statement), logger: self.logger) }
                     try await conn.query("INSERT INTO schema_migrations (name, applied_at_ms) VALUES (\(m.name), \(nowMs()))", logger: self.logger)
                 }
@@ -239,6 +284,7 @@ public final class PostgresStore: TelemetryStore {
     /// Advisory-lock keys (any fixed numbers, unique within this schema).
     static let schemaLock: Int64 = 0x6D65_6574_0001
     static let partitionLock: Int64 = 0x6D65_6574_0002
+    static let indexLock: Int64 = 0x6D65_6574_0003
 
     // MARK: Partitions
 
@@ -353,6 +399,112 @@ public final class PostgresStore: TelemetryStore {
         }
         knownPartitions.withLock { _ = $0.remove(table.name) }
         return true
+    }
+
+    // MARK: Index upkeep
+
+    /// Set once no index of collector 0.4 is left (checked again by each new process).
+    private let indexesConverged = Atomic<Bool>(false)
+
+    /// Replaces collector 0.4's indexes on a database that held data when migration v2 ran, without
+    /// holding writers: for each day table of `report_data` that lacks them, its `device_id` btree and
+    /// `window_end_ms` BRIN index are built `CONCURRENTLY` and attached to its class's (a table is then
+    /// indexed twice until the end); once every partition has them, the old indexes are dropped (a
+    /// moment's exclusive lock, given up after 2 s and tried again at the next purge). `reports` gets its
+    /// BRIN index the same way. One collector process does it at a time (an advisory lock); the purge
+    /// calls it, after expired days were dropped, so there is less to build. Returns true when done.
+    @discardableResult
+    func convergeIndexes() async throws -> Bool {
+        if indexesConverged.load(ordering: .relaxed) { return true }
+        return try await client.withConnection { conn in
+            guard try await self.rows("SELECT pg_try_advisory_lock($1) AS got", [Self.indexLock], on: conn)[0]["got"].decode(Bool.self) else {
+                return false  // another process is at it
+            }
+            do {
+                let done = try await self.convergeIndexes(on: conn)
+                _ = try await self.rows("SELECT pg_advisory_unlock($1)", [Self.indexLock], on: conn)
+                if done { self.indexesConverged.store(true, ordering: .relaxed) }
+                return done
+            } catch {
+                _ = try? await self.rows("RESET lock_timeout", on: conn)
+                _ = try? await self.rows("SELECT pg_advisory_unlock($1)", [Self.indexLock], on: conn)
+                throw error
+            }
+        }
+    }
+
+    private func convergeIndexes(on conn: PostgresConnection) async throws -> Bool {
+        let left = try await rows("""
+            SELECT relname::text AS name FROM pg_class
+            WHERE relnamespace = current_schema()::regnamespace AND relkind IN ('i', 'I') AND relname = ANY($1)
+            """, [Self.replacedIndexes], on: conn).map { try $0["name"].decode(String.self) }
+        guard !left.isEmpty else { return true }
+        // Day tables (not being detached) without an index attached to their class's new one.
+        let missing = try await rows("""
+            SELECT day.relname::text AS day, cidx.relname::text AS class_index, top.relname::text AS top
+            FROM pg_class top
+            JOIN pg_inherits ti ON ti.inhparent = top.oid
+            JOIN pg_class cidx ON cidx.oid = ti.inhrelid
+            JOIN pg_index ci ON ci.indexrelid = cidx.oid
+            JOIN pg_inherits dt ON dt.inhparent = ci.indrelid AND NOT dt.inhdetachpending
+            JOIN pg_class day ON day.oid = dt.inhrelid
+            WHERE top.relnamespace = current_schema()::regnamespace AND top.relname IN ('report_data_by_device', 'report_data_by_end')
+              AND NOT EXISTS (SELECT 1 FROM pg_inherits di JOIN pg_index x ON x.indexrelid = di.inhrelid
+                              WHERE di.inhparent = cidx.oid AND x.indrelid = day.oid)
+            ORDER BY 1, 3
+            """, on: conn)
+        for r in missing {
+            let day = try r["day"].decode(String.self), classIndex = try r["class_index"].decode(String.self)
+            let byDevice = try r["top"].decode(String.self) == "report_data_by_device"
+            let name = day + (byDevice ? "_by_device" : "_by_end")
+            let definition = byDevice ? "(device_id)" : "USING brin (window_end_ms) WITH (\(Self.brinOptions))"
+            let started = ContinuousClock.now
+            try await buildConcurrently(name, on: day, definition, conn: conn)
+            try await conn.query(PostgresQuery(unsafeSQL: "ALTER INDEX \"\(classIndex)\" ATTACH PARTITION \"\(name)\""), logger: logger)
+            logger.info("index upkeep: built and attached", metadata: ["index": "\(name)", "took": "\(ContinuousClock.now - started)"])
+        }
+        if left.contains("reports_window_end") {
+            try await buildConcurrently("reports_by_end", on: "reports", "USING brin (window_end_ms) WITH (\(Self.brinOptions))", conn: conn)
+            try await conn.query("DROP INDEX CONCURRENTLY IF EXISTS reports_window_end", logger: logger)
+        }
+        let valid = try await rows("""
+            SELECT count(*) AS n FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid
+            WHERE c.relnamespace = current_schema()::regnamespace AND c.relname IN ('report_data_by_device', 'report_data_by_end') AND x.indisvalid
+            """, on: conn)[0]["n"].decode(Int64.self)
+        guard valid == 2 else {
+            logger.warning("index upkeep: report_data's new indexes are not valid on every partition yet; the old ones stay", metadata: ["left": "\(left)"])
+            return false
+        }
+        if left.contains("report_data_device") || left.contains("report_data_recent") {
+            // A partitioned index cannot be dropped concurrently: this takes the tables' exclusive lock for
+            // the catalog change only, and gives up rather than queue writers behind a long reader.
+            try await conn.query("SET lock_timeout = '2s'", logger: logger)
+            do {
+                try await conn.query("DROP INDEX IF EXISTS report_data_device, report_data_recent", logger: logger)
+            } catch {
+                try await conn.query("RESET lock_timeout", logger: logger)
+                logger.warning("index upkeep: old report_data indexes not dropped now; the next purge tries again", metadata: ["reason": "\(Self.describe(error))"])
+                return false
+            }
+            try await conn.query("RESET lock_timeout", logger: logger)
+        }
+        logger.info("index upkeep: collector 0.4's report indexes replaced", metadata: ["dropped": "\(left)"])
+        return true
+    }
+
+    /// `CREATE INDEX CONCURRENTLY` under `name`; an invalid index of that name (a build interrupted
+    /// before) is dropped first, a valid one kept.
+    private func buildConcurrently(_ name: String, on table: String, _ definition: String, conn: PostgresConnection) async throws {
+        let existing = try await rows("""
+            SELECT x.indisvalid AS valid FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid
+            WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = $1
+            """, [name], on: conn)
+        if let e = existing.first {
+            if try e["valid"].decode(Bool.self) { return }
+            try await conn.query(PostgresQuery(unsafeSQL: "DROP INDEX CONCURRENTLY IF EXISTS \"\(name)\""), logger: logger)
+        }
+        // Names are made of checked class words and digits (``dayPartition``) or fixed.
+        try await conn.query(PostgresQuery(unsafeSQL: "CREATE INDEX CONCURRENTLY \"\(name)\" ON \"\(table)\" \(definition)"), logger: logger)
     }
 
     // MARK: Helpers
@@ -622,6 +774,12 @@ public final class PostgresStore: TelemetryStore {
                 }
                 // Then what has expired inside the partition that straddles the cut-off.
                 _ = try await rows("DELETE FROM report_data WHERE data_class = $1 AND window_end_ms < $2", [c.rawValue, cutoff])
+            }
+            if !dryRun {
+                // After the drops: fewer days left to index. A failure here is logged, not the purge's.
+                do { try await convergeIndexes() } catch {
+                    logger.warning("index upkeep failed; the next purge tries again", metadata: ["reason": "\(Self.describe(error))"])
+                }
             }
             let telemetry = cutoffs.filter { $0.key != .audit && $0.key != .fleet }.values
             if let oldest = telemetry.min() {
