@@ -146,7 +146,7 @@ struct AnalyzeCommand: ParsableCommand {
         var keyNote = "pseudonyms use a key that exists only for this run"
         if let config {
             let c: AgentConfiguration
-            do { c = try AgentConfiguration.load(path: config) } catch { throw ValidationError("\(error)") }
+            do { c = try AgentConfiguration.load(path: config) } catch { throw configurationError(error) }
             do {
                 pseudonymiser = Pseudonymiser(secret: try AgentState.existingSecret(stateDirectory: c.stateDirectory, configFile: config))
                 keyNote = "pseudonyms use this router's device secret"

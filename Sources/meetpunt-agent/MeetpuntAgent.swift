@@ -38,8 +38,16 @@ struct ConfigOption: ParsableArguments {
     var config: String = "/etc/meetpunt/agent.yaml"
 
     func load() throws -> AgentConfiguration {
-        do { return try AgentConfiguration.load(path: config) } catch { throw ValidationError("\(error)") }
+        do { return try AgentConfiguration.load(path: config) } catch { throw configurationError(error) }
     }
+}
+
+/// A configuration that cannot be used: its error on one line (it names the file, and the line and key
+/// where there is one) and exit status 64, which the systemd unit does not restart on. Not a
+/// `ValidationError`: ArgumentParser would add the root command's usage, as if the arguments were wrong.
+func configurationError(_ error: any Error) -> ExitCode {
+    printError("meetpunt-agent: \(error)")
+    return ExitCode(64)
 }
 
 struct Run: AsyncParsableCommand {

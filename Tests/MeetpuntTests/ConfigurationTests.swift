@@ -90,6 +90,19 @@ import Testing
         #expect(out.contains("\(file.path):6: sampling.interval_seconds: 0 is out of range; valid: 1...3600"))
         #expect(out.contains("exit=2"))
     }
+
+    /// A configuration that cannot be read stops `run` and `analyze` with its error on one line and exit
+    /// status 64 (the unit's no-restart status), without a usage text: the arguments were right.
+    @Test func aMissingConfigurationIsOneLineAndStatus64() throws {
+        let missing = try TestSupport.tempDirectory().appendingPathComponent("absent.yaml").path
+        let agent = TestSupport.executable("meetpunt-agent")
+        for command in ["run -c \(missing) --duration 1", "analyze -c \(missing) /dev/null"] {
+            let out = try TestSupport.sh("\(agent) \(command) 2>&1; echo exit=$?")
+            #expect(out.contains("meetpunt-agent: \(missing): cannot open: No such file or directory"), "\(command): \(out)")
+            #expect(!out.contains("Usage"), "\(command): \(out)")
+            #expect(out.hasSuffix("exit=64\n") || out.hasSuffix("exit=64"), "\(command): \(out)")
+        }
+    }
 }
 
 @Suite struct CollectorConfigurationTests {

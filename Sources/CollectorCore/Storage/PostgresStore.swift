@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOSSL
 import PostgresNIO
+import ServiceLifecycle
 import Synchronization
 import TelemetryModel
 
@@ -409,37 +410,48 @@ public final class PostgresStore: TelemetryStore {
     /// Replaces collector 0.4's indexes on a database that held data when migration v2 ran, without
     /// holding writers: for each day table of `report_data` that lacks them, its `device_id` btree and
     /// `window_end_ms` BRIN index are built `CONCURRENTLY` and attached to its class's (a table is then
-    /// indexed twice until the end); once every partition has them, the old indexes are dropped (a
-    /// moment's exclusive lock, given up after 2 s and tried again at the next purge). `reports` gets its
-    /// BRIN index the same way. One collector process does it at a time (an advisory lock); the purge
-    /// calls it, after expired days were dropped, so there is less to build. Returns true when done.
+    /// indexed twice until the end); once every day table has them, the old indexes are dropped.
+    /// `reports` gets its BRIN index the same way. Attaching and dropping take exclusive locks for a
+    /// catalog change only, and give up after 2 s rather than queue every reader and writer behind a long
+    /// transaction (the next purge tries again; a built index is reused). One collector process does it
+    /// at a time (an advisory lock); the purge calls it after its deletes. It stops between partitions
+    /// when the process shuts down. Returns true when done.
     @discardableResult
     func convergeIndexes() async throws -> Bool {
         if indexesConverged.load(ordering: .relaxed) { return true }
+        // The upkeep holds a connection for its whole run: with one, ingest would wait for it.
+        guard settings.maxConnections >= 2 else {
+            logger.warning("index upkeep: needs storage.postgres.max_connections of 2 or more; collector 0.4's indexes stay")
+            return false
+        }
         return try await client.withConnection { conn in
-            guard try await self.rows("SELECT pg_try_advisory_lock($1) AS got", [Self.indexLock], on: conn)[0]["got"].decode(Bool.self) else {
-                return false  // another process is at it
-            }
+            var locked = false
             do {
+                locked = try await self.rows("SELECT pg_try_advisory_lock($1) AS got", [Self.indexLock], on: conn)[0]["got"].decode(Bool.self)
+                guard locked else { return false }  // another process is at it
                 let done = try await self.convergeIndexes(on: conn)
                 _ = try await self.rows("SELECT pg_advisory_unlock($1)", [Self.indexLock], on: conn)
                 if done { self.indexesConverged.store(true, ordering: .relaxed) }
                 return done
             } catch {
+                // The connection goes back to the pool: it must not keep the lock or the timeout.
                 _ = try? await self.rows("RESET lock_timeout", on: conn)
-                _ = try? await self.rows("SELECT pg_advisory_unlock($1)", [Self.indexLock], on: conn)
+                _ = try? await self.rows("SELECT pg_advisory_unlock_all()", on: conn)
                 throw error
             }
         }
     }
 
+    /// Objects of the schema in use (`current_schema()` compared as a name, whatever its case).
+    private static let inSchema = "(SELECT oid FROM pg_namespace WHERE nspname = current_schema())"
+
     private func convergeIndexes(on conn: PostgresConnection) async throws -> Bool {
         let left = try await rows("""
             SELECT relname::text AS name FROM pg_class
-            WHERE relnamespace = current_schema()::regnamespace AND relkind IN ('i', 'I') AND relname = ANY($1)
+            WHERE relnamespace = \(Self.inSchema) AND relkind IN ('i', 'I') AND relname = ANY($1)
             """, [Self.replacedIndexes], on: conn).map { try $0["name"].decode(String.self) }
         guard !left.isEmpty else { return true }
-        // Day tables (not being detached) without an index attached to their class's new one.
+        // Day tables (not being detached) without a valid index attached to their class's new one.
         let missing = try await rows("""
             SELECT day.relname::text AS day, cidx.relname::text AS class_index, top.relname::text AS top
             FROM pg_class top
@@ -448,47 +460,51 @@ public final class PostgresStore: TelemetryStore {
             JOIN pg_index ci ON ci.indexrelid = cidx.oid
             JOIN pg_inherits dt ON dt.inhparent = ci.indrelid AND NOT dt.inhdetachpending
             JOIN pg_class day ON day.oid = dt.inhrelid
-            WHERE top.relnamespace = current_schema()::regnamespace AND top.relname IN ('report_data_by_device', 'report_data_by_end')
+            WHERE top.relnamespace = \(Self.inSchema) AND top.relname IN ('report_data_by_device', 'report_data_by_end')
               AND NOT EXISTS (SELECT 1 FROM pg_inherits di JOIN pg_index x ON x.indexrelid = di.inhrelid
-                              WHERE di.inhparent = cidx.oid AND x.indrelid = day.oid)
+                              WHERE di.inhparent = cidx.oid AND x.indrelid = day.oid AND x.indisvalid)
             ORDER BY 1, 3
             """, on: conn)
         for r in missing {
+            guard !Task.isCancelled, !Task.isShuttingDownGracefully else { return false }
             let day = try r["day"].decode(String.self), classIndex = try r["class_index"].decode(String.self)
             let byDevice = try r["top"].decode(String.self) == "report_data_by_device"
             let name = day + (byDevice ? "_by_device" : "_by_end")
             let definition = byDevice ? "(device_id)" : "USING brin (window_end_ms) WITH (\(Self.brinOptions))"
             let started = ContinuousClock.now
             try await buildConcurrently(name, on: day, definition, conn: conn)
-            try await conn.query(PostgresQuery(unsafeSQL: "ALTER INDEX \"\(classIndex)\" ATTACH PARTITION \"\(name)\""), logger: logger)
+            guard try await withLockTimeout("ALTER INDEX \"\(classIndex)\" ATTACH PARTITION \"\(name)\"", what: "attaching \(name)", conn: conn) else {
+                return false
+            }
             logger.info("index upkeep: built and attached", metadata: ["index": "\(name)", "took": "\(ContinuousClock.now - started)"])
         }
         if left.contains("reports_window_end") {
             try await buildConcurrently("reports_by_end", on: "reports", "USING brin (window_end_ms) WITH (\(Self.brinOptions))", conn: conn)
             try await conn.query("DROP INDEX CONCURRENTLY IF EXISTS reports_window_end", logger: logger)
         }
-        let valid = try await rows("""
-            SELECT count(*) AS n FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid
-            WHERE c.relnamespace = current_schema()::regnamespace AND c.relname IN ('report_data_by_device', 'report_data_by_end') AND x.indisvalid
-            """, on: conn)[0]["n"].decode(Int64.self)
-        guard valid == 2 else {
-            logger.warning("index upkeep: report_data's new indexes are not valid on every partition yet; the old ones stay", metadata: ["left": "\(left)"])
-            return false
-        }
         if left.contains("report_data_device") || left.contains("report_data_recent") {
-            // A partitioned index cannot be dropped concurrently: this takes the tables' exclusive lock for
-            // the catalog change only, and gives up rather than queue writers behind a long reader.
-            try await conn.query("SET lock_timeout = '2s'", logger: logger)
-            do {
-                try await conn.query("DROP INDEX IF EXISTS report_data_device, report_data_recent", logger: logger)
-            } catch {
-                try await conn.query("RESET lock_timeout", logger: logger)
-                logger.warning("index upkeep: old report_data indexes not dropped now; the next purge tries again", metadata: ["reason": "\(Self.describe(error))"])
-                return false
-            }
-            try await conn.query("RESET lock_timeout", logger: logger)
+            // Every day table now has both new indexes, valid (a partitioned index's own valid flag is
+            // not looked at: PostgreSQL recomputes it only when an index is attached, not when a day is
+            // dropped, and reads use the day tables' indexes).
+            guard try await withLockTimeout("DROP INDEX IF EXISTS report_data_device, report_data_recent",
+                                            what: "dropping report_data's old indexes", conn: conn) else { return false }
         }
         logger.info("index upkeep: collector 0.4's report indexes replaced", metadata: ["dropped": "\(left)"])
+        return true
+    }
+
+    /// Runs a statement that takes an exclusive lock for a catalog change with a 2-second `lock_timeout`;
+    /// false (and a warning) when the lock could not be had: the next purge tries again.
+    private func withLockTimeout(_ sql: String, what: String, conn: PostgresConnection) async throws -> Bool {
+        try await conn.query("SET lock_timeout = '2s'", logger: logger)
+        do {
+            try await conn.query(PostgresQuery(unsafeSQL: sql), logger: logger)
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "55P03" {
+            try await conn.query("RESET lock_timeout", logger: logger)
+            logger.warning("index upkeep: \(what) waited 2 s for a lock; the next purge tries again", metadata: ["reason": "\(Self.describe(error))"])
+            return false
+        }
+        try await conn.query("RESET lock_timeout", logger: logger)
         return true
     }
 
@@ -497,7 +513,7 @@ public final class PostgresStore: TelemetryStore {
     private func buildConcurrently(_ name: String, on table: String, _ definition: String, conn: PostgresConnection) async throws {
         let existing = try await rows("""
             SELECT x.indisvalid AS valid FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid
-            WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = $1
+            WHERE c.relnamespace = \(Self.inSchema) AND c.relname = $1
             """, [name], on: conn)
         if let e = existing.first {
             if try e["valid"].decode(Bool.self) { return }
@@ -775,12 +791,6 @@ public final class PostgresStore: TelemetryStore {
                 // Then what has expired inside the partition that straddles the cut-off.
                 _ = try await rows("DELETE FROM report_data WHERE data_class = $1 AND window_end_ms < $2", [c.rawValue, cutoff])
             }
-            if !dryRun {
-                // After the drops: fewer days left to index. A failure here is logged, not the purge's.
-                do { try await convergeIndexes() } catch {
-                    logger.warning("index upkeep failed; the next purge tries again", metadata: ["reason": "\(Self.describe(error))"])
-                }
-            }
             let telemetry = cutoffs.filter { $0.key != .audit && $0.key != .fleet }.values
             if let oldest = telemetry.min() {
                 counts["reports"] = Int(try await rows("SELECT COUNT(*) AS n FROM reports WHERE window_end_ms < $1", [oldest])[0]["n"].decode(Int64.self))
@@ -799,6 +809,13 @@ public final class PostgresStore: TelemetryStore {
                 // A troubleshooting session is kept as long as the data it produced.
                 _ = try await rows("DELETE FROM troubleshooting_sessions WHERE end_recorded AND ends_at_ms < $1 AND COALESCE(stopped_at_ms, ends_at_ms) < $1",
                                    [cutoff])
+            }
+            if !dryRun {
+                // After every delete, so expired data never waits for an index build, and after the day
+                // drops, so fewer days are left to index. A failure here is logged, not the purge's.
+                do { try await convergeIndexes() } catch {
+                    logger.warning("index upkeep failed; the next purge tries again", metadata: ["reason": "\(Self.describe(error))"])
+                }
             }
             return counts
         }
