@@ -419,6 +419,10 @@ public final class PostgresStore: TelemetryStore {
     @discardableResult
     func convergeIndexes() async throws -> Bool {
         if indexesConverged.load(ordering: .relaxed) { return true }
+        if try await oldIndexesLeft().isEmpty {
+            indexesConverged.store(true, ordering: .relaxed)
+            return true
+        }
         // The upkeep holds a connection for its whole run: with one, ingest would wait for it.
         guard settings.maxConnections >= 2 else {
             logger.warning("index upkeep: needs storage.postgres.max_connections of 2 or more; collector 0.4's indexes stay")
@@ -445,11 +449,16 @@ public final class PostgresStore: TelemetryStore {
     /// Objects of the schema in use (`current_schema()` compared as a name, whatever its case).
     private static let inSchema = "(SELECT oid FROM pg_namespace WHERE nspname = current_schema())"
 
-    private func convergeIndexes(on conn: PostgresConnection) async throws -> Bool {
-        let left = try await rows("""
+    /// Which of ``replacedIndexes`` are still in the schema.
+    private func oldIndexesLeft(on conn: PostgresConnection? = nil) async throws -> [String] {
+        try await rows("""
             SELECT relname::text AS name FROM pg_class
             WHERE relnamespace = \(Self.inSchema) AND relkind IN ('i', 'I') AND relname = ANY($1)
             """, [Self.replacedIndexes], on: conn).map { try $0["name"].decode(String.self) }
+    }
+
+    private func convergeIndexes(on conn: PostgresConnection) async throws -> Bool {
+        let left = try await oldIndexesLeft(on: conn)
         guard !left.isEmpty else { return true }
         // Day tables (not being detached) without a valid index attached to their class's new one.
         let missing = try await rows("""
