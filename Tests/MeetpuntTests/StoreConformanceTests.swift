@@ -527,6 +527,66 @@ extension PartitionRetentionTests {
         }
     }
 
+    /// The upkeep's catalog changes wait at most 2 s for their locks. A reader that sits idle in a
+    /// transaction holds `report_data` (as an operator's forgotten session would): building the new
+    /// indexes concurrently goes on, but dropping the old ones would wait for that reader, and every
+    /// ingest would queue behind the drop. The upkeep gives up instead, reports keep being stored, and
+    /// the next purge finishes the job once the reader is gone.
+    @Test(.enabled(if: TestDatabases.postgresAvailable, "needs PostgreSQL: MEETPUNT_TEST_POSTGRES (scripts/test.sh sets it from scripts/postgres/cluster.sh)"))
+    func theUpkeepGivesUpOnALockHeldByAnIdleTransactionAndFinishesLater() async throws {
+        let day = StoreConformanceTests.day, t0 = StoreConformanceTests.t0
+        let c = try TestDatabases.configuration(.postgres)
+        let pg = try #require(c.postgres)
+        defer { _ = try? TestDatabases.psql(pg, "DROP DATABASE IF EXISTS \(pg.database) WITH (FORCE)") }
+        var logger = Logger(label: "test.index-upkeep")
+        logger.logLevel = .error
+        let store = try PostgresStore(settings: pg, logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { pool in
+            pool.addTask { await store.run() }
+            defer { pool.cancelAll() }
+            try await store.migrate(through: 1)
+            let devices = ["held-0", "held-1"]
+            for d in devices { _ = try await store.addDevice(d, nowMs: 0) }
+            var seq: UInt64 = 0
+            func batch(endMs: Int64) -> [(report: Report, classes: [DataClass])] {
+                devices.map { d in seq += 1; return StoreConformanceTests.report(d, seq: seq, endMs: endMs) }
+            }
+            for dayIndex in 0..<2 { _ = try await store.ingest(batch(endMs: t0 + Int64(dayIndex) * day + 60_000), receivedAtMs: t0) }
+            try await store.migrate()
+
+            let reader = try TestDatabases.HeldTransaction(pg, "SELECT count(*) FROM report_data;")
+            // Should the upkeep wait for the reader after all, the reader ends after 60 s and the test fails on
+            // the time taken below rather than hanging.
+            let release = Task { try? await Task.sleep(for: .seconds(60)); reader.finish() }
+            defer { release.cancel(); reader.finish() }
+            let clock = ContinuousClock()
+            let started = clock.now
+            async let converged = store.convergeIndexes()
+            // Ingest goes on meanwhile: at most the 2 s a catalog change may wait delays it.
+            try await Task.sleep(for: .milliseconds(200))
+            let during = try await store.ingest(batch(endMs: t0 + day + 120_000), receivedAtMs: t0)
+            #expect(during.allSatisfy { if case .stored = $0 { true } else { false } }, "stored while the upkeep waited: \(during)")
+            let done = try await converged
+            let took = clock.now - started
+            #expect(!done, "the drop cannot have happened while the reader holds report_data")
+            #expect(took < .seconds(30), "the upkeep gave up after its 2 s lock timeout instead of waiting for the reader: took \(took)")
+            var indexes = try Self.reportIndexes(pg)
+            #expect(indexes["report_data_device"] != nil, "the old indexes still serve: \(indexes)")
+            // A class's new index stays invalid until every day's is attached; no day table holds a half-built one.
+            let dayIndexes = indexes.values.filter { $0.split(separator: "|")[0].split(separator: "_").last?.count == 8 }
+            #expect(!dayIndexes.isEmpty && !dayIndexes.contains { $0.hasSuffix("|false") }, "no day table has an invalid index: \(indexes)")
+
+            reader.finish()
+            #expect(try await store.convergeIndexes(), "done once the reader is gone")
+            indexes = try Self.reportIndexes(pg)
+            for old in PostgresStore.replacedIndexes { #expect(indexes[old] == nil, "\(old) is dropped: \(indexes)") }
+            for d in devices {
+                let windows = try await store.windows(device: d, metric: nil, fromMs: 0, toMs: .max, cutoffs: StoreConformanceTests.keepAll, limit: .max)
+                #expect(windows.count == 3 * StorageTests.sample().count, "\(d): every report is returned")
+            }
+        }
+    }
+
     /// Ingests each batch in turn; the number of reports stored.
     static func ingestEach(_ batches: [[(report: Report, classes: [DataClass])]], into store: PostgresStore) async throws -> Int {
         var stored = 0

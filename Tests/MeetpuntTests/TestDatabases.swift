@@ -64,6 +64,50 @@ enum TestDatabases {
         return text
     }
 
+    /// A `psql` session that runs `sql` in an open transaction and then stays idle in it, holding the
+    /// locks its statements took until ``finish()``: what a long report query or a forgotten session of an
+    /// operator does to the collector.
+    final class HeldTransaction: @unchecked Sendable {
+        private let process = Process()
+        private let input = Pipe()
+        private let output = Pipe()
+        private var finished = false
+
+        /// Returns once `sql` has run: its last statement must print one line (psql -t -A).
+        init(_ settings: CollectorConfiguration.PostgresSettings, _ sql: String) throws {
+            let password = try settings.passwordFile.map { try String(contentsOfFile: $0, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) } ?? ""
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/psql")
+            process.arguments = ["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", settings.host, "-p", String(settings.port),
+                                 "-U", settings.user, "-d", settings.database]
+            var environment = ProcessInfo.processInfo.environment
+            environment["PGPASSWORD"] = password
+            process.environment = environment
+            process.standardInput = input
+            process.standardOutput = output
+            process.standardError = output
+            try process.run()
+            input.fileHandleForWriting.write(Data("BEGIN;\n\(sql)\n".utf8))
+            // psql answers the statement once it ran: the locks are held from here on.
+            var seen = Data()
+            while !seen.contains(UInt8(ascii: "\n")) {
+                let chunk = output.fileHandleForReading.availableData
+                guard !chunk.isEmpty else { throw TestFailure("psql ended before answering \(sql): \(String(decoding: seen, as: UTF8.self))") }
+                seen.append(chunk)
+            }
+        }
+
+        /// Commits and waits for psql to end; a second call does nothing.
+        func finish() {
+            guard !finished else { return }
+            finished = true
+            input.fileHandleForWriting.write(Data("COMMIT;\n".utf8))
+            try? input.fileHandleForWriting.close()
+            process.waitUntilExit()
+        }
+
+        deinit { finish() }
+    }
+
     /// A collector configuration whose store is a new, empty database of `backend`.
     static func configuration(_ backend: Backend) throws -> CollectorConfiguration {
         let dir = try TestSupport.tempDirectory()
