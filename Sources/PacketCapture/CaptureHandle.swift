@@ -69,9 +69,14 @@ public final class CaptureHandle {
         guard let p = pcap_fopen_offline_with_tstamp_precision(file, UInt32(PCAP_TSTAMP_PRECISION_NANO), &errbuf) else {
             fclose(file)  // libpcap leaves a FILE it could not use to its caller
             free(buffer)
-            throw CaptureError(.open, "\(path): \(String(cString: errbuf))", offset: 0)
+            throw CaptureError(.open, "\(path): \(Self.text(errbuf))", offset: 0)
         }
         return CaptureHandle(handle: p, source: path, isLive: false, fileBuffer: buffer)
+    }
+
+    /// libpcap's NUL-terminated error buffer as text.
+    static func text(_ errbuf: [CChar]) -> String {
+        String(decoding: errbuf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// Opens a live capture with the header-only snaplen. `snaplen` above ``HeaderLimits/liveCaptureBytes``
@@ -83,7 +88,7 @@ public final class CaptureHandle {
         }
         var errbuf = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE))
         guard let p = pcap_create(interface, &errbuf) else {
-            throw CaptureError(.open, "\(interface): \(String(cString: errbuf))")
+            throw CaptureError(.open, "\(interface): \(Self.text(errbuf))")
         }
         func fail(_ what: String) -> CaptureError {
             let text = String(cString: pcap_geterr(p))

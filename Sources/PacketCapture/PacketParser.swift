@@ -287,7 +287,6 @@ public enum PacketParser {
 
     static func parseIPv6(_ view: inout HeaderView, into h: inout PacketHeaders, originalLength: Int) -> SkipReason? {
         h.isIPv6 = true
-        let start = view.offset
         guard let fixed = view.take(40) else { return .truncatedHeader }
         guard fixed.u8(0) >> 4 == 6 else { return .malformedHeader }
         func half(_ at: Int) -> UInt64 { UInt64(fixed.u32(at)) << 32 | UInt64(fixed.u32(at + 4)) }
