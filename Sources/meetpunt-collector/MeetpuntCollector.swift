@@ -445,14 +445,18 @@ struct Summary: AsyncParsableCommand {
                     let speed = latest("link.speed").map { "\(Self.count($0.last)) Mb/s" } ?? "speed unknown"
                     let duplex = latest("link.full_duplex").map { $0.last == 1 ? "full duplex" : "half duplex" } ?? ""
                     let up = latest("link.oper_up").map { $0.last == 1 ? "up" : "down" } ?? "?"
-                    func rates(_ m: String) -> String {
-                        guard let w = latest(m) else { return "-" }
+                    // Rates from the newest full-length window: a stopped agent's last, partial window may
+                    // last a few milliseconds.
+                    let full = { (m: String) in mine.filter { $0.metric == m }.newestFullLength() }
+                    func rates(_ w: StoredWindow?) -> String {
+                        guard let w else { return "-" }
                         return "mean \(Self.rate(w.mean)), p99 \(Self.rate(w.sketch?.quantile(0.99) ?? w.max))"
                     }
-                    let rxRate = rates("link.rx_rate"), txRate = rates("link.tx_rate")
+                    let rx = full("link.rx_rate"), tx = full("link.tx_rate")
                     print("  \(name.padding(toLength: 10, withPad: " ", startingAt: 0)) \(up), \(speed)\(duplex.isEmpty ? "" : ", " + duplex)")
                     print("    rx \(Self.count(total("link.rx_packets"))) packets / \(Self.count(total("link.rx_bytes"))) bytes, tx \(Self.count(total("link.tx_packets"))) packets / \(Self.count(total("link.tx_bytes"))) bytes")
-                    print("    latest window: rx \(rxRate); tx \(txRate)")
+                    let span = (rx ?? tx).map { " (\(Self.count(Double($0.windowEndMs - $0.windowStartMs) / 1000)) s)" } ?? ""
+                    print("    latest full window\(span): rx \(rates(rx)); tx \(rates(tx))")
                 }
                 let clients = windows.filter { $0.metric == "lan.clients" }
                 if let c = clients.max(by: { $0.windowEndMs < $1.windowEndMs }) {

@@ -1,4 +1,4 @@
-import CollectorCore
+@testable import CollectorCore
 import Foundation
 import GRDB
 import Testing
@@ -275,5 +275,26 @@ import TelemetryModel
         let devices = try await store.devices()
         #expect(devices.first { $0.id == "legacy-1" }?.reports == 5)
         #expect(try await store.settings(device: "legacy-1")?.version == 1, "the settings survived too")
+    }
+}
+
+/// What summaries call "the latest window": a stopping agent's partial window is passed over.
+@Suite struct NewestFullLengthWindowTests {
+    static func window(_ startMs: Int64, _ endMs: Int64, mean: Double) -> StoredWindow {
+        StoredWindow(deviceID: "d", seq: endMs, dataClass: "link", metric: "link.rx_rate", unit: "bits_per_second",
+                     labels: ["interface": "eth0"], windowStartMs: startMs, windowEndMs: endMs, count: 5,
+                     min: 0, max: mean * 2, mean: mean, last: mean, sum: mean * 5)
+    }
+
+    @Test func aPartialWindowOfMillisecondsIsPassedOver() {
+        // As the demo stored them: 10-second windows, then 6 ms shipped when the agent stopped.
+        let windows = [Self.window(0, 10_000, mean: 1_800), Self.window(10_000, 20_000, mean: 2_400),
+                       Self.window(20_000, 20_006, mean: 0)]
+        #expect(windows.newestFullLength()?.windowEndMs == 20_000)
+        #expect(windows.newestFullLength()?.mean == 2_400)
+        // A window cut short by new settings still counts when at least half the longest.
+        #expect((windows + [Self.window(20_006, 26_000, mean: 900)]).newestFullLength()?.windowEndMs == 26_000)
+        #expect([StoredWindow]().newestFullLength() == nil)
+        #expect([Self.window(0, 6, mean: 0)].newestFullLength()?.windowEndMs == 6, "a device with only a partial window shows that one")
     }
 }

@@ -59,6 +59,17 @@ public struct StoredWindow: Sendable, Equatable, Codable {
     }
 }
 
+extension Sequence where Element == StoredWindow {
+    /// The newest window that spans at least half the longest one given: what "the latest window"
+    /// should mean in a summary. An agent that stops ships its partial window, often a few milliseconds
+    /// long with rates from one short interval, which would otherwise stand for the device's latest state.
+    public func newestFullLength() -> StoredWindow? {
+        let windows = Array(self)
+        guard let longest = windows.map({ $0.windowEndMs - $0.windowStartMs }).max() else { return nil }
+        return windows.filter { ($0.windowEndMs - $0.windowStartMs) * 2 >= longest }.max { $0.windowEndMs < $1.windowEndMs }
+    }
+}
+
 public struct AuditEntry: Sendable, Equatable, Codable {
     public var id: Int64?
     public var atMs: Int64
