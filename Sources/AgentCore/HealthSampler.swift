@@ -11,7 +11,8 @@ public final class HealthSampler: Sampler {
     public let name = "health"
     private let procRoot: String
     private let sysRoot: String
-    private var previousCPU: (busy: UInt64, total: UInt64)?
+    /// The CPU counters the next share is computed from, and when they were read.
+    private var previousCPU: (busy: UInt64, total: UInt64, at: UInt64)?
     /// Thermal zones read at most, so a board with hundreds of sensors cannot blow the series budget.
     private let maxZones = 16
 
@@ -23,10 +24,18 @@ public final class HealthSampler: Sampler {
     public func sample(_ context: SampleContext, into batch: inout SampleBatch) throws {
         let reading = read()
         if let cpu = reading.cpu {
-            if let before = previousCPU, cpu.total > before.total, cpu.busy >= before.busy {
-                batch.add("system.cpu_busy", [:], Double(cpu.busy - before.busy) / Double(cpu.total - before.total))
+            let now = context.time.monotonicNanoseconds
+            if let before = previousCPU, cpu.total >= before.total, cpu.busy >= before.busy {
+                // Too soon for a share: the counters stay the baseline, so the next reading spans more.
+                if Double(now &- before.at) / 1e9 >= SampleContext.minimumRateSeconds {
+                    if cpu.total > before.total {
+                        batch.add("system.cpu_busy", [:], Double(cpu.busy - before.busy) / Double(cpu.total - before.total))
+                    }
+                    previousCPU = (cpu.busy, cpu.total, now)
+                }
+            } else {
+                previousCPU = (cpu.busy, cpu.total, now)
             }
-            previousCPU = cpu
         }
         if let v = reading.memoryAvailableBytes { batch.add("system.memory_available", [:], Double(v)) }
         if let v = reading.memoryTotalBytes { batch.add("system.memory_total", [:], Double(v)) }

@@ -49,8 +49,10 @@ public final class LinkSampler: Sampler {
                 batch.add("link.rx_dropped", labels, Double(d[6]))
                 batch.add("link.tx_dropped", labels, Double(d[7]))
                 if link.carrierChanges != nil { batch.add("link.carrier_changes", labels, Double(d[8])) }
-                batch.add("link.rx_rate", labels, Double(d[0]) * 8 / seconds)
-                batch.add("link.tx_rate", labels, Double(d[1]) * 8 / seconds)
+                if seconds >= SampleContext.minimumRateSeconds {
+                    batch.add("link.rx_rate", labels, Double(d[0]) * 8 / seconds)
+                    batch.add("link.tx_rate", labels, Double(d[1]) * 8 / seconds)
+                }
             }
             batch.add("link.oper_up", labels, link.isOperUp ? 1 : 0)
             batch.add("link.carrier", labels, link.carrier ? 1 : 0)

@@ -48,6 +48,15 @@ public struct SampleContext: Sendable {
     }
 }
 
+extension SampleContext {
+    /// The shortest interval a rate or a share of time is computed over. The last sample before a
+    /// shutdown, or one taken at once when new settings arrive, may come milliseconds after the one
+    /// before: its counter deltas count, but a rate over a few milliseconds is noise in the window's
+    /// maximum and sketch (one 1,500-byte packet in 6 ms reads as 2 Mbit/s; /proc/stat moves in 10-ms
+    /// ticks, so a CPU share over 6 ms is 0 or 1).
+    public static let minimumRateSeconds = 0.25
+}
+
 /// A source of samples (link counters, LAN clients; Wi-Fi and packet capture later). Samplers own kernel
 /// handles and are called from one thread at a time, never from the cooperative pool.
 public protocol Sampler: AnyObject {

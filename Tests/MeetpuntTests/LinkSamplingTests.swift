@@ -12,6 +12,12 @@ import Testing
 struct LinkSamplingTests {
     static func context() -> SampleContext { SampleContext(time: .now(), epoch: KeyEpoch(id: 1)) }
 
+    /// A context `ms` after `t0` on both clocks: rates need their interval (``SampleContext/minimumRateSeconds``).
+    static func context(_ t0: SampleTime, plus ms: UInt64) -> SampleContext {
+        SampleContext(time: SampleTime(wallMilliseconds: t0.wallMilliseconds + Int64(ms), monotonicNanoseconds: t0.monotonicNanoseconds + ms * 1_000_000),
+                      epoch: KeyEpoch(id: 1))
+    }
+
     static func value(_ batch: SampleBatch, _ metric: String, _ interface: String) -> Double? {
         batch.samples.first { $0.descriptor.name == metric && $0.labels["interface"] == interface }?.value
     }
@@ -33,8 +39,9 @@ struct LinkSamplingTests {
     @Test func vethCountersEqualTheKernelsAndSpeedEqualsEthtool() throws {
         let ns = try Self.vethNamespace()
         let sampler = try ns.run { try LinkSampler(config: Self.link) }
+        let t0 = SampleTime.now()
         var first = SampleBatch()
-        try ns.run { try sampler.sample(Self.context(), into: &first) }
+        try ns.run { try sampler.sample(Self.context(t0, plus: 0), into: &first) }
         #expect(Self.value(first, "link.rx_bytes", "mpb0") == nil, "the first sample is a baseline")
 
         let txBefore = try TestSupport.sysfsCounter("mpa0", "tx_bytes", namespace: ns.name)
@@ -47,7 +54,7 @@ struct LinkSamplingTests {
         let rxPacketsAfter = try TestSupport.sysfsCounter("mpb0", "rx_packets", namespace: ns.name)
 
         var second = SampleBatch()
-        try ns.run { try sampler.sample(Self.context(), into: &second) }
+        try ns.run { try sampler.sample(Self.context(t0, plus: 1000), into: &second) }
 
         #expect(rxAfter - rxBefore == UInt64(frames * size), "the kernel counted exactly the frames sent")
         #expect(Self.value(second, "link.tx_bytes", "mpa0") == Double(txAfter - txBefore))
@@ -56,7 +63,7 @@ struct LinkSamplingTests {
         #expect(Self.value(second, "link.tx_packets", "mpa0") == Double(frames))
         #expect(Self.value(second, "link.rx_errors", "mpb0") == 0)
         let rate = try #require(Self.value(second, "link.rx_rate", "mpb0"))
-        #expect(rate > 0)
+        #expect(rate == Double(rxAfter - rxBefore) * 8, "the bytes of one second, in bit/s")
 
         // Speed and duplex equal what `ethtool IF` prints (veth: 10000Mb/s, Full).
         let ethtool = try ns.exec("ethtool mpa0")
@@ -102,11 +109,14 @@ struct LinkSamplingTests {
     @Test func recreatingAnInterfaceNeverYieldsANegativeOrAbsurdRate() throws {
         let ns = try Self.vethNamespace()
         let sampler = try ns.run { try LinkSampler(config: Self.link) }
+        let t0 = SampleTime.now()
+        var step: UInt64 = 0
+        func next() -> SampleContext { step += 1; return Self.context(t0, plus: step * 1000) }
         var batch = SampleBatch()
-        try ns.run { try sampler.sample(Self.context(), into: &batch) }
+        try ns.run { try sampler.sample(next(), into: &batch) }
         try ns.run { try RawFrames.send(interface: "mpa0", count: 500, size: 1000) }
         batch = SampleBatch()
-        try ns.run { try sampler.sample(Self.context(), into: &batch) }
+        try ns.run { try sampler.sample(next(), into: &batch) }
         #expect(Self.value(batch, "link.tx_bytes", "mpa0") == 500_000)
 
         // Delete and re-create: the counters restart at zero under a new ifindex.
@@ -118,18 +128,40 @@ struct LinkSamplingTests {
         }
         try ns.run { try RawFrames.send(interface: "mpa0", count: 3, size: 100) }
         batch = SampleBatch()
-        try ns.run { try sampler.sample(Self.context(), into: &batch) }
+        try ns.run { try sampler.sample(next(), into: &batch) }
         #expect(Self.value(batch, "link.counter_resets", "mpa0") == 1)
         #expect(Self.value(batch, "link.tx_bytes", "mpa0") == nil, "no delta across a reset")
         #expect(Self.value(batch, "link.tx_rate", "mpa0") == nil, "no rate across a reset")
 
         try ns.run { try RawFrames.send(interface: "mpa0", count: 7, size: 100) }
         batch = SampleBatch()
-        try ns.run { try sampler.sample(Self.context(), into: &batch) }
+        try ns.run { try sampler.sample(next(), into: &batch) }
         #expect(Self.value(batch, "link.tx_bytes", "mpa0") == 700)
         let rate = try #require(Self.value(batch, "link.tx_rate", "mpa0"))
         #expect(rate >= 0 && rate < 1e9, "rate \(rate) is plausible for 700 bytes")
         for s in batch.samples { #expect(s.value >= 0 && s.value < 1e15, "\(s.descriptor.name) = \(s.value)") }
+    }
+
+    /// The last sample before a shutdown comes milliseconds after the one before: its bytes count, but
+    /// no rate is made of them (500 frames in 6 ms would read as 667 Mbit/s).
+    @Test func aFewMillisecondsGiveDeltasButNoRate() throws {
+        let ns = try Self.vethNamespace()
+        let sampler = try ns.run { try LinkSampler(config: Self.link) }
+        let t0 = SampleTime.now()
+        func at(_ ms: UInt64) -> SampleContext { Self.context(t0, plus: ms) }
+        var batch = SampleBatch()
+        try ns.run { try sampler.sample(at(0), into: &batch) }
+        try ns.run { try RawFrames.send(interface: "mpa0", count: 500, size: 1000) }
+        batch = SampleBatch()
+        try ns.run { try sampler.sample(at(6), into: &batch) }
+        #expect(Self.value(batch, "link.tx_bytes", "mpa0") == 500_000, "the bytes of those 6 ms are kept")
+        #expect(Self.value(batch, "link.tx_rate", "mpa0") == nil, "no rate over 6 ms")
+        try ns.run { try RawFrames.send(interface: "mpa0", count: 7, size: 100) }
+        batch = SampleBatch()
+        try ns.run { try sampler.sample(at(2_006), into: &batch) }
+        #expect(Self.value(batch, "link.tx_bytes", "mpa0") == 700)
+        let rate = try #require(Self.value(batch, "link.tx_rate", "mpa0"), "the next interval has its rate")
+        #expect(abs(rate - 700 * 8 / 2) < 1e-6, "700 bytes over 2 s: \(rate) bit/s")
     }
 
     @Test func interfaceNamesThatEmbedAMACAreRelabelled() throws {

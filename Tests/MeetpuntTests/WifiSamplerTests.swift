@@ -116,4 +116,24 @@ import TelemetryModel
         #expect(temps.map { $0.labels["zone"]! } == ["x86_pkg_temp", "acpitz", "x86_pkg_temp-2"])
         #expect(temps.map(\.value) == [51.5, 40, 48])
     }
+
+    /// A CPU share needs more than a few milliseconds of /proc/stat ticks: a reading that soon after the
+    /// last gives none and leaves the baseline, so the next share spans both intervals.
+    @Test func aCPUShareIsNotTakenOverAFewMilliseconds() throws {
+        let sampler = HealthSampler(config: .init(enabled: true, procRoot: "/proc", sysRoot: "/nonexistent"))
+        let t0 = SampleTime.now()
+        func at(_ ms: UInt64) -> SampleContext {
+            SampleContext(time: SampleTime(wallMilliseconds: t0.wallMilliseconds + Int64(ms), monotonicNanoseconds: t0.monotonicNanoseconds + ms * 1_000_000),
+                          epoch: KeyEpoch(id: 1))
+        }
+        func busy(_ batch: SampleBatch) -> Double? { batch.samples.first { $0.descriptor.name == "system.cpu_busy" }?.value }
+        var first = SampleBatch(), soon = SampleBatch(), later = SampleBatch()
+        try sampler.sample(at(0), into: &first)
+        try sampler.sample(at(6), into: &soon)
+        #expect(busy(soon) == nil, "no share over 6 ms")
+        usleep(300_000)  // real ticks for the share below
+        try sampler.sample(at(2_000), into: &later)
+        let share = try #require(busy(later), "a share once the interval is long enough")
+        #expect(share >= 0 && share <= 1)
+    }
 }
