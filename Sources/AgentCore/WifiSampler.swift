@@ -280,7 +280,8 @@ public final class WifiSampler: Sampler {
         let reading = CounterTracker<String>.Reading(
             generation: 0, counters: [active, busy, entry.rxMs ?? 0, entry.txMs ?? 0, entry.bssRxMs ?? 0],
             monotonicNanoseconds: time.monotonicNanoseconds)
-        guard case .delta(let d, _) = surveyCounters.update(key, reading) else { return }
+        // Shares need their interval (``SampleContext/minimumRateSeconds``): the survey counts milliseconds.
+        guard case .delta(let d, let seconds) = surveyCounters.update(key, reading), seconds >= SampleContext.minimumRateSeconds else { return }
         let verdict = SurveyJudgement(activeMs: d[0], busyMs: d[1], rxMs: entry.rxMs == nil ? nil : d[2],
                                       txMs: entry.txMs == nil ? nil : d[3], bssRxMs: entry.bssRxMs == nil ? nil : d[4])
         batch.add("wifi.radio.survey_implausible", labels, verdict.plausible ? 0 : 1)

@@ -74,6 +74,22 @@ import TelemetryModel
         #expect(ReportValidator().validate(report, nowMs: 1_763_884_804_000) == nil)
     }
 
+    /// Channel shares from survey counters that moved for a few milliseconds (the last sample before a
+    /// stop) are not taken: the survey counts whole milliseconds. The next interval has its share.
+    @Test func noChannelShareOverAFewMilliseconds() throws {
+        let sampler = try WifiSampler(config: .init(maxClients: 8), pseudonymiser: Self.pseudonymiser)
+        func utilisation(at ms: UInt64, active: UInt64, busy: UInt64) throws -> Double? {
+            var batch = SampleBatch()
+            let time = SampleTime(wallMilliseconds: 1_763_884_800_000 + Int64(ms), monotonicNanoseconds: ms * 1_000_000)
+            sampler.record(try Self.observation(stations: 1, round: 1, surveyActive: active, surveyBusy: busy), events: [], eventsDropped: 0,
+                           context: SampleContext(time: time, epoch: Self.epoch), into: &batch)
+            return batch.samples.first { $0.descriptor.name == "wifi.radio.channel_utilisation" }?.value
+        }
+        #expect(try utilisation(at: 1_000, active: 1_000, busy: 400) == nil, "the first reading is a baseline")
+        #expect(try utilisation(at: 1_006, active: 1_006, busy: 406) == nil, "6 ms, all of them busy: no share")
+        #expect(try utilisation(at: 3_006, active: 3_006, busy: 1_206) == 0.4)
+    }
+
     /// On a host without nl80211 the sampler reports that status and adds nothing.
     @Test func hostWithoutWifiObservesStatusOnly() throws {
         let sampler = try WifiSampler(config: .init(), pseudonymiser: Self.pseudonymiser)
