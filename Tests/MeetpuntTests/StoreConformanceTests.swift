@@ -440,22 +440,31 @@ extension PartitionRetentionTests {
         return out
     }
 
-    @Test(.enabled(if: TestDatabases.postgresAvailable, "needs PostgreSQL: MEETPUNT_TEST_POSTGRES (scripts/test.sh sets it from scripts/postgres/cluster.sh)"))
-    func aDatabaseOfCollector04GetsTheLeanIndexesWhileIngestGoesOn() async throws {
-        let day = StoreConformanceTests.day, t0 = StoreConformanceTests.t0
+    /// A new PostgreSQL database with collector 0.4's schema (migration v1 only) and `devices` in it, its
+    /// store running for `body`; dropped afterwards.
+    static func withCollector04Store(devices: [String], logLevel: Logger.Level,
+                                     _ body: (PostgresStore, CollectorConfiguration.PostgresSettings) async throws -> Void) async throws {
         let c = try TestDatabases.configuration(.postgres)
         let pg = try #require(c.postgres)
         defer { _ = try? TestDatabases.psql(pg, "DROP DATABASE IF EXISTS \(pg.database) WITH (FORCE)") }
         var logger = Logger(label: "test.index-upkeep")
-        logger.logLevel = .warning
+        logger.logLevel = logLevel
         let store = try PostgresStore(settings: pg, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { pool in
             pool.addTask { await store.run() }
             defer { pool.cancelAll() }
-            // Collector 0.4's schema, and three days of five devices' reports in it.
             try await store.migrate(through: 1)
-            let devices = (0..<5).map { "idx-\($0)" }
             for d in devices { _ = try await store.addDevice(d, nowMs: 0) }
+            try await body(store, pg)
+        }
+    }
+
+    @Test(.enabled(if: TestDatabases.postgresAvailable, "needs PostgreSQL: MEETPUNT_TEST_POSTGRES (scripts/test.sh sets it from scripts/postgres/cluster.sh)"))
+    func aDatabaseOfCollector04GetsTheLeanIndexesWhileIngestGoesOn() async throws {
+        let day = StoreConformanceTests.day, t0 = StoreConformanceTests.t0
+        let devices = (0..<5).map { "idx-\($0)" }
+        try await Self.withCollector04Store(devices: devices, logLevel: .warning) { store, pg in
+            // Collector 0.4's schema, and three days of five devices' reports in it.
             var seq: [String: UInt64] = [:]
             func next(_ d: String, endMs: Int64) -> (report: Report, classes: [DataClass]) {
                 seq[d, default: 0] += 1
@@ -535,18 +544,8 @@ extension PartitionRetentionTests {
     @Test(.enabled(if: TestDatabases.postgresAvailable, "needs PostgreSQL: MEETPUNT_TEST_POSTGRES (scripts/test.sh sets it from scripts/postgres/cluster.sh)"))
     func theUpkeepGivesUpOnALockHeldByAnIdleTransactionAndFinishesLater() async throws {
         let day = StoreConformanceTests.day, t0 = StoreConformanceTests.t0
-        let c = try TestDatabases.configuration(.postgres)
-        let pg = try #require(c.postgres)
-        defer { _ = try? TestDatabases.psql(pg, "DROP DATABASE IF EXISTS \(pg.database) WITH (FORCE)") }
-        var logger = Logger(label: "test.index-upkeep")
-        logger.logLevel = .error
-        let store = try PostgresStore(settings: pg, logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { pool in
-            pool.addTask { await store.run() }
-            defer { pool.cancelAll() }
-            try await store.migrate(through: 1)
-            let devices = ["held-0", "held-1"]
-            for d in devices { _ = try await store.addDevice(d, nowMs: 0) }
+        let devices = ["held-0", "held-1"]
+        try await Self.withCollector04Store(devices: devices, logLevel: .error) { store, pg in
             var seq: UInt64 = 0
             func batch(endMs: Int64) -> [(report: Report, classes: [DataClass])] {
                 devices.map { d in seq += 1; return StoreConformanceTests.report(d, seq: seq, endMs: endMs) }
