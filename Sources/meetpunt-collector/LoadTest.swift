@@ -135,7 +135,7 @@ struct LoadTest: AsyncParsableCommand {
 
         // MARK: Register the fleet in the collector's database
 
-        try await options.withAPI(logLevel: .warning) { api in
+        try await options.withAPI(logLevel: .warning, create: true) { api in
             guard reportsPerRequest <= api.configuration.maxReportsPerBatch else {
                 throw ValidationError("--reports-per-request \(reportsPerRequest) is over the collector's ingest.max_reports_per_batch (\(api.configuration.maxReportsPerBatch))")
             }

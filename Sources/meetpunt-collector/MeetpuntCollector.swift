@@ -21,8 +21,10 @@ struct CollectorOptions: ParsableArguments {
     @Option(name: .shortAndLong, help: "Collector configuration file.")
     var config: String = "collector/collector.yaml"
 
-    /// The configured store (not yet running) and an API over it.
-    func open(logLevel: Logger.Level? = nil) throws(CollectorError) -> (StoreHandle, CollectorAPI) {
+    /// The configured store (not yet running) and an API over it. Only `create` makes a missing SQLite
+    /// database (`serve`, and `device add` and `token add` before a first start); other commands refuse
+    /// one, rather than report on a new, empty database made at a mistyped path.
+    func open(logLevel: Logger.Level? = nil, create: Bool = false) throws(CollectorError) -> (StoreHandle, CollectorAPI) {
         // The database holds pseudonyms, token hashes and the audit trail: owner-only files and folders.
         umask(0o077)
         let configuration = try CollectorConfiguration.load(path: config)
@@ -30,6 +32,10 @@ struct CollectorOptions: ParsableArguments {
         var logger = Logger(label: "meetpunt.collector")
         logger.logLevel = logLevel ?? Logger.Level(rawValue: configuration.logLevel) ?? .info
         if configuration.postgres == nil {
+            guard create || FileManager.default.fileExists(atPath: configuration.sqlitePath) else {
+                throw CollectorError(.storage, "no database at \(configuration.sqlitePath) (storage.sqlite_path in \(config)): "
+                                     + "`serve`, `device add` or `token add` makes it")
+            }
             let directory = (configuration.sqlitePath as NSString).deletingLastPathComponent
             if !directory.isEmpty {
                 do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
@@ -43,8 +49,8 @@ struct CollectorOptions: ParsableArguments {
 
     /// Runs `body` with the API over a ready store (PostgreSQL connected and migrated); a configuration
     /// or storage problem is one line on stderr and exit status 2.
-    func withAPI<T>(logLevel: Logger.Level? = nil, _ body: (CollectorAPI) async throws -> T) async throws -> T {
-        let (handle, api) = try Self.orExit { () throws(CollectorError) in try open(logLevel: logLevel) }
+    func withAPI<T>(logLevel: Logger.Level? = nil, create: Bool = false, _ body: (CollectorAPI) async throws -> T) async throws -> T {
+        let (handle, api) = try Self.orExit { () throws(CollectorError) in try open(logLevel: logLevel, create: create) }
         do {
             return try await handle.run { _ in try await body(api) }
         } catch let e as CollectorError where e.code == .storage || e.code == .configuration {
@@ -75,7 +81,7 @@ struct Serve: AsyncParsableCommand {
     var port: Int?
 
     func run() async throws {
-        let (handle, opened) = try CollectorOptions.orExit { () throws(CollectorError) in try options.open() }
+        let (handle, opened) = try CollectorOptions.orExit { () throws(CollectorError) in try options.open(create: true) }
         var api = opened
         if api.configuration.otlp != nil, let problem = FleetOTLPExport.environmentProblem() {
             printError("meetpunt-collector: \(problem)")
@@ -168,7 +174,7 @@ struct DeviceCommand: AsyncParsableCommand {
             if let found = IdentifierGuard().finding(in: id) {
                 throw ValidationError("device id looks like a \(found.rawValue); use a pseudonymous id, never a hardware address")
             }
-            try await options.withAPI() { api in
+            try await options.withAPI(create: true) { api in
                 let added = try await api.store.addDevice(id, nowMs: api.clock())
                 let (token, record) = try await api.issueToken(role: .device, name: id, device: id)
                 try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "token add",
@@ -206,7 +212,7 @@ struct TokenCommand: AsyncParsableCommand {
 
         func run() async throws {
             guard let r = TokenRole(rawValue: role), r != .device else { throw ValidationError("--role must be operator or admin") }
-            try await options.withAPI() { api in
+            try await options.withAPI(create: true) { api in
                 let (token, record) = try await api.issueToken(role: r, name: name, device: nil)
                 try await api.store.appendAudit(AuditEntry(atMs: api.clock(), actor: CollectorOptions.cliActor, action: "token add",
                                                            deviceID: nil, reason: nil, outcome: "ok", detail: "id=\(record.id) role=\(role) name=\(name)"))

@@ -129,6 +129,27 @@ import Testing
         #expect(out.contains("exit=2"))
     }
 
+    /// A read-only command on a mistyped database path says so; it does not make a new, empty database
+    /// and report an empty fleet. `device add` (first-time set-up) makes it.
+    @Test func commandsOtherThanSetUpRefuseAMissingDatabase() throws {
+        let dir = try TestSupport.tempDirectory()
+        let retention = TestSupport.repositoryRoot.appendingPathComponent("collector/retention.yaml").path
+        try "storage: {sqlite_path: data/db.sqlite}\nlisten: {port: 0}\nretention_file: \(retention)\n"
+            .write(to: dir.appendingPathComponent("collector.yaml"), atomically: true, encoding: .utf8)
+        let collector = "\(TestSupport.executable("meetpunt-collector"))"
+        let config = "--config \(dir.path)/collector.yaml"
+        for command in ["summary", "audit", "device list", "export dev-1 --reason test"] {
+            let out = try TestSupport.sh("\(collector) \(command) \(config) 2>&1; echo exit=$?")
+            #expect(out.contains("no database at \(dir.path)/data/db.sqlite"), "\(command): \(out)")
+            #expect(out.contains("exit=2"), "\(command): \(out)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("data").path), "nothing was made")
+        let added = try TestSupport.sh("\(collector) device add dev-1 \(config) --token-file \(dir.path)/token 2>&1; echo exit=$?")
+        #expect(added.contains("exit=0"), "\(added)")
+        let summary = try TestSupport.sh("\(collector) summary \(config) 2>&1; echo exit=$?")
+        #expect(summary.contains("1 device(s)") && summary.contains("exit=0"), "\(summary)")
+    }
+
     @Test func missingAndUnknownClassesAreRefused() {
         #expect { try RetentionPolicy.parse("classes:\n  link: {max_age_days: 10}\n", file: "r.yaml") } throws: { "\($0)".contains("missing") }
         #expect { try RetentionPolicy.parse("classes:\n  lnk: {max_age_days: 10}\n", file: "r.yaml") } throws: { "\($0)".contains("unknown data class") }
