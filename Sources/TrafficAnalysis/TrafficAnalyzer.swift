@@ -230,9 +230,7 @@ public final class TrafficAnalyzer {
     final class FlowSlots {
         let base: UnsafeMutablePointer<Flow>
         let count: Int
-        /// The mapping (it starts before `base` when the table was aligned), or nil when the table came
-        /// from the allocator (mmap refused).
-        private let mapping: (start: UnsafeMutableRawPointer, bytes: Int)?
+        private let memory: HugePageMemory
         /// Slots below this were handed out (initialised); the rest were never touched.
         private(set) var used = 0
         /// A direct-mapped cache in front of the key index: consecutive packets mostly belong to a few
@@ -240,67 +238,28 @@ public final class TrafficAnalyzer {
         /// A miss costs one comparison; a crafted collision only makes it miss.
         static let recentCount = 1024
         let recent: UnsafeMutablePointer<Int32>
-        /// Transparent huge page size on x86-64 and arm64 (4 KiB granule).
-        static let hugePageBytes = 2 << 20
         /// Maps a table of `count` slots. With `resident` it is made resident now; otherwise the caller
         /// makes it resident later, from any thread, through ``residency``.
         init(count: Int, resident: Bool) {
             self.count = count
             precondition(_isPOD(Flow.self), "the flow table is plain memory")
-            let bytes = count * MemoryLayout<Flow>.stride
-            if let (start, mapped, table) = Self.map(bytes: bytes, populate: resident) {
-                base = table.bindMemory(to: Flow.self, capacity: count)
-                mapping = (start, mapped)
-                if resident { Self.populate(table, bytes: bytes, touching: true) }
-            } else {
-                base = .allocate(capacity: count)
-                // Resident now, as the mapped table is.
-                UnsafeMutableRawPointer(base).initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
-                mapping = nil
-            }
+            memory = HugePageMemory(bytes: count * MemoryLayout<Flow>.stride, populate: resident)
+            base = memory.base.bindMemory(to: Flow.self, capacity: count)
+            if resident { memory.populate(touching: true) }
             recent = .allocate(capacity: Self.recentCount)
             recent.initialize(repeating: -1, count: Self.recentCount)
         }
 
-        /// Maps `bytes`: returns the mapping's start and length and the table's address in it (aligned to
-        /// a huge page, which is asked for, when the table spans one). Small tables are populated by mmap
-        /// itself when `populate`.
-        private static func map(bytes: Int, populate: Bool) -> (UnsafeMutableRawPointer, Int, UnsafeMutableRawPointer)? {
-            let huge = bytes >= hugePageBytes
-            let length = huge ? bytes + hugePageBytes : bytes
-            let flags = MAP_PRIVATE | MAP_ANONYMOUS | (huge || !populate ? 0 : MAP_POPULATE)
-            guard let start = mmap(nil, length, PROT_READ | PROT_WRITE, flags, -1, 0),
-                  start != UnsafeMutableRawPointer(bitPattern: -1) else { return nil }
-            guard huge else { return (start, length, start) }
-            let misalignment = Int(bitPattern: start) % hugePageBytes
-            let table = start + (misalignment == 0 ? 0 : hugePageBytes - misalignment)
-            // Advice: without huge pages (THP off) the table is made resident in small pages.
-            _ = madvise(table, bytes, MADV_HUGEPAGE)
-            return (start, length, table)
-        }
-
-        /// Makes the table resident. `MADV_POPULATE_WRITE` (Linux 5.14) faults the pages in without
-        /// changing a byte, so it may run while another thread writes slots; where it is missing,
-        /// `touching` stores a zero in each page instead, which only the table's owner may do, before use.
-        static func populate(_ table: UnsafeMutableRawPointer, bytes: Int, touching: Bool) {
-            let populated = madvise(table, bytes, MADV_POPULATE_WRITE) == 0
-            if populated || !touching { return }
-            for offset in stride(from: 0, to: bytes, by: 4096) { table.storeBytes(of: 0, toByteOffset: offset, as: UInt8.self) }
-        }
-
-        /// ``populate(_:bytes:touching:)`` from another thread while the owner uses the table: never
-        /// stores a byte.
-        func populateConcurrently() {
-            Self.populate(UnsafeMutableRawPointer(base), bytes: count * MemoryLayout<Flow>.stride, touching: false)
-        }
+        /// Makes the table resident from another thread while the owner uses it: never stores a byte.
+        func populateConcurrently() { memory.populate(touching: false) }
 
         /// The table's memory, for making it resident from another thread (nil when it came from the
         /// allocator: already resident).
-        var residency: FlowTableResidency? { mapping == nil ? nil : FlowTableResidency(slots: self) }
+        var residency: FlowTableResidency? { memory.isMapped ? FlowTableResidency(slots: self) : nil }
 
         deinit {
             base.deinitialize(count: used)
-            if let mapping { munmap(mapping.start, mapping.bytes) } else { base.deallocate() }
+            memory.release()
             recent.deallocate()
         }
         /// Hands out the next never-used slot, initialised to `flow`; nil when every slot was handed out.
