@@ -43,7 +43,9 @@ let package = Package(
         // headers come from Debian's libcurl4-openssl-dev, the library (libcurl4) is not linked.
         .target(name: "CCurl", linkerSettings: [.linkedLibrary("dl")]),
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
-        .systemLibrary(name: "CLibCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // libcrypto is opened with dlopen at the first pseudonym, HMAC or random bytes (Sources/CLibCrypto/
+        // ccrypto.c): the headers come from Debian's libssl-dev, the library (libssl3) is not linked.
+        .target(name: "CLibCrypto", linkerSettings: [.linkedLibrary("dl")]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
 

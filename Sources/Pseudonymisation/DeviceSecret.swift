@@ -69,12 +69,14 @@ public struct DeviceSecret: Sendable, CustomStringConvertible, CustomDebugString
 
 public struct PseudonymisationError: Error, Sendable, CustomStringConvertible {
     public struct Code: Hashable, Sendable {
-        private enum Value { case io, badSecret, randomFailed }
+        private enum Value { case io, badSecret, randomFailed, libraryMissing }
         private let value: Value
         private init(_ v: Value) { value = v }
         public static let io = Code(.io)
         public static let badSecret = Code(.badSecret)
         public static let randomFailed = Code(.randomFailed)
+        /// libcrypto.so.3 (OpenSSL 3) could not be loaded.
+        public static let libraryMissing = Code(.libraryMissing)
     }
     public let code: Code
     public let message: String

@@ -2,10 +2,28 @@ import CLibCrypto
 
 /// HMAC-SHA256 through OpenSSL's libcrypto (already loaded by libcurl on every CPE firmware, so it costs
 /// the agent nothing; swift-crypto would add 3.4 MB). OpenSSL 3.0 or newer: ``Keyed`` uses `EVP_MAC`.
+/// libcrypto is opened (dlopen) at the first use here, not at process start (Sources/CLibCrypto).
 /// Tests cross-check it against swift-crypto.
 public enum HMACSHA256 {
-    /// libcrypto initialised once, before its first use here (see `cmp_crypto_init`).
-    static let initialised: Void = cmp_crypto_init()
+    /// Why libcrypto could not be loaded, or nil once it is: loaded and initialised once, at the first
+    /// use here.
+    static let loadFailure: String? = {
+        var error = [CChar](repeating: 0, count: 256)
+        guard cmp_crypto_load(&error, error.count) != 0 else { return nil }
+        return String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }()
+
+    /// Loads libcrypto now (`analyze` does it on the interval folder's thread while the first packets are
+    /// read). Throws when the library or one of its functions is missing.
+    public static func load() throws(PseudonymisationError) {
+        if let loadFailure { throw PseudonymisationError(.libraryMissing, loadFailure) }
+    }
+
+    /// HMAC and pseudonyms cannot work without libcrypto: a missing library stops the process with its
+    /// reason (the package depends on it, so only a broken installation gets here).
+    static var initialised: Void {
+        if let loadFailure { preconditionFailure(loadFailure) }
+    }
 
     public static func authenticationCode(key: [UInt8], message: [UInt8]) -> [UInt8] {
         _ = initialised
@@ -25,7 +43,7 @@ public enum HMACSHA256 {
     /// HMAC-SHA256 under one key, computed many times: the key is set up once. Not for two threads at
     /// once (``Pseudonymiser`` guards its own).
     public final class Keyed {
-        private let context: OpaquePointer
+        private let context: UnsafeMutableRawPointer
 
         public init(key: [UInt8]) {
             _ = HMACSHA256.initialised
@@ -50,12 +68,13 @@ public enum HMACSHA256 {
     /// Constant-time comparison of two MACs or digests.
     public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }
+        _ = initialised
         return a.withUnsafeBytes { pa in b.withUnsafeBytes { pb in cmp_constant_time_equal(pa.baseAddress, pb.baseAddress, a.count) == 1 } }
     }
 
     /// Cryptographically strong random bytes from libcrypto's DRBG.
     public static func randomBytes(count: Int) throws(PseudonymisationError) -> [UInt8] {
-        _ = initialised
+        try load()
         var out = [UInt8](repeating: 0, count: count)
         let ok = out.withUnsafeMutableBufferPointer { cmp_random_bytes($0.baseAddress, Int32(count)) }
         guard ok == 1 else { throw PseudonymisationError(.randomFailed, "libcrypto RAND_bytes failed: no entropy for the device secret") }
