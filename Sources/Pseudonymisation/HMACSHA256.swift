@@ -1,4 +1,7 @@
 import CLibCrypto
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// HMAC-SHA256 through OpenSSL's libcrypto (already loaded by libcurl on every CPE firmware, so it costs
 /// the agent nothing; swift-crypto would add 3.4 MB). OpenSSL 3.0 or newer: ``Keyed`` uses `EVP_MAC`.
@@ -19,10 +22,15 @@ public enum HMACSHA256 {
         if let loadFailure { throw PseudonymisationError(.libraryMissing, loadFailure) }
     }
 
-    /// HMAC and pseudonyms cannot work without libcrypto: a missing library stops the process with its
-    /// reason (the package depends on it, so only a broken installation gets here).
+    /// HMAC and pseudonyms cannot work without libcrypto: a missing library stops the process as the
+    /// dynamic loader stopped it when libcrypto was linked, with the reason on standard error and exit
+    /// status 127 (the package depends on libssl3, so only a broken installation gets here). `_exit`:
+    /// other threads may be reading a capture, and nothing of a half-done run is worth flushing.
     static var initialised: Void {
-        if let loadFailure { preconditionFailure(loadFailure) }
+        guard let loadFailure else { return }
+        let line = "meetpunt-agent: \(loadFailure)\n"
+        _ = line.withCString { write(2, $0, strlen($0)) }
+        _exit(127)
     }
 
     public static func authenticationCode(key: [UInt8], message: [UInt8]) -> [UInt8] {

@@ -74,6 +74,9 @@ struct Run: AsyncParsableCommand {
 
         let state = try AgentState(directory: config.stateDirectory)
         let secret = try DeviceSecret.loadOrCreate(at: state.secretPath)
+        // libcrypto is opened at its first use: without it the agent stops here with the reason, not at
+        // the first pseudonym on a sampler's thread.
+        try HMACSHA256.load()
         let token = try AgentState.readToken(config.collector.tokenFile)
         let pseudonymiser = Pseudonymiser(secret: secret)
         if !AgentState.isPrivate(config.collector.tokenFile) {

@@ -105,6 +105,59 @@ import Testing
     }
 }
 
+/// libcrypto is opened at its first use, not linked (Sources/CLibCrypto): where it cannot be loaded, `run`
+/// stops at start and `analyze` at its first pseudonym, each with the loader's reason, and no secret or
+/// output is left half-made. libcrypto is hidden by a bind mount of /dev/null over it in a private mount
+/// namespace, so `dlopen` fails as on a router without libssl3.
+@Suite(.enabled(if: TestSupport.isRoot && FileManager.default.isExecutableFile(atPath: "/usr/bin/unshare"),
+                "needs root and unshare to hide libcrypto in a mount namespace"))
+struct MissingLibcryptoTests {
+    @Test func runAndAnalyzeStopWithTheLoadersReason() throws {
+        let dir = try TestSupport.tempDirectory()
+        let agent = TestSupport.executable("meetpunt-agent")
+        let hide = dir.appendingPathComponent("hide.sh").path
+        try """
+            lib=$(ldconfig -p | awk '/libcrypto[.]so[.]3 /{print $NF; exit}')
+            mount --bind /dev/null "$lib" && exec "$@"
+            """.write(toFile: hide, atomically: true, encoding: .utf8)
+        try "token\n".write(toFile: dir.appendingPathComponent("token").path, atomically: true, encoding: .utf8)
+        try TestSupport.sh("chmod 600 \(dir.path)/token")
+        let config = dir.appendingPathComponent("agent.yaml").path
+        try """
+            device_id: lc-1
+            collector: {url: "http://127.0.0.1:9", token_file: \(dir.path)/token, insecure_demo: true}
+            state_dir: \(dir.path)/state
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+
+        let run = try TestSupport.sh("unshare -m sh \(hide) \(agent) run -c \(config) --duration 1 2>&1; echo exit=$?")
+        #expect(run.contains("cannot load libcrypto.so.3: ") && run.contains("exit=1"), "\(run)")
+        #expect(!FileManager.default.fileExists(atPath: "\(dir.path)/state/device-secret"), "no secret made without libcrypto")
+
+        // One Ethernet/IPv4/TCP SYN from a LAN host: its interval's client gets a pseudonym.
+        let pcap = dir.appendingPathComponent("one.pcap").path
+        try Data(Self.onePacketCapture).write(to: URL(fileURLWithPath: pcap))
+        let hidden = try TestSupport.sh("unshare -m sh \(hide) \(agent) analyze \(pcap) 2>&1; echo exit=$?")
+        #expect(hidden.contains("meetpunt-agent: cannot load libcrypto.so.3: ") && hidden.hasSuffix("exit=127\n"), "\(hidden)")
+        #expect(!hidden.contains("1 packets"), "no summary is printed: \(hidden)")
+        // The same file with libcrypto in place is analysed.
+        let shown = try TestSupport.sh("\(agent) analyze \(pcap) 2>&1; echo exit=$?")
+        #expect(shown.contains("EN10MB, 1 packets") && shown.hasSuffix("exit=0\n"), "\(shown)")
+    }
+
+    /// A pcap (microsecond, Ethernet) holding one TCP SYN from 192.168.1.2 to 198.51.100.7.
+    static let onePacketCapture: [UInt8] = {
+        func le32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+        func le16(_ v: UInt16) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+        let ethernet: [UInt8] = [0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02, 0x08, 0x00]
+        let ip: [UInt8] = [0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, 192, 168, 1, 2, 198, 51, 100, 7]
+        let tcp: [UInt8] = [0xC0, 0x01, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xFF, 0xFF, 0, 0, 0, 0]
+        let frame = ethernet + ip + tcp
+        let header = le32(0xA1B2_C3D4) + le16(2) + le16(4) + le32(0) + le32(0) + le32(65535) + le32(1)
+        let record = le32(1_700_000_000) + le32(0) + le32(UInt32(frame.count)) + le32(UInt32(frame.count))
+        return header + record + frame
+    }()
+}
+
 @Suite struct CollectorConfigurationTests {
     @Test func shippedCollectorConfigAndRetentionAreValid() throws {
         let root = TestSupport.repositoryRoot
