@@ -30,7 +30,8 @@ struct SVGChart {
         var lo = values.min() ?? 0, hi = values.max() ?? 1
         if lo == hi { lo -= 1; hi += 1 }
         if lo > 0, lo < hi * 0.5 { lo = 0 }  // rates and counts read best from zero
-        let yTicks = Self.niceTicks(lo, hi, count: 5)
+        // An empty chart gets no value scale: a 0-1 axis in the metric's unit would read as a measurement.
+        let yTicks = values.isEmpty ? [] : Self.niceTicks(lo, hi, count: 5)
         lo = min(lo, yTicks.first ?? lo)
         hi = max(hi, yTicks.last ?? hi)
         let span = Double(max(1, toMs - fromMs))
