@@ -137,6 +137,30 @@ import Testing
               + "first 1-second data stored after \(String(format: "%.1f", dataSeconds)) s, last window of a 15 s session cut off from the collector ended \(String(format: "%.1f", revertSeconds)) s after its start")
     }
 
+    /// SIGTERM ends a device's long poll (`GET v1/session?wait=30`) with the current answer instead of
+    /// keeping the collector alive until the wait runs out: every agent holds such a poll, so a restart
+    /// waited up to 30 s. The bound below is half the poll's wait, not a speed goal.
+    @Test func aStoppingCollectorAnswersAWaitingDeviceAtOnce() async throws {
+        let collector = try CollectorProcess(device: "session-3")
+        defer { collector.stop() }
+        let poll = try ChildProcess("/usr/bin/curl", ["-s", "-m", "45", "-H", "Authorization: Bearer \(collector.token)",
+                                                      "http://127.0.0.1:\(collector.port)/v1/session?wait=30&known=0"])
+        // The poll is in flight once its connection is established (curl sends the request at once).
+        for _ in 0..<100 {
+            let established = try TestSupport.sh("ss -Htn state established '( dport = :\(collector.port) )' | wc -l")
+            if Int(established.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 > 0 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        try await Task.sleep(for: .milliseconds(500))
+        let stopping = ContinuousClock.now
+        collector.server.process.terminate()
+        _ = try await collector.server.awaitExit(timeout: 60)
+        let took = ContinuousClock.now - stopping
+        #expect(took < .seconds(15), "the collector ran on for \(took) after SIGTERM, waiting out a device's 30-s poll")
+        _ = try await poll.awaitExit(timeout: 50)
+        #expect(poll.text == #"{"session":null}"#, "the waiting device got the current answer: \(poll.text)")
+    }
+
     @Test func sessionRulesAreEnforced() throws {
         let collector = try CollectorProcess(device: "session-2")
         defer { collector.stop() }

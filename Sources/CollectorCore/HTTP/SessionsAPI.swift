@@ -93,6 +93,9 @@ extension CollectorAPI {
     /// `GET /v1/session?wait=S&known=ID` for the device itself: the session it should run now, answered
     /// within a second of that differing from `known` (0: none), or after `wait` seconds (at most 30). The
     /// wait reads the database once a second, so any collector process behind a load balancer answers alike.
+    /// A collector that is stopping (SIGTERM) answers at once with what it knows: the server waits for
+    /// the requests in flight, and every agent holds one of these, so a restart waited out the longest
+    /// poll (up to 30 s) before. The agent asks again, of this process after its restart or of another.
     public func deviceSession(_ request: Request) async throws -> Response {
         let (_, device) = try await authenticateDevice(request)
         let q = request.uri.queryParameters
@@ -104,8 +107,12 @@ extension CollectorAPI {
         }
         let deadline = ContinuousClock.now + .seconds(wait)
         var current = try await store.runningSession(device: device, nowMs: clock())
-        while (current?.id ?? 0) == known, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .seconds(1))
+        while (current?.id ?? 0) == known, ContinuousClock.now < deadline, !Task.isShuttingDownGracefully {
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+            } catch is CancellationError where Task.isShuttingDownGracefully {
+                break
+            }
             current = try await store.runningSession(device: device, nowMs: clock())
         }
         return try jsonResponse(DeviceSessionAnswer(session: current.map { SessionAnswer($0, nowMs: clock()) }))
