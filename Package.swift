@@ -35,7 +35,7 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.0"),
     ],
     targets: [
-        // MARK: C libraries (module.modulemap + shim.h only)
+        // MARK: C libraries (module.modulemap + shim.h; CCurl and CLibCrypto are C targets that dlopen theirs)
         .systemLibrary(name: "CNetlink", pkgConfig: "libnl-route-3.0",
                        providers: [.apt(["libnl-3-dev", "libnl-genl-3-dev", "libnl-route-3-dev"])]),
         .systemLibrary(name: "CPcap", pkgConfig: "libpcap", providers: [.apt(["libpcap-dev"])]),

@@ -63,8 +63,8 @@ static void load(void) {
     CCRYPTO_SYMBOL(rand_bytes, "RAND_bytes");
     CCRYPTO_SYMBOL(memcmp, "CRYPTO_memcmp");
 #undef CCRYPTO_SYMBOL
-    // The choice of no clean-up at exit is process-wide and only the first initialisation makes it: in
-    // `run`, libcurl may initialise OpenSSL first, and then its clean-up at exit stays.
+    // The choice of no clean-up at exit is process-wide and only the first initialisation makes it; `run`
+    // loads libcrypto here at start, before libcurl (which links it) is opened, so the choice is this one.
     if (api.init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL) != 1) {
         snprintf(failure, sizeof failure, "libcrypto.so.3: OPENSSL_init_crypto failed");
         return;

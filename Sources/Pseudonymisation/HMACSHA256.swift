@@ -3,9 +3,10 @@ import CLibCrypto
 import Glibc
 #endif
 
-/// HMAC-SHA256 through OpenSSL's libcrypto (already loaded by libcurl on every CPE firmware, so it costs
-/// the agent nothing; swift-crypto would add 3.4 MB). OpenSSL 3.0 or newer: ``Keyed`` uses `EVP_MAC`.
-/// libcrypto is opened (dlopen) at the first use here, not at process start (Sources/CLibCrypto).
+/// HMAC-SHA256 through OpenSSL's libcrypto, which CPE firmware ships for libcurl anyway (swift-crypto
+/// would add 3.4 MB to the binary). OpenSSL 3.0 or newer: ``Keyed`` uses `EVP_MAC`. libcrypto is opened
+/// (dlopen) at the first use here or at ``load()``, not at process start (Sources/CLibCrypto): `analyze`
+/// thus loads it on the interval folder's thread, at its first pseudonym, while packets are read.
 /// Tests cross-check it against swift-crypto.
 public enum HMACSHA256 {
     /// Why libcrypto could not be loaded, or nil once it is: loaded and initialised once, at the first
@@ -16,8 +17,8 @@ public enum HMACSHA256 {
         return String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }()
 
-    /// Loads libcrypto now (`analyze` does it on the interval folder's thread while the first packets are
-    /// read). Throws when the library or one of its functions is missing.
+    /// Loads libcrypto now (`run` does at start, so that a router without it stops there with the reason).
+    /// Throws when the library or one of its functions is missing.
     public static func load() throws(PseudonymisationError) {
         if let loadFailure { throw PseudonymisationError(.libraryMissing, loadFailure) }
     }

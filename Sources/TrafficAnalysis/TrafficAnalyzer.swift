@@ -258,8 +258,7 @@ public final class TrafficAnalyzer {
         var residency: FlowTableResidency? { memory.isMapped ? FlowTableResidency(slots: self) : nil }
 
         deinit {
-            base.deinitialize(count: used)
-            memory.release()
+            base.deinitialize(count: used)  // the mapping itself goes with `memory`
             recent.deallocate()
         }
         /// Hands out the next never-used slot, initialised to `flow`; nil when every slot was handed out.
