@@ -54,12 +54,19 @@ public struct HugePageMemory: ~Copyable {
     /// Whether the block is a mapping of its own (false: it came from the allocator, already resident).
     public var isMapped: Bool { mapping != nil }
 
-    /// Makes the block resident. `MADV_POPULATE_WRITE` (Linux 5.14) faults the pages in without changing
-    /// a byte, so it may run on another thread while the owner writes the block; where it is missing,
-    /// `touching` stores a zero in each page instead, which only the owner may do, before use.
-    public func populate(touching: Bool) {
+    /// Makes the block resident, or its first `prefix` bytes (rounded up to whole huge pages when the
+    /// block spans one). `MADV_POPULATE_WRITE` (Linux 5.14) faults the pages in without changing a byte,
+    /// so it may run on another thread while the owner writes the block; where it is missing, `touching`
+    /// stores a zero in each page instead, which only the owner may do, before use.
+    public func populate(touching: Bool, prefix: Int? = nil) {
         guard mapping != nil else { return }
-        if madvise(base, bytes, MADV_POPULATE_WRITE) == 0 || !touching { return }
-        for offset in stride(from: 0, to: bytes, by: 4096) { base.storeBytes(of: 0, toByteOffset: offset, as: UInt8.self) }
+        var length = bytes
+        if let prefix {
+            let whole = bytes >= Self.hugePageBytes ? (prefix + Self.hugePageBytes - 1) / Self.hugePageBytes * Self.hugePageBytes : prefix
+            length = min(bytes, max(0, whole))
+        }
+        guard length > 0 else { return }
+        if madvise(base, length, MADV_POPULATE_WRITE) == 0 || !touching { return }
+        for offset in stride(from: 0, to: length, by: 4096) { base.storeBytes(of: 0, toByteOffset: offset, as: UInt8.self) }
     }
 }

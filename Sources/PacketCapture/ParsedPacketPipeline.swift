@@ -32,11 +32,14 @@ public enum ParsedPacketPipeline {
     /// `consume` gets the record where it lies in the batch, valid only during the call: copying each
     /// ~170-byte record out was a tenth of the consumer's time.
     ///
-    /// The default ring holds 32,768 records (about 5.5 MB, in three huge pages faulted in as it is first
-    /// filled; a short capture still touches one, 2 MiB): the reader
-    /// runs that far ahead while the analysing thread shares a core with the interval folder, where 8,192
-    /// made a small capture's run 1.5 ms slower (the reader waited, then woke, at every batch).
-    public static func run(batchSize: Int = 2048, depth: Int = 16,
+    /// The default ring holds 24,576 records of 168 bytes (4.1 MB: two huge pages, faulted in as it is first
+    /// filled; a short capture still touches one, 2 MiB): the reader runs that far ahead while the
+    /// analysing thread shares a core with the interval folder, where 8,192 made a small capture's run
+    /// 1.5 ms slower (the reader waited, then woke, at every batch). 32,768 took a third huge page, 2 MiB
+    /// more to clear, for no speed on either benchmark input (200 and 15 interleaved runs, 2026-12-03).
+    public static let defaultBatchSize = 2048, defaultDepth = 12
+
+    public static func run(batchSize: Int = defaultBatchSize, depth: Int = defaultDepth,
                            read: @escaping (Emit) throws(CaptureError) -> Void,
                            consume: (UnsafePointer<Record>) -> Void) throws(CaptureError) {
         precondition(batchSize > 0 && depth > 1)

@@ -28,9 +28,10 @@ public struct TrafficLimits: Sendable {
 public struct FlowTableResidency: @unchecked Sendable {
     let slots: TrafficAnalyzer.FlowSlots
 
-    /// Makes the table resident (`MADV_POPULATE_WRITE`, Linux 5.14). On an older kernel it does nothing
-    /// and the table's pages are faulted in as flows first use them.
-    public func populate() { slots.populateConcurrently() }
+    /// Makes the table's first `flows` slots resident (`MADV_POPULATE_WRITE`, Linux 5.14; in whole huge
+    /// pages where the table has them), or the whole table when `flows` is nil. Slots past them are
+    /// faulted in as flows first use them, as everything is on an older kernel.
+    public func populate(flows: Int? = nil) { slots.populateConcurrently(flows: flows) }
 }
 
 /// Where a packet goes relative to the home network.
@@ -250,8 +251,11 @@ public final class TrafficAnalyzer {
             recent.initialize(repeating: -1, count: Self.recentCount)
         }
 
-        /// Makes the table resident from another thread while the owner uses it: never stores a byte.
-        func populateConcurrently() { memory.populate(touching: false) }
+        /// Makes the table (or its first `flows` slots) resident from another thread while the owner uses
+        /// it: never stores a byte.
+        func populateConcurrently(flows: Int?) {
+            memory.populate(touching: false, prefix: flows.map { $0 * MemoryLayout<Flow>.stride })
+        }
 
         /// The table's memory, for making it resident from another thread (nil when it came from the
         /// allocator: already resident).
@@ -320,6 +324,9 @@ public final class TrafficAnalyzer {
     }
 
     public var activeFlows: Int { index.count }
+
+    /// Flow-table slots handed out so far (they are never handed back: an evicted flow's slot is reused).
+    public var flowSlotsInUse: Int { flows.used }
 
     /// The flow table's memory, to be made resident from another thread; nil when it already is. The
     /// analyser must outlive the call to ``FlowTableResidency/populate()``.
