@@ -4,8 +4,8 @@ import Glibc
 
 /// A fixed block of anonymous memory for a large table that lives as long as its owner (the flow table,
 /// the reader's batches): mapped on its own, in whole transparent huge pages when it spans one (aligned
-/// to 2 MiB, its length rounded up to 2 MiB, `MADV_HUGEPAGE`). The reader's 5.5 MB batch ring is then
-/// three page faults instead of 1,400, and three page-table entries to tear down: on `analyze` of a
+/// to 2 MiB, its length rounded up to 2 MiB, `MADV_HUGEPAGE`). The reader's 4.1 MB batch ring is then
+/// two page faults instead of 1,000, and two page-table entries to tear down: on `analyze` of a
 /// 57,000-packet capture its small-page faults were a tenth of the reader's time. Where the kernel gives
 /// no huge pages (THP off), it is small pages as before. The memory is zero until written, and unmapped
 /// when the owner goes (one owner: not copyable).
@@ -21,7 +21,7 @@ public struct HugePageMemory: ~Copyable {
     private let mapping: (start: UnsafeMutableRawPointer, bytes: Int)?
 
     /// Maps `bytes`. With `populate` a block smaller than a huge page is made resident by mmap itself
-    /// (`MAP_POPULATE`); larger blocks are made resident by ``populate(touching:)`` or by first use.
+    /// (`MAP_POPULATE`); larger blocks are made resident by ``populate(touching:prefix:)`` or by first use.
     public init(bytes: Int, populate: Bool = false) {
         precondition(bytes > 0)
         self.bytes = bytes

@@ -218,9 +218,9 @@ public final class TrafficAnalyzer {
         static let directionOffsets = (MemoryLayout<Flow>.offset(of: \Flow.dirs.0)!, MemoryLayout<Flow>.offset(of: \Flow.dirs.1)!)
     }
 
-    /// The flow table: plain memory (a `Flow` holds no references), mapped whole and made resident at
-    /// start (by the live agent before it captures; by `analyze` on another thread while the first packets
-    /// are analysed), so memory is the same for ten thousand flows as for a million. A table of 2 MiB or more is
+    /// The flow table: plain memory (a `Flow` holds no references), mapped whole and made resident (by
+    /// the live agent before it captures; by `analyze` on another thread, its first huge page at start and
+    /// the rest once the flows outgrow it), so memory is the same for ten thousand flows as for a million. A table of 2 MiB or more is
     /// aligned to 2 MiB and asked for transparent huge pages (`MADV_HUGEPAGE`, then `MADV_POPULATE_WRITE`):
     /// the default 16,384-slot table is then four pages the kernel fills in 0.6 ms, where 2,000 small
     /// pages took 2-3.6 ms (`MAP_POPULATE`), a tenth of `analyze` on a small file, and touching them one by
@@ -329,7 +329,7 @@ public final class TrafficAnalyzer {
     public var flowSlotsInUse: Int { flows.used }
 
     /// The flow table's memory, to be made resident from another thread; nil when it already is. The
-    /// analyser must outlive the call to ``FlowTableResidency/populate()``.
+    /// analyser must outlive the call to ``FlowTableResidency/populate(flows:)``.
     public var flowTableResidency: FlowTableResidency? { flows.residency }
 
     /// Hands over the interval's figures and starts a new interval.

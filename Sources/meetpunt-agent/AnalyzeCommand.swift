@@ -34,33 +34,6 @@ struct AnalyzeCommand: ParsableCommand {
     var maxFlows: Int = Self.defaultMaxFlows
 
     static let defaultWindowSeconds = 60
-    /// Makes `analyze`'s flow table resident on the folder's thread in two steps: its first 4,096 slots
-    /// (one 2 MiB huge page) at start, while the first packets are read and that thread is idle, and the
-    /// rest once the capture's conversations have used all of those. A capture of a few thousand
-    /// conversations (input B of the benchmark: 2,205) then clears 2 MiB of table instead of 8 (about
-    /// 1.5 ms of CPU here), and a larger one gets the whole table, as the live agent does at start: its
-    /// memory is the same for ten thousand flows as for a million. The analyser may reach a page first
-    /// and fault it in itself; populating never changes a byte.
-    final class TableResidency {
-        static let flowsAtStart = 4096
-        private let residency: FlowTableResidency?
-        private let folder: IntervalFolder
-        private var whole: Bool
-
-        init(_ residency: FlowTableResidency?, folder: IntervalFolder) {
-            self.residency = residency
-            self.folder = folder
-            whole = residency == nil
-            if let residency { folder.perform { residency.populate(flows: Self.flowsAtStart) } }
-        }
-
-        /// Asks for the rest of the table once the first slots are all in use (per packet: one comparison).
-        @inline(__always) func check(_ analyzer: TrafficAnalyzer) {
-            guard !whole, analyzer.flowSlotsInUse >= Self.flowsAtStart, let residency else { return }
-            whole = true
-            folder.perform { residency.populate() }
-        }
-    }
     static let defaultMaxFlows = 16_384
 
     @Flag(help: .hidden)
@@ -205,7 +178,7 @@ struct AnalyzeCommand: ParsableCommand {
         if linkType == 123 { analyzer.pseudoHeaderBytes = 4 }  // DLT_SUNATM
         let folder = IntervalFolder(windowMicroseconds: Int64(max(1, windowSeconds)) * 1_000_000, pseudonymiser: pseudonymiser,
                                     epochSeconds: 30 * 86_400, maxClients: 16)
-        let residency = TableResidency(analyzer.flowTableResidency, folder: folder)
+        let residency = TableResidency(analyzer.flowTableResidency, tableFlows: maxFlows, folder: folder)
         var failure: CaptureError?
         // One sampling interval of capture time per batch, as the live agent samples every interval.
         let clock = CaptureClock(intervalMicroseconds: 10_000_000)
@@ -269,6 +242,37 @@ struct AnalyzeCommand: ParsableCommand {
         if let failure {
             printError("meetpunt-agent analyze: \(failure)")
             throw ExitCode(1)
+        }
+    }
+
+    /// Makes `analyze`'s flow table resident on the folder's thread in two steps: the slots of its first
+    /// 2 MiB huge page (4,297 of 488 bytes) at start, while the first packets are read and that thread is
+    /// idle, and the rest once the capture's conversations have used all of those. A capture of a few
+    /// thousand conversations (input B of the benchmark: 2,205) then clears 2 MiB of table instead of 8
+    /// (about 1.5 ms of CPU here), and a larger one gets the whole table, as the live agent does at start:
+    /// its memory is the same for ten thousand flows as for a million. The analyser may reach a page first
+    /// and fault it in itself; populating never changes a byte. A capture that passes the first page only
+    /// near its end waits at `IntervalFolder.finish` for the rest to be populated (up to 6 MB cleared,
+    /// about 1.5 ms here).
+    final class TableResidency {
+        /// The slots in the table's first huge page (the table is aligned to one).
+        static let flowsAtStart = HugePageMemory.hugePageBytes / TrafficAnalyzer.bytesPerFlow
+        private let residency: FlowTableResidency?
+        private let folder: IntervalFolder
+        private var whole: Bool
+
+        init(_ residency: FlowTableResidency?, tableFlows: Int, folder: IntervalFolder) {
+            self.residency = residency
+            self.folder = folder
+            whole = residency == nil || tableFlows <= Self.flowsAtStart
+            if let residency { folder.perform { residency.populate(flows: Self.flowsAtStart) } }
+        }
+
+        /// Asks for the rest of the table once the first slots are all in use (per packet: one comparison).
+        @inline(__always) func check(_ analyzer: TrafficAnalyzer) {
+            guard !whole, analyzer.flowSlotsInUse >= Self.flowsAtStart, let residency else { return }
+            whole = true
+            folder.perform { residency.populate() }
         }
     }
 

