@@ -73,6 +73,13 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ], linkerSettings: [
+            // Release builds start faster (docs/benchmarks.md, "Start-up"): libstdc++ linked in rather than
+            // loaded (Link/static-libstdc++ explains how), and none of the binary's 8,000 symbols exported to
+            // the dynamic linker, which the toolchain's static-stdlib link asks for (-export-dynamic) and the
+            // runtime's start-up paid for in a linear dladdr scan. Debug builds and tests link as before.
+            .unsafeFlags(["-L\(Context.packageDirectory)/Link/static-libstdc++", "-Xlinker", "--no-export-dynamic"],
+                         .when(configuration: .release)),
         ]),
 
         // MARK: Collector

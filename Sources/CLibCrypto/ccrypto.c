@@ -29,6 +29,7 @@ static struct {
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int loaded;
+static int skipSystemConfiguration;
 static char failure[256];
 
 static void load(void) {
@@ -65,12 +66,15 @@ static void load(void) {
 #undef CCRYPTO_SYMBOL
     // The choice of no clean-up at exit is process-wide and only the first initialisation makes it; `run`
     // loads libcrypto here at start, before libcurl (which links it) is opened, so the choice is this one.
-    if (api.init_crypto(OPENSSL_INIT_NO_ATEXIT, NULL) != 1) {
+    uint64_t options = OPENSSL_INIT_NO_ATEXIT | (skipSystemConfiguration ? OPENSSL_INIT_NO_LOAD_CONFIG : 0);
+    if (api.init_crypto(options, NULL) != 1) {
         snprintf(failure, sizeof failure, "libcrypto.so.3: OPENSSL_init_crypto failed");
         return;
     }
     loaded = 1;
 }
+
+void cmp_crypto_skip_system_configuration(void) { skipSystemConfiguration = 1; }
 
 int cmp_crypto_load(char *error, size_t errorLength) {
     pthread_once(&once, load);

@@ -17,6 +17,15 @@ public enum HMACSHA256 {
         return String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }()
 
+    /// For a process that never opens TLS (`analyze`): libcrypto, when it is loaded later, is initialised
+    /// without reading OpenSSL's system configuration. openssl.cnf sets TLS policy and providers, which
+    /// matter to libcurl's TLS only; HMAC-SHA256 gives the same bytes either way. Reading it was 0.4 ms of
+    /// every `analyze` run (docs/benchmarks.md, "Start-up"). Call it before another thread may load
+    /// libcrypto; it has no effect once libcrypto is loaded. `run` never calls it.
+    public static func skipSystemConfiguration() {
+        cmp_crypto_skip_system_configuration()
+    }
+
     /// Loads libcrypto now (`run` does at start, so that a router without it stops there with the reason).
     /// Throws when the library or one of its functions is missing.
     public static func load() throws(PseudonymisationError) {
