@@ -69,7 +69,8 @@ public struct WindowAggregator: Sendable {
         // copy's buckets are not copied on the first write, and each value skips the slot's access path.
         var accumulator = accumulators.values[i]
         accumulators.values[i].sketch = nil
-        for v in values where v.isFinite { accumulator.fold(v) }
+        for v in values where v.isFinite { accumulator.foldStatistics(v) }
+        accumulator.sketch?.add(contentsOf: values)
         accumulators.values[i] = accumulator
     }
 
@@ -90,11 +91,16 @@ public struct WindowAggregator: Sendable {
 
 extension WindowAggregator.Accumulator {
     mutating func fold(_ value: Double) {
+        foldStatistics(value)
+        sketch?.add(value)
+    }
+
+    /// Everything but the sketch (which takes a batch at once: ``QuantileSketch/add(contentsOf:)``).
+    mutating func foldStatistics(_ value: Double) {
         count += 1
         min = Swift.min(min, value)
         max = Swift.max(max, value)
         sum += value
         last = value
-        sketch?.add(value)
     }
 }

@@ -116,6 +116,48 @@ import TelemetryModel
         #expect(a.count == 1000)
     }
 
+    /// `add(contentsOf:)` (dense counting, one merge, one collapse) gives the very sketch that adding
+    /// each value in turn gives: RTT-like batches, signed values with zeros and non-finite ones, batches
+    /// that pass the bucket bound onto a sketch that already holds buckets above and below them, and a
+    /// batch too wide for the dense array.
+    @Test(arguments: ["rtt", "signed", "past the bound", "too wide"])
+    func addingABatchEqualsAddingEachValue(_ shape: String) {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next() -> Double {  // a fixed sequence in [0, 1)
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Double(state >> 11) / Double(1 << 53)
+        }
+        var start = QuantileSketch()
+        var batches: [[Double]] = []
+        switch shape {
+        case "rtt":
+            batches = (0..<5).map { _ in (0..<3000).map { _ in 0.05 + 500 * next() * next() } }
+        case "signed":
+            batches = [(0..<2000).map { i in
+                switch i % 7 {
+                case 0: return 0
+                case 1: return -90 * next()
+                case 2: return 1e-12
+                case 3: return i % 14 == 3 ? .nan : .infinity
+                default: return 1e4 * next()
+                }
+            }]
+        case "past the bound":
+            for k in stride(from: 0, to: 2600, by: 3) { start.add(1e-3 * pow(1.0203, Double(k))) }
+            batches = [(0..<4000).map { _ in 1e-4 * pow(1.0203, 3000 * next()) }, (0..<500).map { _ in 1e-9 + 1e-6 * next() }]
+        default:
+            batches = [(0..<1000).map { i in i.isMultiple(of: 2) ? 1e-8 * (1 + next()) : 1e200 * (1 + next()) }]
+        }
+        var oneByOne = start, batched = start
+        for batch in batches {
+            for v in batch { oneByOne.add(v) }
+            batched.add(contentsOf: batch)
+        }
+        #expect(batched == oneByOne)
+        #expect(batched.count == oneByOne.count)
+        if shape == "past the bound" { #expect(batched.positiveStore.count == QuantileSketch.maxBuckets) }
+    }
+
     @Test func zerosAreCountedAndBucketsAreBounded() {
         var s = QuantileSketch()
         s.add(0)
