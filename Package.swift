@@ -75,9 +75,11 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ], linkerSettings: [
             // Release builds start faster (docs/benchmarks.md, "Start-up"): libstdc++ linked in rather than
-            // loaded (Link/static-libstdc++ explains how), and none of the binary's 8,000 symbols exported to
+            // loaded (Link/static-libstdc++ explains how), and none of the binary's 8,367 symbols exported to
             // the dynamic linker, which the toolchain's static-stdlib link asks for (-export-dynamic) and the
-            // runtime's start-up paid for in a linear dladdr scan. Debug builds and tests link as before.
+            // runtime's start-up paid for in a linear dladdr scan. Debug builds link as before. Release-mode
+            // test bundles (`swift test -c release`) get these too and, without the static Swift stdlib,
+            // would hold some of libstdc++ beside the shared one: the project's tests build in debug.
             .unsafeFlags(["-L\(Context.packageDirectory)/Link/static-libstdc++", "-Xlinker", "--no-export-dynamic"],
                          .when(configuration: .release)),
         ]),

@@ -34,12 +34,21 @@ static int skipSystemConfiguration;
 static char failure[256];
 
 static void load(void) {
-    // The SONAME of OpenSSL 3, as Debian (libssl3) and OpenWrt (libopenssl3) install it. RTLD_DEEPBIND:
-    // libcrypto's thousands of references to its own exported symbols resolve in libcrypto first, not
-    // after a search through the agent and every library it links (libpcap alone brings eight), which
-    // was 0.4 ms of each load here. libcrypto needs only libc, and nothing in the agent interposes a
-    // libc function, so no reference binds differently.
-    void *library = dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    // The SONAME of OpenSSL 3, as Debian (libssl3) and OpenWrt (libopenssl3) install it. RTLD_DEEPBIND
+    // (glibc): libcrypto's thousands of references to its own exported symbols resolve in libcrypto
+    // first, not after a search through the agent and every library it links (libpcap alone brings
+    // eight), which was 0.4 ms of each load here. libcrypto needs only libc and the agent interposes no
+    // libc function; an LD_PRELOADed one (a malloc replacement, a profiler) is then bypassed in
+    // libcrypto's own calls. Left out where it does not exist and under sanitizers, which refuse it.
+    int flags = RTLD_NOW | RTLD_LOCAL;
+#if defined(RTLD_DEEPBIND) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#if !defined(__has_feature)
+    flags |= RTLD_DEEPBIND;
+#elif !__has_feature(address_sanitizer) && !__has_feature(thread_sanitizer) && !__has_feature(memory_sanitizer)
+    flags |= RTLD_DEEPBIND;
+#endif
+#endif
+    void *library = dlopen("libcrypto.so.3", flags);
     if (!library) {
         const char *why = dlerror();
         snprintf(failure, sizeof failure, "cannot load libcrypto.so.3: %s", why ? why : "unknown error");
@@ -79,7 +88,10 @@ static void load(void) {
     loaded = 1;
 }
 
-void cmp_crypto_skip_system_configuration(void) { skipSystemConfiguration = 1; }
+int cmp_crypto_skip_system_configuration(void) {
+    skipSystemConfiguration = 1;
+    return !loaded;
+}
 
 int cmp_crypto_load(char *error, size_t errorLength) {
     pthread_once(&once, load);

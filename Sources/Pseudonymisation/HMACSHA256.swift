@@ -21,9 +21,11 @@ public enum HMACSHA256 {
     /// without reading OpenSSL's system configuration. openssl.cnf sets TLS policy and providers, which
     /// matter to libcurl's TLS only; HMAC-SHA256 gives the same bytes either way. Reading it was 0.4 ms of
     /// every `analyze` run (docs/benchmarks.md, "Start-up"). Call it before another thread may load
-    /// libcrypto; it has no effect once libcrypto is loaded. `run` never calls it.
-    public static func skipSystemConfiguration() {
-        cmp_crypto_skip_system_configuration()
+    /// libcrypto; it has no effect once libcrypto is loaded, and returns false then. Process-wide: libssl,
+    /// loaded later, would not read the configuration either, so `run` never calls it.
+    @discardableResult
+    public static func skipSystemConfiguration() -> Bool {
+        cmp_crypto_skip_system_configuration() != 0
     }
 
     /// Loads libcrypto now (`run` does at start, so that a router without it stops there with the reason).

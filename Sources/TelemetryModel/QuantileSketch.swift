@@ -140,12 +140,14 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
     /// counted in a dense array over the batch's index range and merged into the store once, where a
     /// binary search per value over an interval's few hundred RTT buckets was a twentieth of `analyze`'s
     /// CPU on input B (docs/benchmarks.md, "Start-up"). Collapsing once at the end keeps what collapsing
-    /// after each value keeps: the highest ``maxBuckets`` indices, every value below them counted in the
-    /// lowest. A batch whose positive indices span more than ``denseSpanLimit`` buckets goes value by value.
+    /// after each value keeps (the buckets nearest zero fold first, negative ones before positive ones),
+    /// and a batch that adds no bucket collapses nothing, as no `add` would. A batch whose positive indices
+    /// span more than ``denseSpanLimit`` buckets goes value by value.
     public mutating func add(contentsOf values: [Double]) {
         var indices: [Int32] = []
         indices.reserveCapacity(values.count)
         var low = Int32.max, high = Int32.min
+        var touched = false
         for value in values where value.isFinite {
             let magnitude = Swift.abs(value)
             if magnitude <= Self.minimumPositive {
@@ -159,13 +161,15 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
                 high = Swift.max(high, index)
             } else {
                 Self.increment(&negativeStore, at: index)
+                touched = true
             }
         }
         if !indices.isEmpty {
+            touched = true
             let span = Int(high) - Int(low) + 1
             if span <= Self.denseSpanLimit {
                 var counts = [UInt64](repeating: 0, count: span)
-                for index in indices { counts[Int(index - low)] &+= 1 }
+                for index in indices { counts[Int(index - low)] &+= 1 }  // at most values.count: no overflow
                 var batch: [Bucket] = []
                 for (offset, count) in counts.enumerated() where count > 0 {
                     batch.append(Bucket(index: low + Int32(offset), count: count))
@@ -175,18 +179,18 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
                 for index in indices { Self.increment(&positiveStore, at: index) }
             }
         }
-        collapseIfNeeded()
+        if touched { collapseIfNeeded() }
     }
 
-    /// The widest index range ``add(contentsOf:)`` counts in a dense array (64 KB of counters; a
-    /// relative accuracy of 1 % spans 4,096 buckets between 1 ns and 3·10⁸ s).
+    /// The widest index range ``add(contentsOf:)`` counts in a dense array (64 KB of counters; at a
+    /// relative accuracy of 1 %, 1 ns to 3·10⁸ s is about 2,000 buckets).
     static let denseSpanLimit = 8192
 
     /// Adds one value to bucket `index` of `store`, inserting the bucket in order when new.
     private static func increment(_ store: inout [Bucket], at index: Int32) {
         // Values arrive in runs of similar magnitude: the last bucket is checked before searching.
         if let last = store.last?.index {
-            if last == index { store[store.count - 1].count &+= 1; return }
+            if last == index { store[store.count - 1].count = store[store.count - 1].count.saturatingAdd(1); return }
             if last < index { store.append(Bucket(index: index, count: 1)); return }
         }
         var low = 0, high = store.count
@@ -194,7 +198,7 @@ public struct QuantileSketch: Codable, Sendable, Equatable {
             let mid = (low + high) / 2
             if store[mid].index < index { low = mid + 1 } else { high = mid }
         }
-        if low < store.count, store[low].index == index { store[low].count &+= 1 } else { store.insert(Bucket(index: index, count: 1), at: low) }
+        if low < store.count, store[low].index == index { store[low].count = store[low].count.saturatingAdd(1) } else { store.insert(Bucket(index: index, count: 1), at: low) }
     }
 
     /// Adds `other`'s counts. Both sketches must share the relative accuracy.

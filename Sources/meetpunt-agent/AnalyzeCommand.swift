@@ -141,6 +141,8 @@ struct AnalyzeCommand: ParsableCommand {
         guard windowSeconds > 0 else { throw ValidationError("--window-seconds must be positive, not \(windowSeconds)") }
     }
 
+    /// Does not return after a successful analysis: the process exits there (see its end). Not for
+    /// calling in-process.
     func run() throws {
         // `analyze` opens no TLS: libcrypto, loaded on the folder's thread at the first pseudonym, skips
         // openssl.cnf.

@@ -120,7 +120,7 @@ import TelemetryModel
     /// each value in turn gives: RTT-like batches, signed values with zeros and non-finite ones, batches
     /// that pass the bucket bound onto a sketch that already holds buckets above and below them, and a
     /// batch too wide for the dense array.
-    @Test(arguments: ["rtt", "signed", "past the bound", "too wide"])
+    @Test(arguments: ["rtt", "signed", "past the bound", "signed past the bound", "nothing to add", "too wide"])
     func addingABatchEqualsAddingEachValue(_ shape: String) {
         var state: UInt64 = 0x9E37_79B9_7F4A_7C15
         func next() -> Double {  // a fixed sequence in [0, 1)
@@ -145,6 +145,15 @@ import TelemetryModel
         case "past the bound":
             for k in stride(from: 0, to: 2600, by: 3) { start.add(1e-3 * pow(1.0203, Double(k))) }
             batches = [(0..<4000).map { _ in 1e-4 * pow(1.0203, 3000 * next()) }, (0..<500).map { _ in 1e-9 + 1e-6 * next() }]
+        case "signed past the bound":
+            for k in stride(from: 0, to: 1800, by: 2) { start.add(-1e-2 * pow(1.0203, Double(k))); start.add(1e-2 * pow(1.0203, Double(k))) }
+            batches = [(0..<3000).map { i in (i.isMultiple(of: 3) ? -1 : 1) * 1e-3 * pow(1.0203, 2500 * next()) }]
+        case "nothing to add":
+            // A decoded sketch may hold more than maxBuckets; a batch that adds no bucket leaves it as is.
+            start = QuantileSketch(relativeAccuracy: 0.01, zeroCount: 1,
+                                   buckets: Dictionary(uniqueKeysWithValues: (0..<Int32(QuantileSketch.maxBuckets + 10)).map { ($0, UInt64(1)) }),
+                                   negativeBuckets: [:])
+            batches = [[], [0, 1e-12, .nan, -.infinity]]
         default:
             batches = [(0..<1000).map { i in i.isMultiple(of: 2) ? 1e-8 * (1 + next()) : 1e200 * (1 + next()) }]
         }
@@ -155,7 +164,9 @@ import TelemetryModel
         }
         #expect(batched == oneByOne)
         #expect(batched.count == oneByOne.count)
-        if shape == "past the bound" { #expect(batched.positiveStore.count == QuantileSketch.maxBuckets) }
+        if shape.hasSuffix("past the bound") {
+            #expect(batched.positiveStore.count + batched.negativeStore.count == QuantileSketch.maxBuckets)
+        }
     }
 
     @Test func zerosAreCountedAndBucketsAreBounded() {

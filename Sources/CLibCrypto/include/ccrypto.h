@@ -15,9 +15,10 @@
 int cmp_crypto_load(char *error, size_t errorLength);
 
 /// Makes a later cmp_crypto_load initialise libcrypto without reading OpenSSL's system configuration
-/// (openssl.cnf). For a process that never opens TLS; call it before any thread may load libcrypto. No
-/// effect once libcrypto is loaded.
-void cmp_crypto_skip_system_configuration(void);
+/// (openssl.cnf), for the whole process: libssl loaded later does not read it either. For a process that
+/// never opens TLS; call it before any thread may load libcrypto. Returns 0 when libcrypto was already
+/// loaded (then it has no effect), 1 otherwise.
+int cmp_crypto_skip_system_configuration(void);
 
 /// One-shot HMAC-SHA256. Returns 1 on success.
 int cmp_hmac_sha256(const void *key, int keyLength, const unsigned char *data, size_t dataLength, unsigned char out[32]);
