@@ -1,4 +1,5 @@
 import CCurl
+import Pseudonymisation
 
 /// What the collector answered to one request.
 public struct TransportResponse: Sendable, Equatable {
@@ -48,8 +49,13 @@ public struct CurlTransport: ReportTransport, CustomStringConvertible {
     }()
 
     /// Refuses a libcurl that cannot be loaded, one older than ``minimumVersion``, or one without TLS
-    /// when `https://` is configured.
+    /// when `https://` is configured; and refuses to start in a process that set libcrypto up without
+    /// TLS (``HMACSHA256/configureForProcessWithoutTLS()``).
     public init(baseURL: String, token: String, timeoutSeconds: Int, caFile: String? = nil, pinnedPublicKey: String? = nil) throws(AgentError) {
+        // libcrypto set up for a process without TLS (`analyze`) cannot verify a certificate.
+        guard !HMACSHA256.configuredWithoutTLS else {
+            throw AgentError(.refused, "this process set up libcrypto without TLS (HMACSHA256.configureForProcessWithoutTLS), so it cannot ship reports")
+        }
         if let failure = Self.loadFailure {
             throw AgentError(.refused, "\(failure); install libcurl 7.85.0 or newer (Debian: libcurl4)")
         }

@@ -6,7 +6,7 @@ import Glibc
 /// HMAC-SHA256 through OpenSSL's libcrypto, which CPE firmware ships for libcurl anyway (swift-crypto
 /// would add 3.4 MB to the binary). OpenSSL 3.0 or newer: ``Keyed`` uses `EVP_MAC`. libcrypto is opened
 /// (dlopen) at the first use here or at ``load()``, not at process start (Sources/CLibCrypto): `analyze`
-/// thus loads it on the interval folder's thread, at its first pseudonym, while packets are read.
+/// loads it through ``prepare()`` on its interval folder's thread once the first packet is read.
 /// Tests cross-check it against swift-crypto.
 public enum HMACSHA256 {
     /// Why libcrypto could not be loaded, or nil once it is: loaded and initialised once, at the first
@@ -18,20 +18,34 @@ public enum HMACSHA256 {
     }()
 
     /// For a process that never opens TLS (`analyze`): libcrypto, when it is loaded later, is initialised
-    /// without reading OpenSSL's system configuration. openssl.cnf sets TLS policy and providers, which
-    /// matter to libcurl's TLS only; HMAC-SHA256 gives the same bytes either way. Reading it was 0.4 ms of
-    /// every `analyze` run (docs/benchmarks.md, "Start-up"). Call it before another thread may load
-    /// libcrypto; it has no effect once libcrypto is loaded, and returns false then. Process-wide: libssl,
-    /// loaded later, would not read the configuration either, so `run` never calls it.
+    /// without reading OpenSSL's system configuration (openssl.cnf: TLS policy and providers, 0.4 ms of
+    /// every `analyze` run) and without the legacy cipher and digest name tables, which OpenSSL 3 copies
+    /// at the first fetch (0.35 ms). HMAC-SHA256 gives the same bytes either way. Irreversible and
+    /// process-wide, as OpenSSL initialises once: libssl in the same process would then fail to verify
+    /// certificates ("unknown message digest algorithm"), so `CurlTransport` refuses to start after it
+    /// and `run` never calls it. Call it before another thread may load libcrypto; it has no effect once
+    /// libcrypto is loaded, and returns false then.
     @discardableResult
-    public static func skipSystemConfiguration() -> Bool {
-        cmp_crypto_skip_system_configuration() != 0
+    public static func configureForProcessWithoutTLS() -> Bool {
+        cmp_crypto_configure_without_tls() != 0
     }
+
+    /// Whether ``configureForProcessWithoutTLS()`` took effect in this process.
+    public static var configuredWithoutTLS: Bool { cmp_crypto_is_without_tls() != 0 }
 
     /// Loads libcrypto now (`run` does at start, so that a router without it stops there with the reason).
     /// Throws when the library or one of its functions is missing.
     public static func load() throws(PseudonymisationError) {
         if let loadFailure { throw PseudonymisationError(.libraryMissing, loadFailure) }
+    }
+
+    /// Loads libcrypto and makes a first HMAC-SHA256: its fetch of the algorithm from OpenSSL's provider
+    /// is most of a first pseudonym's cost (0.45-0.76 ms here, plus 0.75 ms to load the library), which
+    /// a caller can thus pay early, on a thread of its choosing. Does nothing when libcrypto cannot be
+    /// loaded: the first use reports that.
+    public static func prepare() {
+        guard loadFailure == nil else { return }
+        _ = Keyed(key: [0]).authenticationCode(of: [])
     }
 
     /// HMAC and pseudonyms cannot work without libcrypto: a missing library stops the process as the

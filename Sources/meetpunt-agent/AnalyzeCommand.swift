@@ -144,9 +144,9 @@ struct AnalyzeCommand: ParsableCommand {
     /// Does not return after a successful analysis: the process exits there (see its end). Not for
     /// calling in-process.
     func run() throws {
-        // `analyze` opens no TLS: libcrypto, loaded on the folder's thread at the first pseudonym, skips
-        // openssl.cnf.
-        HMACSHA256.skipSystemConfiguration()
+        // `analyze` opens no TLS: libcrypto, loaded on the folder's thread once the first packet is read,
+        // skips openssl.cnf and the legacy name tables.
+        HMACSHA256.configureForProcessWithoutTLS()
         let pseudonymiser: Pseudonymiser
         var keyNote = "pseudonyms use a key that exists only for this run"
         if let config {
@@ -160,9 +160,10 @@ struct AnalyzeCommand: ParsableCommand {
                 throw ExitCode(1)
             }
         } else {
-            var random = [UInt8](repeating: 0, count: 32)
-            let fd = open("/dev/urandom", O_RDONLY)
-            if fd >= 0 { _ = random.withUnsafeMutableBytes { read(fd, $0.baseAddress, 32) }; close(fd) }
+            // The standard library's system generator: getrandom(2) on Linux, and a trap rather than a key
+            // that is not random (one that would hide no one).
+            var system = SystemRandomNumberGenerator()
+            let random = (0..<4).flatMap { _ in withUnsafeBytes(of: system.next()) { Array($0) } }
             pseudonymiser = Pseudonymiser(secret: try DeviceSecret(bytes: random))
         }
 
@@ -187,6 +188,12 @@ struct AnalyzeCommand: ParsableCommand {
         var failure: CaptureError?
         // One sampling interval of capture time per batch, as the live agent samples every interval.
         let clock = CaptureClock(intervalMicroseconds: 10_000_000)
+        // libcrypto is loaded and its HMAC first fetched on the folder's thread (after the flow table's
+        // first step, before any interval) as soon as the reader has a packet, while it reads on, rather
+        // than at the first pseudonym, when the analysis is in full swing or, on a short capture, on the
+        // way to `finish`. A capture without packets never loads it; one with packets but no LAN client
+        // loads it for nothing (about 1 ms of CPU, mostly beside the reader).
+        let prepare = { folder.perform { HMACSHA256.prepare() } }
         func flush(at t: Int64) { folder.fold(analyzer.takeInterval(), at: t) }
         func handle(_ record: UnsafePointer<ParsedPacketPipeline.Record>) {
             if let due = clock.advance(to: record.pointee.meta.timestampMicroseconds) { flush(at: due) }
@@ -201,6 +208,8 @@ struct AnalyzeCommand: ParsableCommand {
         // The file is read and parsed on a second thread while this one analyses.
         do {
             try ParsedPacketPipeline.run(read: { emit throws(CaptureError) in
+                guard try capture.next({ meta, view in emit(meta, linkType, &view) }) != .end else { return }
+                prepare()
                 while try capture.next({ meta, view in emit(meta, linkType, &view) }) != .end {}
             }, consume: { handle($0) })
         } catch {
@@ -214,6 +223,8 @@ struct AnalyzeCommand: ParsableCommand {
             do {
                 let fallback = try PcapngFile(path: file)
                 try ParsedPacketPipeline.run(read: { emit throws(CaptureError) in
+                    guard try fallback.next({ meta, packetLinkType, view in emit(meta, packetLinkType, &view) }) != .end else { return }
+                    prepare()
                     while try fallback.next({ meta, packetLinkType, view in emit(meta, packetLinkType, &view) }) != .end {}
                 }, consume: { handle($0) })
             } catch {

@@ -150,6 +150,27 @@ struct MissingLibcryptoTests {
         #expect(shown.contains("EN10MB, 1 packets") && shown.hasSuffix("exit=0\n"), "\(shown)")
     }
 
+    /// `analyze` loads libcrypto once the reader has a packet (`HMACSHA256.prepare`, ahead of the first
+    /// pseudonym), and a capture without packets never loads it: the dynamic loader's own log says which
+    /// libraries a process opened.
+    @Test func analyzeLoadsLibcryptoOnlyForACaptureWithPackets() throws {
+        let dir = try TestSupport.tempDirectory()
+        let agent = TestSupport.executable("meetpunt-agent")
+        let one = dir.appendingPathComponent("one.pcap").path
+        try Data(Self.onePacketCapture).write(to: URL(fileURLWithPath: one))
+        let empty = dir.appendingPathComponent("empty.pcap").path
+        try Data(Self.onePacketCapture.prefix(24)).write(to: URL(fileURLWithPath: empty))  // the file header alone
+        func opened(_ pcap: String) throws -> (libcrypto: Bool, output: String) {
+            let out = try TestSupport.sh("LD_DEBUG=files \(agent) analyze \(pcap) 2>&1; echo exit=$?")
+            return (out.contains("file=libcrypto.so.3"), out)
+        }
+        let withPacket = try opened(one)
+        #expect(withPacket.libcrypto && withPacket.output.contains("EN10MB, 1 packets") && withPacket.output.hasSuffix("exit=0\n"), "\(withPacket.output)")
+        let withoutPackets = try opened(empty)
+        #expect(!withoutPackets.libcrypto, "\(withoutPackets.output)")
+        #expect(withoutPackets.output.contains("EN10MB, 0 packets") && withoutPackets.output.hasSuffix("exit=0\n"), "\(withoutPackets.output)")
+    }
+
     /// A pcap (microsecond, Ethernet) holding one TCP SYN from 192.168.1.2 to 198.51.100.7.
     static let onePacketCapture: [UInt8] = {
         func le32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
