@@ -268,6 +268,12 @@ public enum MetricCatalog {
     ]
 
     private static let byName: [String: MetricDescriptor] = Dictionary(uniqueKeysWithValues: all.map { ($0.name, $0) })
+    /// The traffic metrics' own index: `analyze` looks up no other metric, and building the whole
+    /// catalogue's index at its first sample was 0.26 ms of its folder's thread.
+    private static let trafficByName: [String: MetricDescriptor] = Dictionary(uniqueKeysWithValues: trafficMetrics.map { ($0.name, $0) })
 
-    public static func descriptor(named name: String) -> MetricDescriptor? { byName[name] }
+    public static func descriptor(named name: String) -> MetricDescriptor? {
+        if name.hasPrefix("traffic."), let d = trafficByName[name] { return d }
+        return byName[name]
+    }
 }

@@ -340,6 +340,9 @@ struct AnalyzeCommand: ParsableCommand {
         for w in windows.prefix(24) {
             func sum(_ m: String) -> Double { w.series.filter { $0.metric == m }.reduce(0) { $0 + $1.sum } }
             var text = "    window +\(SampleCommand.fixed(Double(w.startMicroseconds - (windows.first?.startMicroseconds ?? 0)) / 1e6, 0)) s: \(Int(sum("traffic.packets"))) packets, \(Int(sum("traffic.bytes"))) bytes"
+            // Packets counted but not analysed (not IP, malformed): a window of only those reads as empty otherwise.
+            let skipped = Int(sum("traffic.skipped_packets"))
+            if skipped > 0 { text += ", \(skipped) not analysed" }
             for leg in ["lan", "wan"] {
                 let rtts = w.series.filter { $0.metric == "traffic.tcp.rtt" && $0.labels["leg"] == leg }
                 var sketch = QuantileSketch()

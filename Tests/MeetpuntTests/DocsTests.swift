@@ -55,6 +55,18 @@ import TelemetryModel
             #expect(row[3] == d.dataClass.rawValue, "\(d.name) data class")
         }
     }
+
+    /// `descriptor(named:)` answers traffic metrics from an index of their own (``MetricCatalog``): every
+    /// catalogued metric is still found by its name, as itself, and an unknown name is not.
+    @Test func everyCataloguedMetricIsFoundByItsName() throws {
+        for d in MetricCatalog.all {
+            let found = try #require(MetricCatalog.descriptor(named: d.name), "\(d.name) not found")
+            #expect(found.name == d.name && found.unit == d.unit && found.kind == d.kind && found.dataClass == d.dataClass
+                    && found.labels.keys.sorted() == d.labels.keys.sorted() && found.source == d.source, "\(d.name)")
+        }
+        #expect(MetricCatalog.descriptor(named: "traffic.no_such_metric") == nil)
+        #expect(MetricCatalog.descriptor(named: "link.no_such_metric") == nil)
+    }
 }
 
 /// The agent's closure stays small: no NIO, Hummingbird, GRDB, Yams, swift-crypto (BoringSSL) or full
