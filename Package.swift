@@ -5,6 +5,13 @@ import PackageDescription
 // Hummingbird, NIO, GRDB, postgres-nio, Yams, swift-crypto and full Foundation:
 // docs/architecture.md gives the measured cost of each. `ArchitectureTests` (Tests/MeetpuntTests) checks it.
 
+/// The agent's modules reach generic type metadata (a `Dictionary<FlowKey, Int32>`'s storage class, say)
+/// through accessor functions instead of mangled names. A mangled name is resolved at run time, and each
+/// first use of one needs a conformance (`FlowKey: Hashable`), which the runtime finds by scanning every
+/// conformance record in the binary: 21 scans of 20-120 µs in every `analyze` run, several of them before
+/// the first packet or after the last (docs/benchmarks.md, "Conformance scans"). Stripped binary: +25 kB.
+let directMetadata = ["-Xfrontend", "-disable-concrete-type-metadata-mangled-name-accessors"]
+
 let package = Package(
     name: "meetpunt",
     platforms: [.macOS(.v15)],
@@ -50,7 +57,7 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
 
         // MARK: Shared by agent and collector (FoundationEssentials only)
-        .target(name: "TelemetryModel"),
+        .target(name: "TelemetryModel", swiftSettings: [.unsafeFlags(directMetadata)]),
         .target(name: "GzipCodec", dependencies: ["CZlib"]),
 
         // MARK: Agent
@@ -58,22 +65,22 @@ let package = Package(
         // The per-packet path: its state lives in one class whose fields are touched a dozen times per
         // packet, and the runtime exclusivity check on each access cost a quarter of the analysis time
         // (perf, issue 13). Static exclusivity checking stays on; only the dynamic check goes.
-        .target(name: "PacketCapture", dependencies: ["CPcap"], swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]),
-        .target(name: "TrafficAnalysis", dependencies: ["PacketCapture"], swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]),
-        .target(name: "Pseudonymisation", dependencies: ["CLibCrypto"]),
-        .target(name: "Aggregation", dependencies: ["TelemetryModel"]),
+        .target(name: "PacketCapture", dependencies: ["CPcap"], swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"] + directMetadata)]),
+        .target(name: "TrafficAnalysis", dependencies: ["PacketCapture"], swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"] + directMetadata)]),
+        .target(name: "Pseudonymisation", dependencies: ["CLibCrypto"], swiftSettings: [.unsafeFlags(directMetadata)]),
+        .target(name: "Aggregation", dependencies: ["TelemetryModel"], swiftSettings: [.unsafeFlags(directMetadata)]),
         .target(name: "AgentConfig", dependencies: ["CYAML", "TelemetryModel"]),
         .target(name: "AgentCore", dependencies: [
             "NetlinkKit", "PacketCapture", "TrafficAnalysis", "Pseudonymisation", "Aggregation", "AgentConfig", "TelemetryModel", "GzipCodec", "CCurl",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ]),
+        ], swiftSettings: [.unsafeFlags(directMetadata)]),
         .executableTarget(name: "meetpunt-agent", dependencies: [
             "AgentCore", "AgentConfig", "Pseudonymisation", "NetlinkKit", "PacketCapture", "TrafficAnalysis",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-        ], linkerSettings: [
+        ], swiftSettings: [.unsafeFlags(directMetadata)], linkerSettings: [
             // Release builds start faster (docs/benchmarks.md, "Start-up"): libstdc++ linked in rather than
             // loaded (Link/static-libstdc++ explains how), and none of the binary's 8,367 symbols exported to
             // the dynamic linker, which the toolchain's static-stdlib link asks for (-export-dynamic) and the

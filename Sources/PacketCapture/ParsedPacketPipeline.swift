@@ -26,8 +26,9 @@ public enum ParsedPacketPipeline {
 
     /// Runs `read` on a new thread, handing it an `Emit` that parses each packet into the current batch,
     /// and calls `consume` for every record in order on the calling thread. Returns when `read` returns
-    /// and every record was consumed; a `CaptureError` thrown by `read` is rethrown then (after the
-    /// records read before it).
+    /// and every record was consumed, with the reader thread's CPU time in nanoseconds (nil when no
+    /// thread could be started and this one read); a `CaptureError` thrown by `read` is rethrown then
+    /// (after the records read before it).
     ///
     /// `consume` gets the record where it lies in the batch, valid only during the call: copying each
     /// ~170-byte record out was a tenth of the consumer's time.
@@ -39,9 +40,10 @@ public enum ParsedPacketPipeline {
     /// more to clear, for no speed on either benchmark input (200 and 15 interleaved runs, 2026-12-03).
     public static let defaultBatchSize = 2048, defaultDepth = 12
 
+    @discardableResult
     public static func run(batchSize: Int = defaultBatchSize, depth: Int = defaultDepth,
                            read: @escaping (Emit) throws(CaptureError) -> Void,
-                           consume: (UnsafePointer<Record>) -> Void) throws(CaptureError) {
+                           consume: (UnsafePointer<Record>) -> Void) throws(CaptureError) -> Int64? {
         precondition(batchSize > 0 && depth > 1)
         let shared = Shared(batchSize: batchSize, depth: depth, read: read)
         var thread = pthread_t()
@@ -58,7 +60,7 @@ public enum ParsedPacketPipeline {
                 Self.parse(meta, linkType, &view, into: &record)
                 withUnsafePointer(to: &record) { consume($0) }
             }
-            return
+            return nil
         }
         var batch = 0
         while true {
@@ -72,6 +74,7 @@ public enum ParsedPacketPipeline {
         }
         pthread_join(thread, nil)
         if let error = shared.error { throw error }
+        return shared.readerCPUNanoseconds
     }
 
     /// Parses in place (a record is ~170 bytes: built elsewhere and copied in, the copy showed in profiles).
@@ -99,6 +102,8 @@ public enum ParsedPacketPipeline {
         let filled = DispatchSemaphore(value: 0)
         let read: (Emit) throws(CaptureError) -> Void
         var error: CaptureError?
+        /// Written by the reader as it ends, read after the join.
+        var readerCPUNanoseconds: Int64 = 0
 
         init(batchSize: Int, depth: Int, read: @escaping (Emit) throws(CaptureError) -> Void) {
             self.batchSize = batchSize
@@ -142,6 +147,9 @@ public enum ParsedPacketPipeline {
             } catch {
                 self.error = error
             }
+            var cpu = timespec()
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu)
+            readerCPUNanoseconds = Int64(cpu.tv_sec) * 1_000_000_000 + Int64(cpu.tv_nsec)
             counts[batch] = n
             ends[batch] = true
             filled.signal()

@@ -39,7 +39,7 @@ struct AnalyzeCommand: ParsableCommand {
     @Flag(help: .hidden)
     var traceTcp = false
 
-    @Flag(help: "Print on standard error how long reading and analysing took, from opening the file to the end of the analysis (`analysis_ns N`, for benchmarks).")
+    @Flag(help: "Print on standard error how long reading and analysing took, from opening the file to the end of the analysis (`analysis_ns N`), and the CPU time of the process and of its threads (`cpu_ns`), for benchmarks.")
     var timing = false
 
     @Flag(help: "Do not keep the per-TCP-stream list (first frame, handshake RTT): memory then stays flat whatever the number of flows.")
@@ -82,14 +82,34 @@ struct AnalyzeCommand: ParsableCommand {
         var streams: [StreamOutput]
     }
 
+    /// The command's options as plain values: what the analysis reads. ArgumentParser fills the command's
+    /// properties; ``quickParse(_:)`` fills these directly.
+    /// No defaults: both readers name every option.
+    struct Options: Equatable {
+        var file: String
+        var json: Bool
+        var config: String?
+        var windowSeconds: Int
+        var maxFlows: Int
+        var traceTcp: Bool
+        var timing: Bool
+        var noStreams: Bool
+    }
+
+    var options: Options {
+        Options(file: file, json: json, config: config, windowSeconds: windowSeconds, maxFlows: maxFlows,
+                traceTcp: traceTcp, timing: timing, noStreams: noStreams)
+    }
+
     /// The usual invocations, `analyze [--json] [--timing] [--no-streams] [-c|--config FILE]
     /// [--window-seconds N] [--max-flows N] FILE` with each option at most once, read without
     /// ArgumentParser: its reflection took about 2 ms (1.2 ms for this command alone), a tenth of a small
-    /// capture's analysis (the accuracy run starts `analyze` 1,440 times). Anything else (help,
-    /// `--name=value`, repeats, a value that does not parse or validate) returns nil, and ArgumentParser
-    /// then reads the arguments and words any error as always. `AnalyzeQuickParseTests` holds the two
-    /// readers to the same values.
-    static func quickParse(_ arguments: [String]) -> AnalyzeCommand? {
+    /// capture's analysis (the accuracy run starts `analyze` 1,440 times), and even making an
+    /// `AnalyzeCommand` value costs a runtime conformance lookup (0.1 ms) for its option names. Anything
+    /// else (help, `--name=value`, repeats, a value that does not parse or validate) returns nil, and
+    /// ArgumentParser then reads the arguments and words any error as always. `AnalyzeQuickParseTests`
+    /// holds the two readers to the same values.
+    static func quickParse(_ arguments: [String]) -> Options? {
         var file: String?, config: String?, windowSeconds: Int?, maxFlows: Int?
         var seen: Set<String> = []
         var i = arguments.startIndex
@@ -120,30 +140,31 @@ struct AnalyzeCommand: ParsableCommand {
             }
         }
         guard let file else { return nil }
-        var command = AnalyzeCommand()
-        command.file = file
-        command.json = seen.contains("--json")
-        command.config = config
-        command.windowSeconds = windowSeconds ?? defaultWindowSeconds
-        command.maxFlows = maxFlows ?? defaultMaxFlows
-        command.traceTcp = seen.contains("--trace-tcp")
-        command.timing = seen.contains("--timing")
-        command.noStreams = seen.contains("--no-streams")
-        guard (try? command.validate()) != nil else { return nil }
-        return command
+        let options = Options(file: file, json: seen.contains("--json"), config: config,
+                              windowSeconds: windowSeconds ?? defaultWindowSeconds, maxFlows: maxFlows ?? defaultMaxFlows,
+                              traceTcp: seen.contains("--trace-tcp"), timing: seen.contains("--timing"),
+                              noStreams: seen.contains("--no-streams"))
+        guard (try? validate(options)) != nil else { return nil }
+        return options
     }
 
-    func validate() throws {
+    func validate() throws { try Self.validate(options) }
+
+    static func validate(_ options: Options) throws {
         // The range capture.max_flows accepts: the table is resident from the start.
-        guard (64...1_048_576).contains(maxFlows) else {
-            throw ValidationError("--max-flows \(maxFlows) is outside 64-1048576 (about 490 bytes of memory a flow)")
+        guard (64...1_048_576).contains(options.maxFlows) else {
+            throw ValidationError("--max-flows \(options.maxFlows) is outside 64-1048576 (about 490 bytes of memory a flow)")
         }
-        guard windowSeconds > 0 else { throw ValidationError("--window-seconds must be positive, not \(windowSeconds)") }
+        guard options.windowSeconds > 0 else { throw ValidationError("--window-seconds must be positive, not \(options.windowSeconds)") }
     }
+
+    func run() throws { try Self.run(options) }
 
     /// Does not return after a successful analysis: the process exits there (see its end). Not for
     /// calling in-process.
-    func run() throws {
+    static func run(_ options: Options) throws {
+        let (file, json, config, windowSeconds, maxFlows) = (options.file, options.json, options.config, options.windowSeconds, options.maxFlows)
+        let (traceTcp, timing, noStreams) = (options.traceTcp, options.timing, options.noStreams)
         // `analyze` opens no TLS: libcrypto, loaded on the folder's thread once the first packet is read,
         // skips openssl.cnf and the legacy name tables.
         HMACSHA256.configureForProcessWithoutTLS()
@@ -205,13 +226,15 @@ struct AnalyzeCommand: ParsableCommand {
                 analyzer.process(record.pointee.meta, record.pointer(to: \.headers)!)
             }
         }
+        // The reader threads' CPU time, for --timing.
+        var readerCPU: Int64 = 0
         // The file is read and parsed on a second thread while this one analyses.
         do {
-            try ParsedPacketPipeline.run(read: { emit throws(CaptureError) in
+            readerCPU += try ParsedPacketPipeline.run(read: { emit throws(CaptureError) in
                 guard try capture.next({ meta, view in emit(meta, linkType, &view) }) != .end else { return }
                 prepare()
                 while try capture.next({ meta, view in emit(meta, linkType, &view) }) != .end {}
-            }, consume: { handle($0) })
+            }, consume: { handle($0) }) ?? 0
         } catch {
             failure = error
         }
@@ -222,11 +245,11 @@ struct AnalyzeCommand: ParsableCommand {
             failure = nil
             do {
                 let fallback = try PcapngFile(path: file)
-                try ParsedPacketPipeline.run(read: { emit throws(CaptureError) in
-                    guard try fallback.next({ meta, packetLinkType, view in emit(meta, packetLinkType, &view) }) != .end else { return }
+                readerCPU += try ParsedPacketPipeline.run(read: { emit throws(CaptureError) in
+                        guard try fallback.next({ meta, packetLinkType, view in emit(meta, packetLinkType, &view) }) != .end else { return }
                     prepare()
                     while try fallback.next({ meta, packetLinkType, view in emit(meta, packetLinkType, &view) }) != .end {}
-                }, consume: { handle($0) })
+                }, consume: { handle($0) }) ?? 0
             } catch {
                 failure = error
             }
@@ -238,6 +261,10 @@ struct AnalyzeCommand: ParsableCommand {
             printError("analysis_ns \(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)")
             printError("intervals \(intervals)")
             printError("flow_slots \(analyzer.flowSlotsInUse)")
+            // CPU so far: the whole process's (from exec), this thread's (start-up and the analysis), the
+            // reader's, and the rest (the interval folder's and the runtime's threads).
+            let process = Self.cpuNanoseconds(CLOCK_PROCESS_CPUTIME_ID), main = Self.cpuNanoseconds(CLOCK_THREAD_CPUTIME_ID)
+            printError("cpu_ns process \(process) analysing \(main) reader \(readerCPU) other \(process - main - readerCPU)")
         }
 
         let totals = analyzer.totals
@@ -297,6 +324,13 @@ struct AnalyzeCommand: ParsableCommand {
         }
     }
 
+    /// CPU time of `clock` (CLOCK_PROCESS_CPUTIME_ID or CLOCK_THREAD_CPUTIME_ID) in nanoseconds.
+    static func cpuNanoseconds(_ clock: clockid_t) -> Int64 {
+        var t = timespec()
+        clock_gettime(clock, &t)
+        return Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec)
+    }
+
     /// Interval boundaries in a capture's own time: one flush per elapsed interval, but a clock jump in
     /// the file (malformed captures hold timestamps decades apart) costs one flush, not one per skipped
     /// interval. A class so the per-packet closure reaches it without a boxed-variable access check.
@@ -316,48 +350,58 @@ struct AnalyzeCommand: ParsableCommand {
         }
     }
 
-    func emit(_ output: Output) throws {
+    static func emit(_ output: Output) throws {
         let encoder = JSONEncoder()
         encoder.keyEncodingStrategy = .convertToSnakeCase
         encoder.outputFormatting = [.sortedKeys]
         print(String(decoding: try encoder.encode(output), as: UTF8.self))
     }
 
+    /// The readable summary, line by line into one string: `[String].joined(separator:)` is not
+    /// specialised for `[String]` and looks a conformance up at run time (0.07 ms at the end of every run).
     static func render(_ o: Output, windows: [WindowedAggregation.Window], keyNote: String) -> String {
-        var lines: [String] = []
-        lines.append("\(o.file): \(o.linkType), \(o.packets) packets, \(o.bytes) bytes on the wire (headers only were read; at most \(o.snaplenReadBytes) bytes per packet)")
-        lines.append("  IPv4 \(o.ipv4), IPv6 \(o.ipv6); TCP \(o.tcp), UDP \(o.udp), ICMP \(o.icmp), other \(o.other)")
-        if !o.skipped.isEmpty {
-            lines.append("  not analysed: " + o.skipped.sorted { $0.key < $1.key }.map { "\($0.value) \(String($0.key.map { $0 == "_" ? " " : $0 }))" }.joined(separator: ", "))
+        var text = ""
+        func line(_ s: String) {
+            if !text.isEmpty { text += "\n" }
+            text += s
         }
-        lines.append("  TCP: \(o.tcpStreams) streams, \(o.retransmissions) retransmissions (\(o.fastRetransmissions) fast), \(o.outOfOrder) out of order, \(o.zeroWindow) zero-window")
+        line("\(o.file): \(o.linkType), \(o.packets) packets, \(o.bytes) bytes on the wire (headers only were read; at most \(o.snaplenReadBytes) bytes per packet)")
+        line("  IPv4 \(o.ipv4), IPv6 \(o.ipv6); TCP \(o.tcp), UDP \(o.udp), ICMP \(o.icmp), other \(o.other)")
+        if !o.skipped.isEmpty {
+            var reasons = "  not analysed: "
+            for (i, (reason, n)) in o.skipped.sorted(by: { $0.key < $1.key }).enumerated() {
+                reasons += "\(i == 0 ? "" : ", ")\(n) \(String(reason.map { $0 == "_" ? " " : $0 }))"
+            }
+            line(reasons)
+        }
+        line("  TCP: \(o.tcpStreams) streams, \(o.retransmissions) retransmissions (\(o.fastRetransmissions) fast), \(o.outOfOrder) out of order, \(o.zeroWindow) zero-window")
         let handshakes = o.streams.compactMap(\.handshakeRttUs).sorted()
         if !handshakes.isEmpty {
             func q(_ p: Double) -> String { SampleCommand.fixed(Double(handshakes[min(handshakes.count - 1, Int(p * Double(handshakes.count)))]) / 1000, 2) }
-            lines.append("  handshake RTT over \(handshakes.count) streams: p50 \(q(0.5)) ms, p90 \(q(0.9)) ms, max \(q(1)) ms")
+            line("  handshake RTT over \(handshakes.count) streams: p50 \(q(0.5)) ms, p90 \(q(0.9)) ms, max \(q(1)) ms")
         }
-        lines.append("  \(windows.count) window(s); \(keyNote)")
+        line("  \(windows.count) window(s); \(keyNote)")
         for w in windows.prefix(24) {
             func sum(_ m: String) -> Double { w.series.filter { $0.metric == m }.reduce(0) { $0 + $1.sum } }
-            var text = "    window +\(SampleCommand.fixed(Double(w.startMicroseconds - (windows.first?.startMicroseconds ?? 0)) / 1e6, 0)) s: \(Int(sum("traffic.packets"))) packets, \(Int(sum("traffic.bytes"))) bytes"
+            var window = "    window +\(SampleCommand.fixed(Double(w.startMicroseconds - (windows.first?.startMicroseconds ?? 0)) / 1e6, 0)) s: \(Int(sum("traffic.packets"))) packets, \(Int(sum("traffic.bytes"))) bytes"
             // Packets counted but not analysed (not IP, malformed): a window of only those reads as empty otherwise.
             let skipped = Int(sum("traffic.skipped_packets"))
-            if skipped > 0 { text += ", \(skipped) not analysed" }
+            if skipped > 0 { window += ", \(skipped) not analysed" }
             for leg in ["lan", "wan"] {
                 let rtts = w.series.filter { $0.metric == "traffic.tcp.rtt" && $0.labels["leg"] == leg }
                 var sketch = QuantileSketch()
                 for r in rtts { if let s = r.sketch { try? sketch.merge(s) } }
                 if let p50 = sketch.quantile(0.5), let p95 = sketch.quantile(0.95) {
-                    text += ", \(leg.uppercased()) RTT p50 \(SampleCommand.fixed(p50, 2)) / p95 \(SampleCommand.fixed(p95, 2)) ms"
+                    window += ", \(leg.uppercased()) RTT p50 \(SampleCommand.fixed(p50, 2)) / p95 \(SampleCommand.fixed(p95, 2)) ms"
                 }
             }
             let clients = Set(w.series.filter { $0.metric == "traffic.client.bytes" }.compactMap { $0.labels["peer"] })
-            if !clients.isEmpty { text += ", \(clients.count) client(s)" }
-            lines.append(text)
+            if !clients.isEmpty { window += ", \(clients.count) client(s)" }
+            line(window)
         }
-        if windows.count > 24 { lines.append("    … \(windows.count - 24) more") }
-        if let e = o.error { lines.append("  stopped early: \(e.message)" + (e.offset.map { " at byte offset \($0)" } ?? "")) }
-        return lines.joined(separator: "\n")
+        if windows.count > 24 { line("    … \(windows.count - 24) more") }
+        if let e = o.error { line("  stopped early: \(e.message)" + (e.offset.map { " at byte offset \($0)" } ?? "")) }
+        return text
     }
 }
 

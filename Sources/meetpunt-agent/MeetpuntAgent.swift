@@ -25,8 +25,8 @@ struct MeetpuntAgent: AsyncParsableCommand {
     static func main() async {
         let arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.first == AnalyzeCommand.configuration.commandName,
-           let analyze = AnalyzeCommand.quickParse(Array(arguments.dropFirst())) {
-            do { try analyze.run() } catch { exit(withError: error) }
+           let options = AnalyzeCommand.quickParse(Array(arguments.dropFirst())) {
+            do { try AnalyzeCommand.run(options) } catch { exit(withError: error) }
             return
         }
         await main(nil)
