@@ -5,11 +5,13 @@ import PackageDescription
 // Hummingbird, NIO, GRDB, postgres-nio, Yams, swift-crypto and full Foundation:
 // docs/architecture.md gives the measured cost of each. `ArchitectureTests` (Tests/MeetpuntTests) checks it.
 
-/// The agent's modules reach generic type metadata (a `Dictionary<FlowKey, Int32>`'s storage class, say)
-/// through accessor functions instead of mangled names. A mangled name is resolved at run time, and each
-/// first use of one needs a conformance (`FlowKey: Hashable`), which the runtime finds by scanning every
-/// conformance record in the binary: 21 scans of 20-120 µs in every `analyze` run, several of them before
-/// the first packet or after the last (docs/benchmarks.md, "Conformance scans"). Stripped binary: +25 kB.
+// The agent's modules (and TelemetryModel and GzipCodec, which the collector shares) reach generic type
+// metadata (a `Dictionary<FlowKey, Int32>`'s storage class, say) through accessor functions instead of
+// mangled names. A mangled name is resolved at run time, and the first use of each needs a conformance
+// (`FlowKey: Hashable`), which the runtime finds by scanning every conformance record in the binary: 21
+// scans of 20-120 µs in every `analyze` run, several of them before the first packet or after the last
+// (docs/benchmarks.md, "Conformance scans, and a sixth pass on input B"). Stripped agent: +25 kB. It is a
+// frontend option (`swiftc -frontend -help-hidden`): should a toolchain drop it, empty this list.
 let directMetadata = ["-Xfrontend", "-disable-concrete-type-metadata-mangled-name-accessors"]
 
 let package = Package(
@@ -58,10 +60,10 @@ let package = Package(
 
         // MARK: Shared by agent and collector (FoundationEssentials only)
         .target(name: "TelemetryModel", swiftSettings: [.unsafeFlags(directMetadata)]),
-        .target(name: "GzipCodec", dependencies: ["CZlib"]),
+        .target(name: "GzipCodec", dependencies: ["CZlib"], swiftSettings: [.unsafeFlags(directMetadata)]),
 
         // MARK: Agent
-        .target(name: "NetlinkKit", dependencies: ["CNetlink"]),
+        .target(name: "NetlinkKit", dependencies: ["CNetlink"], swiftSettings: [.unsafeFlags(directMetadata)]),
         // The per-packet path: its state lives in one class whose fields are touched a dozen times per
         // packet, and the runtime exclusivity check on each access cost a quarter of the analysis time
         // (perf, issue 13). Static exclusivity checking stays on; only the dynamic check goes.
@@ -69,7 +71,7 @@ let package = Package(
         .target(name: "TrafficAnalysis", dependencies: ["PacketCapture"], swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"] + directMetadata)]),
         .target(name: "Pseudonymisation", dependencies: ["CLibCrypto"], swiftSettings: [.unsafeFlags(directMetadata)]),
         .target(name: "Aggregation", dependencies: ["TelemetryModel"], swiftSettings: [.unsafeFlags(directMetadata)]),
-        .target(name: "AgentConfig", dependencies: ["CYAML", "TelemetryModel"]),
+        .target(name: "AgentConfig", dependencies: ["CYAML", "TelemetryModel"], swiftSettings: [.unsafeFlags(directMetadata)]),
         .target(name: "AgentCore", dependencies: [
             "NetlinkKit", "PacketCapture", "TrafficAnalysis", "Pseudonymisation", "Aggregation", "AgentConfig", "TelemetryModel", "GzipCodec", "CCurl",
             .product(name: "Logging", package: "swift-log"),

@@ -24,11 +24,17 @@ public enum ParsedPacketPipeline {
     /// Hands each packet the reader gets to the parser; the reader calls it for every packet it reads.
     public typealias Emit = (PacketMeta, Int32, inout HeaderView) -> Void
 
+    /// How a run ended: the error `read` threw, if it did (after the records read before it were
+    /// consumed), and the reader thread's CPU time in nanoseconds, whether or not it failed (nil when no
+    /// thread could be started and the calling thread read, or the clock could not be read).
+    public struct Outcome: Sendable {
+        public var error: CaptureError?
+        public var readerCPUNanoseconds: Int64?
+    }
+
     /// Runs `read` on a new thread, handing it an `Emit` that parses each packet into the current batch,
     /// and calls `consume` for every record in order on the calling thread. Returns when `read` returns
-    /// and every record was consumed, with the reader thread's CPU time in nanoseconds (nil when no
-    /// thread could be started and this one read); a `CaptureError` thrown by `read` is rethrown then
-    /// (after the records read before it).
+    /// or throws and every record it emitted was consumed.
     ///
     /// `consume` gets the record where it lies in the batch, valid only during the call: copying each
     /// ~170-byte record out was a tenth of the consumer's time.
@@ -40,10 +46,9 @@ public enum ParsedPacketPipeline {
     /// more to clear, for no speed on either benchmark input (200 and 15 interleaved runs, 2026-12-03).
     public static let defaultBatchSize = 2048, defaultDepth = 12
 
-    @discardableResult
     public static func run(batchSize: Int = defaultBatchSize, depth: Int = defaultDepth,
                            read: @escaping (Emit) throws(CaptureError) -> Void,
-                           consume: (UnsafePointer<Record>) -> Void) throws(CaptureError) -> Int64? {
+                           consume: (UnsafePointer<Record>) -> Void) -> Outcome {
         precondition(batchSize > 0 && depth > 1)
         let shared = Shared(batchSize: batchSize, depth: depth, read: read)
         var thread = pthread_t()
@@ -56,11 +61,15 @@ public enum ParsedPacketPipeline {
             Unmanaged<Shared>.fromOpaque(context).release()
             // No second thread: read and consume in turn on this one.
             var record = Record.blank
-            try read { meta, linkType, view in
-                Self.parse(meta, linkType, &view, into: &record)
-                withUnsafePointer(to: &record) { consume($0) }
+            do {
+                try read { meta, linkType, view in
+                    Self.parse(meta, linkType, &view, into: &record)
+                    withUnsafePointer(to: &record) { consume($0) }
+                }
+            } catch {
+                return Outcome(error: error, readerCPUNanoseconds: nil)
             }
-            return nil
+            return Outcome(error: nil, readerCPUNanoseconds: nil)
         }
         var batch = 0
         while true {
@@ -73,8 +82,7 @@ public enum ParsedPacketPipeline {
             batch = (batch + 1) % depth
         }
         pthread_join(thread, nil)
-        if let error = shared.error { throw error }
-        return shared.readerCPUNanoseconds
+        return Outcome(error: shared.error, readerCPUNanoseconds: shared.readerCPUNanoseconds)
     }
 
     /// Parses in place (a record is ~170 bytes: built elsewhere and copied in, the copy showed in profiles).
@@ -103,7 +111,7 @@ public enum ParsedPacketPipeline {
         let read: (Emit) throws(CaptureError) -> Void
         var error: CaptureError?
         /// Written by the reader as it ends, read after the join.
-        var readerCPUNanoseconds: Int64 = 0
+        var readerCPUNanoseconds: Int64?
 
         init(batchSize: Int, depth: Int, read: @escaping (Emit) throws(CaptureError) -> Void) {
             self.batchSize = batchSize
@@ -147,9 +155,7 @@ public enum ParsedPacketPipeline {
             } catch {
                 self.error = error
             }
-            var cpu = timespec()
-            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &cpu)
-            readerCPUNanoseconds = Int64(cpu.tv_sec) * 1_000_000_000 + Int64(cpu.tv_nsec)
+            readerCPUNanoseconds = CPUTime.nanoseconds(CLOCK_THREAD_CPUTIME_ID)
             counts[batch] = n
             ends[batch] = true
             filled.signal()

@@ -158,13 +158,14 @@ struct AnalyzeCommand: ParsableCommand {
         guard options.windowSeconds > 0 else { throw ValidationError("--window-seconds must be positive, not \(options.windowSeconds)") }
     }
 
+    /// Runs the analysis with the options ArgumentParser read (see ``run(_:)``).
     func run() throws { try Self.run(options) }
 
     /// Does not return after a successful analysis: the process exits there (see its end). Not for
     /// calling in-process.
     static func run(_ options: Options) throws {
-        let (file, json, config, windowSeconds, maxFlows) = (options.file, options.json, options.config, options.windowSeconds, options.maxFlows)
-        let (traceTcp, timing, noStreams) = (options.traceTcp, options.timing, options.noStreams)
+        let file = options.file, json = options.json, config = options.config
+        let traceTcp = options.traceTcp, timing = options.timing, noStreams = options.noStreams
         // `analyze` opens no TLS: libcrypto, loaded on the folder's thread once the first packet is read,
         // skips openssl.cnf and the legacy name tables.
         HMACSHA256.configureForProcessWithoutTLS()
@@ -197,16 +198,15 @@ struct AnalyzeCommand: ParsableCommand {
         }
         // No idle timeout within a file (tshark has none): a conversation ends by eviction only. The flow
         // table is made resident on the folder's thread (see `TableResidency`).
-        let analyzer = TrafficAnalyzer(limits: TrafficLimits(maxFlows: maxFlows, idleSecondsTCP: 86_400 * 365,
+        let analyzer = TrafficAnalyzer(limits: TrafficLimits(maxFlows: options.maxFlows, idleSecondsTCP: 86_400 * 365,
                                                              idleSecondsDatagram: 86_400 * 365, maxStreamRecords: noStreams ? 0 : 1 << 21),
                                        residentNow: false)
         if traceTcp { analyzer.tcpTrace = { frame, flag in printError("frame \(frame) \(flag)") } }
         let linkType = capture.linkType
         if linkType == 123 { analyzer.pseudoHeaderBytes = 4 }  // DLT_SUNATM
-        let folder = IntervalFolder(windowMicroseconds: Int64(max(1, windowSeconds)) * 1_000_000, pseudonymiser: pseudonymiser,
+        let folder = IntervalFolder(windowMicroseconds: Int64(max(1, options.windowSeconds)) * 1_000_000, pseudonymiser: pseudonymiser,
                                     epochSeconds: 30 * 86_400, maxClients: 16)
-        let residency = TableResidency(analyzer.flowTableResidency, tableFlows: maxFlows, folder: folder)
-        var failure: CaptureError?
+        let residency = TableResidency(analyzer.flowTableResidency, tableFlows: options.maxFlows, folder: folder)
         // One sampling interval of capture time per batch, as the live agent samples every interval.
         let clock = CaptureClock(intervalMicroseconds: 10_000_000)
         // libcrypto is loaded and its HMAC first fetched on the folder's thread (after the flow table's
@@ -226,30 +226,28 @@ struct AnalyzeCommand: ParsableCommand {
                 analyzer.process(record.pointee.meta, record.pointer(to: \.headers)!)
             }
         }
-        // The reader threads' CPU time, for --timing.
-        var readerCPU: Int64 = 0
         // The file is read and parsed on a second thread while this one analyses.
-        do {
-            readerCPU += try ParsedPacketPipeline.run(read: { emit throws(CaptureError) in
-                guard try capture.next({ meta, view in emit(meta, linkType, &view) }) != .end else { return }
-                prepare()
-                while try capture.next({ meta, view in emit(meta, linkType, &view) }) != .end {}
-            }, consume: { handle($0) }) ?? 0
-        } catch {
-            failure = error
-        }
+        var outcome = ParsedPacketPipeline.run(read: { emit throws(CaptureError) in
+            guard try capture.next({ meta, view in emit(meta, linkType, &view) }) != .end else { return }
+            prepare()
+            while try capture.next({ meta, view in emit(meta, linkType, &view) }) != .end {}
+        }, consume: { handle($0) })
+        // The reader threads' CPU time, for --timing (nil if one read on this thread).
+        var readerCPU = outcome.readerCPUNanoseconds
+        var failure = outcome.error
         // libpcap 1.10 refuses pcapng files whose interfaces differ in snapshot length or link type; read
         // those with the small pcapng reader instead (nothing was analysed yet).
         if let f = failure, analyzer.totals.packets == 0, PcapngFile.isPcapng(file),
            f.message.contains("snapshot length") || f.message.contains("link-layer type") {
-            failure = nil
             do {
                 let fallback = try PcapngFile(path: file)
-                readerCPU += try ParsedPacketPipeline.run(read: { emit throws(CaptureError) in
-                        guard try fallback.next({ meta, packetLinkType, view in emit(meta, packetLinkType, &view) }) != .end else { return }
+                outcome = ParsedPacketPipeline.run(read: { emit throws(CaptureError) in
+                    guard try fallback.next({ meta, packetLinkType, view in emit(meta, packetLinkType, &view) }) != .end else { return }
                     prepare()
                     while try fallback.next({ meta, packetLinkType, view in emit(meta, packetLinkType, &view) }) != .end {}
-                }, consume: { handle($0) }) ?? 0
+                }, consume: { handle($0) })
+                failure = outcome.error
+                readerCPU = readerCPU.flatMap { first in outcome.readerCPUNanoseconds.map { first + $0 } }
             } catch {
                 failure = error
             }
@@ -263,8 +261,11 @@ struct AnalyzeCommand: ParsableCommand {
             printError("flow_slots \(analyzer.flowSlotsInUse)")
             // CPU so far: the whole process's (from exec), this thread's (start-up and the analysis), the
             // reader's, and the rest (the interval folder's and the runtime's threads).
-            let process = Self.cpuNanoseconds(CLOCK_PROCESS_CPUTIME_ID), main = Self.cpuNanoseconds(CLOCK_THREAD_CPUTIME_ID)
-            printError("cpu_ns process \(process) analysing \(main) reader \(readerCPU) other \(process - main - readerCPU)")
+            // A figure that could not be measured prints as n/a.
+            let process = CPUTime.nanoseconds(CLOCK_PROCESS_CPUTIME_ID), main = CPUTime.nanoseconds(CLOCK_THREAD_CPUTIME_ID)
+            let other = process.flatMap { p in main.flatMap { m in readerCPU.map { p - m - $0 } } }
+            func text(_ n: Int64?) -> String { n.map { "\($0)" } ?? "n/a" }
+            printError("cpu_ns process \(text(process)) analysing \(text(main)) reader \(text(readerCPU)) other \(text(other))")
         }
 
         let totals = analyzer.totals
@@ -322,13 +323,6 @@ struct AnalyzeCommand: ParsableCommand {
             whole = true
             folder.perform { residency.populate() }
         }
-    }
-
-    /// CPU time of `clock` (CLOCK_PROCESS_CPUTIME_ID or CLOCK_THREAD_CPUTIME_ID) in nanoseconds.
-    static func cpuNanoseconds(_ clock: clockid_t) -> Int64 {
-        var t = timespec()
-        clock_gettime(clock, &t)
-        return Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec)
     }
 
     /// Interval boundaries in a capture's own time: one flush per elapsed interval, but a clock jump in
