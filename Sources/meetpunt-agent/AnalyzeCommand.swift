@@ -83,8 +83,7 @@ struct AnalyzeCommand: ParsableCommand {
     }
 
     /// The command's options as plain values: what the analysis reads. ArgumentParser fills the command's
-    /// properties; ``quickParse(_:)`` fills these directly.
-    /// No defaults: both readers name every option.
+    /// properties; ``quickParse(_:)`` fills these directly. No defaults, so both readers name every option.
     struct Options: Equatable {
         var file: String
         var json: Bool
