@@ -89,11 +89,12 @@ let package = Package(
             // runtime's start-up paid for in a linear dladdr scan. Debug builds link as before. Release-mode
             // test bundles (`swift test -c release`) get these too and, without the static Swift stdlib,
             // would hold some of libstdc++ beside the shared one: the project's tests build in debug.
-            // Linked by lld with the relative relocations packed (DT_RELR): the binary's 44,832 of them
-            // were 1.1 MB of the stripped 18.6 MB (24 bytes each) that the dynamic linker read at every
-            // start; packed they are 8.6 kB, and start-up is 0.1 ms shorter (docs/benchmarks.md,
-            // "Packed relocations"). The loader must know DT_RELR: glibc 2.36 (Debian 12) or musl 1.2.4
-            // (OpenWrt 23.05). An older glibc refuses the binary by name ("GLIBC_ABI_DT_RELR not found").
+            // Linked by lld (the toolchain's own) with the relative relocations packed (DT_RELR): the
+            // binary's 44,832 of them, 24 bytes each, were 1.1 MB of the stripped 18.6 MB, read by the
+            // dynamic linker at every start; packed they are 8.6 kB, and start-up is about 0.1 ms shorter
+            // (docs/benchmarks.md, "Packed relocations"). The loader must know DT_RELR: glibc 2.36 (Debian
+            // 12) or musl 1.2.4 (OpenWrt 23.05) and later. An older glibc does not start the binary and
+            // says why: version `GLIBC_ABI_DT_RELR' not found.
             .unsafeFlags(["-L\(Context.packageDirectory)/Link/static-libstdc++", "-Xlinker", "--no-export-dynamic",
                           "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"],
                          .when(configuration: .release)),

@@ -16,7 +16,7 @@
 # and tcptrace, the median kept), RUNS_B (default 31: rounds of the no-op loop and analyze over input B,
 # whose runs last 10-30 ms and move by a third from one to the next), RUNS_BARE_A and RUNS_BARE_B (default
 # 15 and 101: rounds over A and over B without the timeout/time wrappers; five over A once gave 0.49x where
-# the other figures of the same run gave 0.65-0.68x), DOCS (default docs/benchmarks.md).
+# A's other two figures of the same run gave 0.58x), DOCS (default docs/benchmarks.md).
 # Needs root (make-capture.sh creates network namespaces); installs missing Debian packages.
 set -euo pipefail
 
