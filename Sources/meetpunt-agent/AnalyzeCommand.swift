@@ -21,7 +21,7 @@ struct AnalyzeCommand: ParsableCommand {
     @Argument(help: "A pcap or pcapng capture file.")
     var file: String
 
-    @Flag(help: "Print JSON (per-file totals and per-TCP-stream handshake RTT; no addresses or ports).")
+    @Flag(help: "Print JSON (per-file totals, per-client figures by pseudonym and per-TCP-stream handshake RTT; no addresses or ports).")
     var json = false
 
     @Option(name: .shortAndLong, help: "Agent configuration: its device secret makes client pseudonyms match the dashboards. Without it, pseudonyms are made with a key that lives only for this run.")
@@ -52,6 +52,25 @@ struct AnalyzeCommand: ParsableCommand {
         var packets: Int
     }
 
+    /// One LAN client over the whole capture, by pseudonym, as the live agent reports it per interval
+    /// (`traffic.client.*`): the top `capture.max_clients` of each interval by bytes, the rest as `others`.
+    /// A client seen in two key epochs has two pseudonyms, as on the dashboards.
+    struct ClientOutput: Codable, Equatable {
+        var peer: String
+        var packets: Int
+        var upstreamBytes: Int
+        var downstreamBytes: Int
+        var lanRtt: RTTOutput?
+        var wanRtt: RTTOutput?
+    }
+
+    /// RTT samples of one client's conversations on one leg, from the merged sketches (relative error 1 %).
+    struct RTTOutput: Codable, Equatable {
+        var samples: Int
+        var p50Ms: Double
+        var p95Ms: Double
+    }
+
     struct ErrorOutput: Codable {
         var message: String
         var offset: Int?
@@ -79,6 +98,7 @@ struct AnalyzeCommand: ParsableCommand {
         var zeroWindow: Int
         var rttSamples: Int
         var windows: Int
+        var clients: [ClientOutput]
         var streams: [StreamOutput]
     }
 
@@ -170,9 +190,14 @@ struct AnalyzeCommand: ParsableCommand {
         HMACSHA256.configureForProcessWithoutTLS()
         let pseudonymiser: Pseudonymiser
         var keyNote = "pseudonyms use a key that exists only for this run"
+        // The live agent's defaults; with --config, the router's own, so that its pseudonyms (which depend
+        // on the key epoch) and its `others` bucket are the ones the dashboards show.
+        var epochSeconds: Int64 = 30 * 86_400, maxClients = 16
         if let config {
             let c: AgentConfiguration
             do { c = try AgentConfiguration.load(path: config) } catch { throw configurationError(error) }
+            epochSeconds = Int64(c.privacy.keyEpochDays) * 86_400
+            maxClients = c.capture.maxClients
             do {
                 pseudonymiser = Pseudonymiser(secret: try AgentState.existingSecret(stateDirectory: c.stateDirectory, configFile: config))
                 keyNote = "pseudonyms use this router's device secret"
@@ -204,7 +229,7 @@ struct AnalyzeCommand: ParsableCommand {
         let linkType = capture.linkType
         if linkType == 123 { analyzer.pseudoHeaderBytes = 4 }  // DLT_SUNATM
         let folder = IntervalFolder(windowMicroseconds: Int64(max(1, options.windowSeconds)) * 1_000_000, pseudonymiser: pseudonymiser,
-                                    epochSeconds: 30 * 86_400, maxClients: 16)
+                                    epochSeconds: epochSeconds, maxClients: maxClients)
         let residency = TableResidency(analyzer.flowTableResidency, tableFlows: options.maxFlows, folder: folder)
         // One sampling interval of capture time per batch, as the live agent samples every interval.
         let clock = CaptureClock(intervalMicroseconds: 10_000_000)
@@ -276,6 +301,7 @@ struct AnalyzeCommand: ParsableCommand {
             ipv4: totals.ipv4, ipv6: totals.ipv6, tcp: totals.tcp, udp: totals.udp, icmp: totals.icmp, other: totals.other,
             tcpStreams: totals.tcpStreams, retransmissions: totals.retransmissions, fastRetransmissions: totals.fastRetransmissions,
             outOfOrder: totals.outOfOrder, zeroWindow: totals.zeroWindow, rttSamples: totals.rttSamples, windows: closed.count,
+            clients: Self.clients(in: closed),
             streams: analyzer.streams.map { StreamOutput(firstFrame: $0.firstFrame, synFrame: $0.synFrame, handshakeRttUs: $0.handshakeMicroseconds, packets: $0.packets) })
         if json {
             try emit(output)
@@ -393,8 +419,62 @@ struct AnalyzeCommand: ParsableCommand {
             line(window)
         }
         if windows.count > 24 { line("    … \(windows.count - 24) more") }
+        if !o.clients.isEmpty {
+            let shown = o.clients.prefix(Self.clientsShown)
+            line("  clients by pseudonym, by bytes\(o.clients.count > shown.count ? " (top \(shown.count) of \(o.clients.count))" : ""):")
+            for c in shown {
+                var client = "    \(c.peer): \(c.packets) packets, \(c.upstreamBytes) bytes up, \(c.downstreamBytes) bytes down"
+                for (leg, rtt) in [("LAN", c.lanRtt), ("WAN", c.wanRtt)] {
+                    if let rtt { client += ", \(leg) RTT p50 \(SampleCommand.fixed(rtt.p50Ms, 2)) / p95 \(SampleCommand.fixed(rtt.p95Ms, 2)) ms (\(rtt.samples))" }
+                }
+                line(client)
+            }
+        }
         if let e = o.error { line("  stopped early: \(e.message)" + (e.offset.map { " at byte offset \($0)" } ?? "")) }
         return text
+    }
+}
+
+extension AnalyzeCommand {
+    /// Client rows the readable summary prints (`--json` has them all).
+    static let clientsShown = 10
+
+    /// The capture's clients from the windows' `traffic.client.*` series, summed by pseudonym over all
+    /// windows: most bytes first, `others` (the clients past each interval's top N) last.
+    static func clients(in windows: [WindowedAggregation.Window]) -> [ClientOutput] {
+        struct Sum {
+            var packets = 0.0, up = 0.0, down = 0.0
+            var lan = QuantileSketch(), wan = QuantileSketch()
+        }
+        var sums: [String: Sum] = [:]
+        for w in windows {
+            for s in w.series {
+                guard let peer = s.labels["peer"] else { continue }
+                switch s.metric {
+                case "traffic.client.packets": sums[peer, default: Sum()].packets += s.sum
+                case "traffic.client.bytes":
+                    if s.labels["direction"] == "upstream" { sums[peer, default: Sum()].up += s.sum } else { sums[peer, default: Sum()].down += s.sum }
+                case "traffic.client.rtt":
+                    guard let sketch = s.sketch else { continue }
+                    // Every sketch has the default accuracy (the catalogue's), so a merge cannot fail.
+                    if s.labels["leg"] == "wan" { try? sums[peer, default: Sum()].wan.merge(sketch) } else { try? sums[peer, default: Sum()].lan.merge(sketch) }
+                default: continue
+                }
+            }
+        }
+        func rtt(_ sketch: QuantileSketch) -> RTTOutput? {
+            guard sketch.count > 0, let p50 = sketch.quantile(0.5), let p95 = sketch.quantile(0.95) else { return nil }
+            return RTTOutput(samples: Int(sketch.count), p50Ms: p50, p95Ms: p95)
+        }
+        let rows = sums.map { peer, sum in
+            ClientOutput(peer: peer, packets: Int(sum.packets), upstreamBytes: Int(sum.up), downstreamBytes: Int(sum.down),
+                         lanRtt: rtt(sum.lan), wanRtt: rtt(sum.wan))
+        }
+        return rows.sorted { a, b in
+            if (a.peer == "others") != (b.peer == "others") { return b.peer == "others" }
+            let bytesA = a.upstreamBytes + a.downstreamBytes, bytesB = b.upstreamBytes + b.downstreamBytes
+            return bytesA != bytesB ? bytesA > bytesB : a.peer < b.peer
+        }
     }
 }
 
@@ -402,6 +482,6 @@ extension AnalyzeCommand.Output {
     static func failed(file: String, error: CaptureError) -> Self {
         .init(file: file, linkType: "unknown", snaplenReadBytes: HeaderLimits.maximumBytes, packets: 0, bytes: 0, capturedBytes: 0, skipped: [:],
               error: .init(message: error.message, offset: error.offset), ipv4: 0, ipv6: 0, tcp: 0, udp: 0, icmp: 0, other: 0, tcpStreams: 0,
-              retransmissions: 0, fastRetransmissions: 0, outOfOrder: 0, zeroWindow: 0, rttSamples: 0, windows: 0, streams: [])
+              retransmissions: 0, fastRetransmissions: 0, outOfOrder: 0, zeroWindow: 0, rttSamples: 0, windows: 0, clients: [], streams: [])
     }
 }
