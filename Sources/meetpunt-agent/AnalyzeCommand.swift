@@ -24,7 +24,7 @@ struct AnalyzeCommand: ParsableCommand {
     @Flag(help: "Print JSON (per-file totals, per-client figures by pseudonym and per-TCP-stream handshake RTT; no addresses or ports).")
     var json = false
 
-    @Option(name: .shortAndLong, help: "Agent configuration: its device secret makes client pseudonyms match the dashboards. Without it, pseudonyms are made with a key that lives only for this run.")
+    @Option(name: .shortAndLong, help: "Agent configuration: its device secret and key epoch length (privacy.key_epoch_days) make client pseudonyms match the dashboards, and its sampling interval and capture.max_clients decide which clients go into `others`. Without it, pseudonyms are made with a key that lives only for this run.")
     var config: String?
 
     @Option(help: "Report window for the per-window table, seconds of capture time.")
@@ -191,13 +191,15 @@ struct AnalyzeCommand: ParsableCommand {
         let pseudonymiser: Pseudonymiser
         var keyNote = "pseudonyms use a key that exists only for this run"
         // The live agent's defaults; with --config, the router's own, so that its pseudonyms (which depend
-        // on the key epoch) and its `others` bucket are the ones the dashboards show.
-        var epochSeconds: Int64 = 30 * 86_400, maxClients = 16
+        // on the key epoch) and its `others` bucket (the clients past `capture.max_clients` in a sampling
+        // interval) are the ones the dashboards show.
+        var epochSeconds: Int64 = 30 * 86_400, maxClients = 16, intervalSeconds: Int64 = 10
         if let config {
             let c: AgentConfiguration
             do { c = try AgentConfiguration.load(path: config) } catch { throw configurationError(error) }
             epochSeconds = Int64(c.privacy.keyEpochDays) * 86_400
             maxClients = c.capture.maxClients
+            intervalSeconds = Int64(c.sampleIntervalSeconds)
             do {
                 pseudonymiser = Pseudonymiser(secret: try AgentState.existingSecret(stateDirectory: c.stateDirectory, configFile: config))
                 keyNote = "pseudonyms use this router's device secret"
@@ -232,7 +234,7 @@ struct AnalyzeCommand: ParsableCommand {
                                     epochSeconds: epochSeconds, maxClients: maxClients)
         let residency = TableResidency(analyzer.flowTableResidency, tableFlows: options.maxFlows, folder: folder)
         // One sampling interval of capture time per batch, as the live agent samples every interval.
-        let clock = CaptureClock(intervalMicroseconds: 10_000_000)
+        let clock = CaptureClock(intervalMicroseconds: intervalSeconds * 1_000_000)
         // libcrypto is loaded and its HMAC first fetched on the folder's thread (after the flow table's
         // first step, before any interval) as soon as the reader has a packet, while it reads on, rather
         // than at the first pseudonym, when the analysis is in full swing or, on a short capture, on the
@@ -420,8 +422,11 @@ struct AnalyzeCommand: ParsableCommand {
         }
         if windows.count > 24 { line("    … \(windows.count - 24) more") }
         if !o.clients.isEmpty {
-            let shown = o.clients.prefix(Self.clientsShown)
-            line("  clients by pseudonym, by bytes\(o.clients.count > shown.count ? " (top \(shown.count) of \(o.clients.count))" : ""):")
+            // The named clients with the most bytes, then `others` (always last in `clients`) whatever its size.
+            let named = o.clients.filter { $0.peer != Self.othersPeer }
+            let shown = Array(named.prefix(Self.clientsShown)) + o.clients.filter { $0.peer == Self.othersPeer }
+            let cut = named.count > Self.clientsShown ? " (top \(Self.clientsShown) of \(named.count) pseudonyms)" : ""
+            line("  clients by pseudonym, by bytes\(cut):")
             for c in shown {
                 var client = "    \(c.peer): \(c.packets) packets, \(c.upstreamBytes) bytes up, \(c.downstreamBytes) bytes down"
                 for (leg, rtt) in [("LAN", c.lanRtt), ("WAN", c.wanRtt)] {
@@ -436,11 +441,14 @@ struct AnalyzeCommand: ParsableCommand {
 }
 
 extension AnalyzeCommand {
-    /// Client rows the readable summary prints (`--json` has them all).
+    /// Named client rows the readable summary prints, before `others` (`--json` has them all).
     static let clientsShown = 10
+    /// The `peer` label of the clients past each interval's top `capture.max_clients`.
+    static let othersPeer = "others"
 
     /// The capture's clients from the windows' `traffic.client.*` series, summed by pseudonym over all
-    /// windows: most bytes first, `others` (the clients past each interval's top N) last.
+    /// windows: most bytes first, `others` (the clients past each interval's top N) last. A client seen in
+    /// two key epochs has a row for each of its pseudonyms.
     static func clients(in windows: [WindowedAggregation.Window]) -> [ClientOutput] {
         struct Sum {
             var packets = 0.0, up = 0.0, down = 0.0
@@ -453,25 +461,36 @@ extension AnalyzeCommand {
                 switch s.metric {
                 case "traffic.client.packets": sums[peer, default: Sum()].packets += s.sum
                 case "traffic.client.bytes":
-                    if s.labels["direction"] == "upstream" { sums[peer, default: Sum()].up += s.sum } else { sums[peer, default: Sum()].down += s.sum }
+                    // Sent by the client (to the internet or within the LAN), and received from the internet.
+                    switch s.labels["direction"] {
+                    case "upstream": sums[peer, default: Sum()].up += s.sum
+                    case "downstream": sums[peer, default: Sum()].down += s.sum
+                    default: continue
+                    }
                 case "traffic.client.rtt":
                     guard let sketch = s.sketch else { continue }
                     // Every sketch has the default accuracy (the catalogue's), so a merge cannot fail.
-                    if s.labels["leg"] == "wan" { try? sums[peer, default: Sum()].wan.merge(sketch) } else { try? sums[peer, default: Sum()].lan.merge(sketch) }
+                    switch s.labels["leg"] {
+                    case "lan": try? sums[peer, default: Sum()].lan.merge(sketch)
+                    case "wan": try? sums[peer, default: Sum()].wan.merge(sketch)
+                    default: continue
+                    }
                 default: continue
                 }
             }
         }
         func rtt(_ sketch: QuantileSketch) -> RTTOutput? {
             guard sketch.count > 0, let p50 = sketch.quantile(0.5), let p95 = sketch.quantile(0.95) else { return nil }
-            return RTTOutput(samples: Int(sketch.count), p50Ms: p50, p95Ms: p95)
+            // To the microsecond: the sketch's own error is 1 %.
+            func ms(_ v: Double) -> Double { (v * 1000).rounded() / 1000 }
+            return RTTOutput(samples: Int(sketch.count), p50Ms: ms(p50), p95Ms: ms(p95))
         }
         let rows = sums.map { peer, sum in
             ClientOutput(peer: peer, packets: Int(sum.packets), upstreamBytes: Int(sum.up), downstreamBytes: Int(sum.down),
                          lanRtt: rtt(sum.lan), wanRtt: rtt(sum.wan))
         }
         return rows.sorted { a, b in
-            if (a.peer == "others") != (b.peer == "others") { return b.peer == "others" }
+            if (a.peer == othersPeer) != (b.peer == othersPeer) { return b.peer == othersPeer }
             let bytesA = a.upstreamBytes + a.downstreamBytes, bytesB = b.upstreamBytes + b.downstreamBytes
             return bytesA != bytesB ? bytesA > bytesB : a.peer < b.peer
         }

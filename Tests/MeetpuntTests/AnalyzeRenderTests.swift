@@ -49,6 +49,9 @@ import TelemetryModel
             streams: [.init(firstFrame: 1, synFrame: 1, handshakeRttUs: 2500, packets: 3), .init(firstFrame: 2, synFrame: 2, handshakeRttUs: 1500, packets: 4),
                       .init(firstFrame: 3, synFrame: nil, handshakeRttUs: nil, packets: 1)])
         let p50 = SampleCommand.fixed(rtt.quantile(0.5)!, 2), p95 = SampleCommand.fixed(rtt.quantile(0.95)!, 2)
+        // The client list holds its percentiles to the microsecond before they are printed.
+        func micro(_ v: Double) -> String { SampleCommand.fixed((v * 1000).rounded() / 1000, 2) }
+        let clientP50 = micro(rtt.quantile(0.5)!), clientP95 = micro(rtt.quantile(0.95)!)
         var expected = [
             "x.pcap: EN10MB, 10 packets, 1000 bytes on the wire (headers only were read; at most 236 bytes per packet)",
             "  IPv4 7, IPv6 1; TCP 5, UDP 2, ICMP 1, other 0",
@@ -63,7 +66,7 @@ import TelemetryModel
         expected += [
             "    … 2 more",
             "  clients by pseudonym, by bytes:",
-            "    p2: 3 packets, 100 bytes up, 1000 bytes down, WAN RTT p50 \(p50) / p95 \(p95) ms (1)",
+            "    p2: 3 packets, 100 bytes up, 1000 bytes down, WAN RTT p50 \(clientP50) / p95 \(clientP95) ms (1)",
             "    p1: 6 packets, 400 bytes up, 300 bytes down",
             "    others: 4 packets, 0 bytes up, 5000 bytes down",
             "  stopped early: x.pcap: boom at byte offset 123",
@@ -73,67 +76,142 @@ import TelemetryModel
         #expect(p50 == "10.00" || p50.hasPrefix("9.9") || p50.hasPrefix("10.0"), "the sketch holds one RTT of 10 ms")
     }
 
-    /// The readable summary lists the ten clients with the most bytes and says how many there were;
-    /// `--json` keeps them all.
-    @Test func theClientListIsCutAtTen() {
-        let series = (1...13).flatMap { i in
+    /// The readable summary lists the ten named clients with the most bytes, says how many there were,
+    /// and then `others` whatever its size; a client's figures and RTT sketches are summed over windows.
+    @Test func theClientListIsCutAtTenAndKeepsOthers() {
+        var first = QuantileSketch(), second = QuantileSketch()
+        first.add(10)
+        second.add(20)
+        let named = (1...13).flatMap { i in
             [Self.series("traffic.client.bytes", ["peer": "c\(i)", "direction": "upstream"], sum: Double(i * 100)),
              Self.series("traffic.client.packets", ["peer": "c\(i)"], sum: Double(i))]
         }
-        let windows = [WindowedAggregation.Window(epoch: nil, startMicroseconds: 0, endMicroseconds: 60_000_000, series: series, droppedSeries: 0)]
+        let windows = [
+            WindowedAggregation.Window(epoch: nil, startMicroseconds: 0, endMicroseconds: 60_000_000, series: named + [
+                Self.series("traffic.client.bytes", ["peer": "others", "direction": "downstream"], sum: 100_000),
+                Self.series("traffic.client.packets", ["peer": "others"], sum: 50),
+                Self.series("traffic.client.rtt", ["peer": "c13", "leg": "lan"], sum: 10, sketch: first),
+            ], droppedSeries: 0),
+            WindowedAggregation.Window(epoch: nil, startMicroseconds: 60_000_000, endMicroseconds: 120_000_000, series: [
+                Self.series("traffic.client.bytes", ["peer": "c13", "direction": "downstream"], sum: 7),
+                Self.series("traffic.client.rtt", ["peer": "c13", "leg": "lan"], sum: 20, sketch: second),
+            ], droppedSeries: 0),
+        ]
         let clients = AnalyzeCommand.clients(in: windows)
-        #expect(clients.map(\.peer) == (1...13).reversed().map { "c\($0)" })
-        #expect(clients.first == .init(peer: "c13", packets: 13, upstreamBytes: 1300, downstreamBytes: 0, lanRtt: nil, wanRtt: nil))
+        #expect(clients.map(\.peer) == (1...13).reversed().map { "c\($0)" } + ["others"])
+        #expect(clients.first?.downstreamBytes == 7 && clients.first?.upstreamBytes == 1300 && clients.first?.packets == 13)
+        #expect(clients.first?.lanRtt?.samples == 2, "both windows' sketches are merged")
+        #expect(clients.first?.wanRtt == nil)
+        #expect(clients.last == .init(peer: "others", packets: 50, upstreamBytes: 0, downstreamBytes: 100_000, lanRtt: nil, wanRtt: nil))
         let output = AnalyzeCommand.Output(
-            file: "x.pcap", linkType: "EN10MB", snaplenReadBytes: 236, packets: 91, bytes: 9100, capturedBytes: 9100, skipped: [:], error: nil,
-            ipv4: 91, ipv6: 0, tcp: 91, udp: 0, icmp: 0, other: 0, tcpStreams: 0, retransmissions: 0, fastRetransmissions: 0,
-            outOfOrder: 0, zeroWindow: 0, rttSamples: 0, windows: 1, clients: clients, streams: [])
+            file: "x.pcap", linkType: "EN10MB", snaplenReadBytes: 236, packets: 141, bytes: 109_100, capturedBytes: 109_100, skipped: [:], error: nil,
+            ipv4: 141, ipv6: 0, tcp: 141, udp: 0, icmp: 0, other: 0, tcpStreams: 0, retransmissions: 0, fastRetransmissions: 0,
+            outOfOrder: 0, zeroWindow: 0, rttSamples: 2, windows: 2, clients: clients, streams: [])
         let lines = AnalyzeCommand.render(output, windows: windows, keyNote: "k").split(separator: "\n").map(String.init)
         let list = lines.drop { !$0.hasPrefix("  clients") }
-        #expect(list.first == "  clients by pseudonym, by bytes (top 10 of 13):")
-        #expect(list.dropFirst().map { $0.split(separator: ":").first.map(String.init) } == (4...13).reversed().map { "    c\($0)" })
+        #expect(list.first == "  clients by pseudonym, by bytes (top 10 of 13 pseudonyms):")
+        #expect(list.dropFirst().map { $0.split(separator: ":").first.map(String.init) }
+                == (4...13).reversed().map { "    c\($0)" } + ["    others"])
+        #expect(list.last == "    others: 50 packets, 0 bytes up, 100000 bytes down")
     }
 }
 
-/// `analyze --config` names a capture's clients as the router does: with its device secret and its key
-/// epoch length, so a pseudonym in the summary is the one `meetpunt-agent pseudonym --at` (and the
-/// dashboards) give for that client at that time.
+/// `analyze --config` names and groups a capture's clients as the router does: pseudonyms with its device
+/// secret and key epoch length (the ones `meetpunt-agent pseudonym --at` and the dashboards give for that
+/// client at that time), and `others` from its `capture.max_clients` per sampling interval.
 @Suite struct AnalyzeClientPseudonymTests {
-    @Test func theRoutersSecretAndEpochNameTheClients() throws {
-        let dir = try TestSupport.tempDirectory()
-        let agent = TestSupport.executable("meetpunt-agent")
-        try "token\n".write(toFile: dir.appendingPathComponent("token").path, atomically: true, encoding: .utf8)
-        try TestSupport.sh("chmod 600 \(dir.path)/token && mkdir -p \(dir.path)/state && head -c 32 /dev/urandom > \(dir.path)/state/device-secret && chmod 600 \(dir.path)/state/device-secret")
-        let config = dir.appendingPathComponent("agent.yaml").path
-        // A key epoch of 7 days, not the default 30: the capture's time (1,700,000,000) falls in a
-        // different epoch under each, so a pseudonym made with the default would differ.
+    /// A pcap (microsecond, Ethernet) of TCP SYNs to 198.51.100.7, one per (time, last byte of the
+    /// sender's MAC and of its address 192.168.1.x).
+    static func capture(_ packets: [(seconds: UInt32, host: UInt8)]) -> [UInt8] {
+        func le32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+        func le16(_ v: UInt16) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+        var file = le32(0xA1B2_C3D4) + le16(2) + le16(4) + le32(0) + le32(0) + le32(65535) + le32(1)
+        for p in packets {
+            let ethernet: [UInt8] = [0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, p.host, 0x08, 0x00]
+            let ip: [UInt8] = [0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, 192, 168, 1, p.host, 198, 51, 100, 7]
+            let tcp: [UInt8] = [0xC0, p.host, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xFF, 0xFF, 0, 0, 0, 0]
+            let frame = ethernet + ip + tcp
+            file += le32(p.seconds) + le32(0) + le32(UInt32(frame.count)) + le32(UInt32(frame.count)) + frame
+        }
+        return file
+    }
+
+    /// A state directory with a device secret, and an agent configuration over it with `extra` lines.
+    static func router(_ dir: URL, name: String, extra: String) throws -> String {
+        if !FileManager.default.fileExists(atPath: "\(dir.path)/state/device-secret") {
+            try "token\n".write(toFile: dir.appendingPathComponent("token").path, atomically: true, encoding: .utf8)
+            try TestSupport.sh("chmod 600 \(dir.path)/token && mkdir -p \(dir.path)/state && head -c 32 /dev/urandom > \(dir.path)/state/device-secret && chmod 600 \(dir.path)/state/device-secret")
+        }
+        let config = dir.appendingPathComponent(name).path
         try """
             device_id: ap-1
             collector: {url: "http://127.0.0.1:9", token_file: \(dir.path)/token, insecure_demo: true}
             state_dir: \(dir.path)/state
-            privacy: {key_epoch_days: 7}
+            \(extra)
             """.write(toFile: config, atomically: true, encoding: .utf8)
-        // One SYN from 192.168.1.2 (MAC 02:00:00:00:00:02) to the internet at 1,700,000,000: one client.
-        let pcap = dir.appendingPathComponent("one.pcap").path
-        try Data(MissingLibcryptoTests.onePacketCapture).write(to: URL(fileURLWithPath: pcap))
+        return config
+    }
 
-        let lookup = try TestSupport.sh("\(agent) pseudonym 02:00:00:00:00:02 --config \(config) --at 1700000000")
-        let expected = String(lookup.split(separator: " ").first ?? "")
-        #expect(expected.hasPrefix("cm_"), "\(lookup)")
-        let thirtyDays = try TestSupport.sh("sed -i 's/key_epoch_days: 7/key_epoch_days: 30/' \(config) && \(agent) pseudonym 02:00:00:00:00:02 --config \(config) --at 1700000000; sed -i 's/key_epoch_days: 30/key_epoch_days: 7/' \(config)")
-        #expect(!thirtyDays.hasPrefix(expected), "the epoch length changes the pseudonym: \(thirtyDays)")
-
+    static func clients(_ json: String) throws -> [AnalyzeCommand.ClientOutput] {
         struct Clients: Decodable { var clients: [AnalyzeCommand.ClientOutput] }
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
-        let json = try decoder.decode(Clients.self, from: Data(try TestSupport.sh("\(agent) analyze --json --config \(config) \(pcap)").utf8))
-        #expect(json.clients == [.init(peer: expected, packets: 1, upstreamBytes: 54, downstreamBytes: 0, lanRtt: nil, wanRtt: nil)])
+        return try decoder.decode(Clients.self, from: Data(json.utf8)).clients
+    }
+
+    @Test func theRoutersSecretAndEpochNameTheClients() throws {
+        let dir = try TestSupport.tempDirectory()
+        let agent = TestSupport.executable("meetpunt-agent")
+        // A key epoch of 7 days, not the default 30: the capture's time (1,700,000,000) falls in a
+        // different epoch under each, so a pseudonym made with the default would differ.
+        let config = try Self.router(dir, name: "agent.yaml", extra: "privacy: {key_epoch_days: 7}")
+        let thirtyDays = try Self.router(dir, name: "thirty.yaml", extra: "privacy: {key_epoch_days: 30}")
+        // One SYN from 192.168.1.2 (MAC 02:00:00:00:00:02) to the internet at 1,700,000,000: one client.
+        let pcap = dir.appendingPathComponent("one.pcap").path
+        try Data(Self.capture([(1_700_000_000, 2)])).write(to: URL(fileURLWithPath: pcap))
+
+        func pseudonym(_ config: String) throws -> String {
+            let lookup = try TestSupport.sh("\(agent) pseudonym 02:00:00:00:00:02 --config \(config) --at 1700000000")
+            let p = String(lookup.split(separator: " ").first ?? "")
+            #expect(p.hasPrefix("cm_"), "\(lookup)")
+            return p
+        }
+        let expected = try pseudonym(config)
+        #expect(try pseudonym(thirtyDays) != expected, "the epoch length changes the pseudonym")
+
+        let json = try TestSupport.sh("\(agent) analyze --json --config \(config) \(pcap)")
+        #expect(try Self.clients(json) == [.init(peer: expected, packets: 1, upstreamBytes: 54, downstreamBytes: 0, lanRtt: nil, wanRtt: nil)])
         let text = try TestSupport.sh("\(agent) analyze --config \(config) \(pcap)")
         #expect(text.contains("pseudonyms use this router's device secret"), "\(text)")
         #expect(text.contains("    \(expected): 1 packets, 54 bytes up, 0 bytes down"), "\(text)")
-        #expect(!text.contains("02:00:00:00:00:02") && !text.lowercased().contains("020000000002"), "no raw address: \(text)")
         // Without the router's configuration, a key of this run only: another pseudonym, each run anew.
-        let throwaway = try TestSupport.sh("\(agent) analyze \(pcap)")
+        let throwaway = try TestSupport.sh("\(agent) analyze \(pcap); \(agent) analyze --json \(pcap)")
         #expect(throwaway.contains("  clients by pseudonym, by bytes:") && !throwaway.contains(expected), "\(throwaway)")
+        // No form of the client's Ethernet or IP address in any of it.
+        for out in [json, text, throwaway] {
+            let lower = out.lowercased()
+            for raw in ["02:00:00:00:00:02", "02-00-00-00-00-02", "020000000002", "0200.0000.0002", "192.168.1.2"] {
+                #expect(!lower.contains(raw), "\(raw) in \(out)")
+            }
+        }
+    }
+
+    /// Two clients 30 s apart: with the router's 60-s sampling interval and `capture.max_clients: 1` they
+    /// share an interval, and the busier one is named, the other in `others`; with the defaults (10 s, 16)
+    /// each is named in its own interval.
+    @Test func theRoutersIntervalAndClientLimitMakeOthers() throws {
+        let dir = try TestSupport.tempDirectory()
+        let agent = TestSupport.executable("meetpunt-agent")
+        let config = try Self.router(dir, name: "agent.yaml", extra: "sampling: {interval_seconds: 60}\ncapture: {max_clients: 1}")
+        let pcap = dir.appendingPathComponent("two.pcap").path
+        try Data(Self.capture([(1_700_000_000, 2), (1_700_000_030, 3), (1_700_000_031, 3)])).write(to: URL(fileURLWithPath: pcap))
+        let busier = String(try TestSupport.sh("\(agent) pseudonym 02:00:00:00:00:03 --config \(config) --at 1700000030").split(separator: " ").first ?? "")
+        #expect(busier.hasPrefix("cm_"))
+
+        let routers = try Self.clients(try TestSupport.sh("\(agent) analyze --json --config \(config) \(pcap)"))
+        #expect(routers == [.init(peer: busier, packets: 2, upstreamBytes: 108, downstreamBytes: 0, lanRtt: nil, wanRtt: nil),
+                            .init(peer: "others", packets: 1, upstreamBytes: 54, downstreamBytes: 0, lanRtt: nil, wanRtt: nil)])
+        let defaults = try Self.clients(try TestSupport.sh("\(agent) analyze --json \(pcap)"))
+        #expect(defaults.map(\.packets) == [2, 1] && !defaults.contains { $0.peer == "others" }, "\(defaults)")
     }
 }
