@@ -18,11 +18,15 @@ public final class IntervalFolder: @unchecked Sendable {
     private var closed: [WindowedAggregation.Window] = []
     private var intervals = 0
 
+    /// Distinct series a window holds (the most `sampling.max_series_per_window` allows): the samples of
+    /// any further series are dropped and counted in the window's `droppedSeries`.
+    public static let maxSeriesPerWindow = 4900
+
     /// Windows of `windowMicroseconds`; client pseudonyms in key epochs of `epochSeconds`, the busiest
     /// `maxClients` by name and the rest in `others`, as the live agent reports them.
     public init(windowMicroseconds: Int64, pseudonymiser: Pseudonymiser, epochSeconds: Int64, maxClients: Int, depth: Int = 4) {
         precondition(depth > 0 && epochSeconds > 0)
-        windows = WindowedAggregation(windowMicroseconds: windowMicroseconds, maxSeries: 4900)
+        windows = WindowedAggregation(windowMicroseconds: windowMicroseconds, maxSeries: Self.maxSeriesPerWindow)
         self.pseudonymiser = pseudonymiser
         self.epochSeconds = epochSeconds
         self.maxClients = maxClients

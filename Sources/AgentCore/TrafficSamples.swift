@@ -1,4 +1,5 @@
 import Pseudonymisation
+import TelemetryModel
 import TrafficAnalysis
 
 /// Turns one interval of the traffic analyser into catalogued samples: volumes by class, flows, RTT by
@@ -50,10 +51,10 @@ public enum TrafficSamples {
         // The rest (up to 512 an interval) go into `others` one value per client as before, but as runs:
         // a sample each cost a label set built and hashed, most of `analyze`'s time on a file of many hosts.
         let rest = ranked.dropFirst(maxClients)
-        for (mac, _) in rest { peerOf[mac] = "others" }
-        batch.add("traffic.client.bytes", ["peer": "others", "direction": "upstream"], values: rest.map { Double($0.value.upstreamBytes) })
-        batch.add("traffic.client.bytes", ["peer": "others", "direction": "downstream"], values: rest.map { Double($0.value.downstreamBytes) })
-        batch.add("traffic.client.packets", ["peer": "others"], values: rest.map { Double($0.value.packets) })
+        for (mac, _) in rest { peerOf[mac] = PeerLabel.others }
+        batch.add("traffic.client.bytes", ["peer": PeerLabel.others, "direction": "upstream"], values: rest.map { Double($0.value.upstreamBytes) })
+        batch.add("traffic.client.bytes", ["peer": PeerLabel.others, "direction": "downstream"], values: rest.map { Double($0.value.downstreamBytes) })
+        batch.add("traffic.client.packets", ["peer": PeerLabel.others], values: rest.map { Double($0.value.packets) })
         batch.add("traffic.clients_unreported", [:], Double(max(0, ranked.count - maxClients) + interval.clientsDropped))
         // Samples in time order into one group per pseudonym and leg (`others` gathers many clients); a
         // sample costs one lookup on its raw MAC and leg, not a hash of the pseudonym string.

@@ -213,7 +213,7 @@ public final class WifiSampler: Sampler {
         }
         batch.add("wifi.radio.stations_unreported", labels, Double(max(0, ranked.count - config.maxClients)))
         for (i, entry) in ranked.enumerated() {
-            let peer = i < config.maxClients ? entry.station.client : "others"
+            let peer = i < config.maxClients ? entry.station.client : PeerLabel.others
             emitStation(entry.station, delta: entry.delta, labels: labels.merging(["peer": peer]) { a, _ in a }, into: &batch)
         }
 

@@ -45,6 +45,13 @@ public enum LabelValueRule: Sendable, Equatable {
     case token
 }
 
+/// The `peer` label's one value that is not a pseudonym.
+public enum PeerLabel {
+    /// The clients past a sense's itemised top N in an interval (`capture.max_clients`, `wifi.max_clients`),
+    /// folded into one series.
+    public static let others = "others"
+}
+
 /// How a series' samples relate to the source.
 public enum MetricKind: String, Sendable {
     /// Each sample is a counter delta over one sampling interval; `sum` is the window total.

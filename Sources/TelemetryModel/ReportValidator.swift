@@ -212,7 +212,7 @@ public struct ReportValidator: Sendable {
         case .pseudonym(let tag):
             return isPseudonym(value, tag: tag)
         case .peer(let tags):
-            return value == "others" || tags.contains { isPseudonym(value, tag: $0) }
+            return value == PeerLabel.others || tags.contains { isPseudonym(value, tag: $0) }
         case .integer(let range):
             guard (1...6).contains(value.utf8.count), value.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
                   value == "0" || !value.hasPrefix("0"), let n = Int(value) else { return false }

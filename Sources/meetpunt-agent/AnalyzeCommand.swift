@@ -98,6 +98,9 @@ struct AnalyzeCommand: ParsableCommand {
         var zeroWindow: Int
         var rttSamples: Int
         var windows: Int
+        /// Series whose samples were dropped because their window already held
+        /// `IntervalFolder.maxSeriesPerWindow`, summed over the windows (0 when nothing was lost).
+        var droppedSeries: Int
         var clients: [ClientOutput]
         var streams: [StreamOutput]
     }
@@ -303,7 +306,7 @@ struct AnalyzeCommand: ParsableCommand {
             ipv4: totals.ipv4, ipv6: totals.ipv6, tcp: totals.tcp, udp: totals.udp, icmp: totals.icmp, other: totals.other,
             tcpStreams: totals.tcpStreams, retransmissions: totals.retransmissions, fastRetransmissions: totals.fastRetransmissions,
             outOfOrder: totals.outOfOrder, zeroWindow: totals.zeroWindow, rttSamples: totals.rttSamples, windows: closed.count,
-            clients: Self.clients(in: closed),
+            droppedSeries: closed.reduce(0) { $0 + $1.droppedSeries }, clients: Self.clients(in: closed),
             streams: analyzer.streams.map { StreamOutput(firstFrame: $0.firstFrame, synFrame: $0.synFrame, handshakeRttUs: $0.handshakeMicroseconds, packets: $0.packets) })
         if json {
             try emit(output)
@@ -402,6 +405,9 @@ struct AnalyzeCommand: ParsableCommand {
             line("  handshake RTT over \(handshakes.count) streams: p50 \(q(0.5)) ms, p90 \(q(0.9)) ms, max \(q(1)) ms")
         }
         line("  \(windows.count) window(s); \(keyNote)")
+        if o.droppedSeries > 0 {
+            line("  \(o.droppedSeries) series dropped: a window holds at most \(IntervalFolder.maxSeriesPerWindow); a shorter --window-seconds keeps them")
+        }
         for w in windows.prefix(24) {
             func sum(_ m: String) -> Double { w.series.filter { $0.metric == m }.reduce(0) { $0 + $1.sum } }
             var window = "    window +\(SampleCommand.fixed(Double(w.startMicroseconds - (windows.first?.startMicroseconds ?? 0)) / 1e6, 0)) s: \(Int(sum("traffic.packets"))) packets, \(Int(sum("traffic.bytes"))) bytes"
@@ -416,8 +422,11 @@ struct AnalyzeCommand: ParsableCommand {
                     window += ", \(leg.uppercased()) RTT p50 \(SampleCommand.fixed(p50, 2)) / p95 \(SampleCommand.fixed(p95, 2)) ms"
                 }
             }
-            let clients = Set(w.series.filter { $0.metric == "traffic.client.bytes" }.compactMap { $0.labels["peer"] })
-            if !clients.isEmpty { window += ", \(clients.count) client(s)" }
+            // Named clients; `others` (many clients in one series) is said as such, not counted as one.
+            let peers = Set(w.series.filter { $0.metric == "traffic.client.bytes" }.compactMap { $0.labels["peer"] })
+            let named = peers.subtracting([Self.othersPeer]).count
+            if !peers.isEmpty { window += ", \(named) client(s)" + (peers.contains(Self.othersPeer) ? " and others" : "") }
+            if w.droppedSeries > 0 { window += ", \(w.droppedSeries) series dropped" }
             line(window)
         }
         if windows.count > 24 { line("    … \(windows.count - 24) more") }
@@ -444,7 +453,7 @@ extension AnalyzeCommand {
     /// Named client rows the readable summary prints, before `others` (`--json` has them all).
     static let clientsShown = 10
     /// The `peer` label of the clients past each interval's top `capture.max_clients`.
-    static let othersPeer = "others"
+    static let othersPeer = PeerLabel.others
 
     /// The capture's clients from the windows' `traffic.client.*` series, summed by pseudonym over all
     /// windows: most bytes first, `others` (the clients past each interval's top N) last. A client seen in
@@ -501,6 +510,6 @@ extension AnalyzeCommand.Output {
     static func failed(file: String, error: CaptureError) -> Self {
         .init(file: file, linkType: "unknown", snaplenReadBytes: HeaderLimits.maximumBytes, packets: 0, bytes: 0, capturedBytes: 0, skipped: [:],
               error: .init(message: error.message, offset: error.offset), ipv4: 0, ipv6: 0, tcp: 0, udp: 0, icmp: 0, other: 0, tcpStreams: 0,
-              retransmissions: 0, fastRetransmissions: 0, outOfOrder: 0, zeroWindow: 0, rttSamples: 0, windows: 0, clients: [], streams: [])
+              retransmissions: 0, fastRetransmissions: 0, outOfOrder: 0, zeroWindow: 0, rttSamples: 0, windows: 0, droppedSeries: 0, clients: [], streams: [])
     }
 }

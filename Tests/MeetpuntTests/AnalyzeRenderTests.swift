@@ -39,13 +39,14 @@ import TelemetryModel
                 series.append(Self.series("traffic.client.rtt", ["peer": "p2", "leg": "wan"], sum: 10, sketch: rtt))
             }
             let start = Int64(i) * 60_000_000
-            windows.append(.init(epoch: nil, startMicroseconds: start, endMicroseconds: start + 60_000_000, series: series, droppedSeries: 0))
+            // The third window was full: its dropped series are said there and summed above.
+            windows.append(.init(epoch: nil, startMicroseconds: start, endMicroseconds: start + 60_000_000, series: series, droppedSeries: i == 2 ? 7 : 0))
         }
         let output = AnalyzeCommand.Output(
             file: "x.pcap", linkType: "EN10MB", snaplenReadBytes: 236, packets: 10, bytes: 1000, capturedBytes: 900,
             skipped: ["truncated_header": 1, "not_ip": 2], error: .init(message: "x.pcap: boom", offset: 123),
             ipv4: 7, ipv6: 1, tcp: 5, udp: 2, icmp: 1, other: 0, tcpStreams: 2, retransmissions: 1, fastRetransmissions: 0,
-            outOfOrder: 0, zeroWindow: 0, rttSamples: 1, windows: 26, clients: AnalyzeCommand.clients(in: windows),
+            outOfOrder: 0, zeroWindow: 0, rttSamples: 1, windows: 26, droppedSeries: 7, clients: AnalyzeCommand.clients(in: windows),
             streams: [.init(firstFrame: 1, synFrame: 1, handshakeRttUs: 2500, packets: 3), .init(firstFrame: 2, synFrame: 2, handshakeRttUs: 1500, packets: 4),
                       .init(firstFrame: 3, synFrame: nil, handshakeRttUs: nil, packets: 1)])
         let p50 = SampleCommand.fixed(rtt.quantile(0.5)!, 2), p95 = SampleCommand.fixed(rtt.quantile(0.95)!, 2)
@@ -59,10 +60,13 @@ import TelemetryModel
             "  TCP: 2 streams, 1 retransmissions (0 fast), 0 out of order, 0 zero-window",
             "  handshake RTT over 2 streams: p50 2.50 ms, p90 2.50 ms, max 2.50 ms",
             "  26 window(s); a note on the key",
-            "    window +0 s: 8 packets, 800 bytes, 2 not analysed, 3 client(s)",
+            "  7 series dropped: a window holds at most 4900; a shorter --window-seconds keeps them",
+            // `others` is many clients in one series: said, not counted as a client.
+            "    window +0 s: 8 packets, 800 bytes, 2 not analysed, 2 client(s) and others",
             "    window +60 s: 1 packets, 10 bytes, LAN RTT p50 \(p50) / p95 \(p95) ms, 1 client(s)",
+            "    window +120 s: 1 packets, 10 bytes, 7 series dropped",
         ]
-        for i in 2..<24 { expected.append("    window +\(i * 60) s: 1 packets, 10 bytes") }
+        for i in 3..<24 { expected.append("    window +\(i * 60) s: 1 packets, 10 bytes") }
         expected += [
             "    … 2 more",
             "  clients by pseudonym, by bytes:",
@@ -106,7 +110,7 @@ import TelemetryModel
         let output = AnalyzeCommand.Output(
             file: "x.pcap", linkType: "EN10MB", snaplenReadBytes: 236, packets: 141, bytes: 109_100, capturedBytes: 109_100, skipped: [:], error: nil,
             ipv4: 141, ipv6: 0, tcp: 141, udp: 0, icmp: 0, other: 0, tcpStreams: 0, retransmissions: 0, fastRetransmissions: 0,
-            outOfOrder: 0, zeroWindow: 0, rttSamples: 2, windows: 2, clients: clients, streams: [])
+            outOfOrder: 0, zeroWindow: 0, rttSamples: 2, windows: 2, droppedSeries: 0, clients: clients, streams: [])
         let lines = AnalyzeCommand.render(output, windows: windows, keyNote: "k").split(separator: "\n").map(String.init)
         let list = lines.drop { !$0.hasPrefix("  clients") }
         #expect(list.first == "  clients by pseudonym, by bytes (top 10 of 13 pseudonyms):")
@@ -120,16 +124,17 @@ import TelemetryModel
 /// secret and key epoch length (the ones `meetpunt-agent pseudonym --at` and the dashboards give for that
 /// client at that time), and `others` from its `capture.max_clients` per sampling interval.
 @Suite struct AnalyzeClientPseudonymTests {
-    /// A pcap (microsecond, Ethernet) of TCP SYNs to 198.51.100.7, one per (time, last byte of the
-    /// sender's MAC and of its address 192.168.1.x).
-    static func capture(_ packets: [(seconds: UInt32, host: UInt8)]) -> [UInt8] {
+    /// A pcap (microsecond, Ethernet) of TCP SYNs to 198.51.100.7, one per (time, host): the sender's MAC
+    /// ends in the host's two bytes (02:00:00:00:hi:lo) and its address is 192.168.(1 + hi).lo.
+    static func capture(_ packets: [(seconds: UInt32, host: UInt16)]) -> [UInt8] {
         func le32(_ v: UInt32) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
         func le16(_ v: UInt16) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
         var file = le32(0xA1B2_C3D4) + le16(2) + le16(4) + le32(0) + le32(0) + le32(65535) + le32(1)
         for p in packets {
-            let ethernet: [UInt8] = [0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, p.host, 0x08, 0x00]
-            let ip: [UInt8] = [0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, 192, 168, 1, p.host, 198, 51, 100, 7]
-            let tcp: [UInt8] = [0xC0, p.host, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xFF, 0xFF, 0, 0, 0, 0]
+            let hi = UInt8(p.host >> 8), lo = UInt8(p.host & 0xFF)
+            let ethernet: [UInt8] = [0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, hi, lo, 0x08, 0x00]
+            let ip: [UInt8] = [0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, 192, 168, 1 + hi, lo, 198, 51, 100, 7]
+            let tcp: [UInt8] = [0xC0, lo, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xFF, 0xFF, 0, 0, 0, 0]
             let frame = ethernet + ip + tcp
             file += le32(p.seconds) + le32(0) + le32(UInt32(frame.count)) + le32(UInt32(frame.count)) + frame
         }
@@ -213,5 +218,33 @@ import TelemetryModel
                             .init(peer: "others", packets: 1, upstreamBytes: 54, downstreamBytes: 0, lanRtt: nil, wanRtt: nil)])
         let defaults = try Self.clients(try TestSupport.sh("\(agent) analyze --json \(pcap)"))
         #expect(defaults.map(\.packets) == [2, 1] && !defaults.contains { $0.peer == "others" }, "\(defaults)")
+    }
+
+    /// A window holds at most `IntervalFolder.maxSeriesPerWindow` series; past that `analyze` says how
+    /// many were dropped, in the summary, on the window's line and in the JSON, instead of losing them
+    /// unsaid. 2,600 clients, 16 a 10-s interval (the defaults), in one hour-long window: three series
+    /// each (bytes up, bytes down, packets), 7,800 in all.
+    @Test func aFullWindowSaysHowManySeriesWereDropped() throws {
+        let dir = try TestSupport.tempDirectory()
+        let agent = TestSupport.executable("meetpunt-agent")
+        let many = dir.appendingPathComponent("many.pcap").path
+        var packets: [(seconds: UInt32, host: UInt16)] = []
+        for i in 0..<2600 { packets.append((seconds: 1_700_000_000 + UInt32(i / 16) * 10, host: UInt16(i + 1))) }
+        try Data(Self.capture(packets)).write(to: URL(fileURLWithPath: many))
+        struct Dropped: Decodable { var droppedSeries: Int; var windows: Int; var clients: [AnalyzeCommand.ClientOutput] }
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        let full = try decoder.decode(Dropped.self, from: Data(try TestSupport.sh("\(agent) analyze --json --window-seconds 3600 \(many)").utf8))
+        #expect(full.windows == 1)
+        #expect(full.droppedSeries >= 7800 - IntervalFolder.maxSeriesPerWindow && full.droppedSeries < 7800, "\(full.droppedSeries)")
+        #expect(full.clients.count < 2600, "the clients past the limit were dropped, not listed")
+        let text = try TestSupport.sh("\(agent) analyze --window-seconds 3600 \(many)")
+        #expect(text.contains("  \(full.droppedSeries) series dropped: a window holds at most 4900; a shorter --window-seconds keeps them"), "\(text)")
+        let windowLine = text.split(separator: "\n").first { $0.hasPrefix("    window +0 s:") }
+        #expect(windowLine?.hasSuffix(" client(s), \(full.droppedSeries) series dropped") == true, "\(text)")
+        // With the default 60-s windows nothing is dropped, and every client is listed.
+        let split = try decoder.decode(Dropped.self, from: Data(try TestSupport.sh("\(agent) analyze --json \(many)").utf8))
+        #expect(split.droppedSeries == 0 && split.clients.count == 2600 && split.windows > 1, "\(split.droppedSeries) \(split.clients.count)")
+        #expect(!(try TestSupport.sh("\(agent) analyze \(many)")).contains("dropped"))
     }
 }
