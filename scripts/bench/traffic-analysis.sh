@@ -12,11 +12,12 @@
 # Environment: AGENT (default .build/release/meetpunt-agent; waited for up to 20 min), BENCH_CACHE (default
 # /var/cache/meetpunt/bench: captures, merged trace, compiled no-op loop, SYN floods, keyed on their
 # generators' hashes), BENCH_STATUS (default /tmp/bench-status.txt), TSHARK_TIMEOUT (default 900 s),
-# TOOL_TIMEOUT (default 900 s, every other measured tool), RUNS (default 5: runs of the no-op loop, analyze
-# and tcptrace, the median kept), RUNS_B (default 31: rounds of the no-op loop and analyze over input B,
-# whose runs last 10-30 ms and move by a third from one to the next), RUNS_BARE_A and RUNS_BARE_B (default
-# 15 and 101: rounds over A and over B without the timeout/time wrappers; five over A once gave 0.49x where
-# A's other two figures of the same run gave 0.58x), DOCS (default docs/benchmarks.md).
+# TOOL_TIMEOUT (default 900 s, every other measured tool), RUNS (default 11: runs of the no-op loop, analyze
+# and tcptrace over input A, the median kept; a median of five once gave 0.49x inside the process where the
+# same run's 15 rounds without wrappers gave 0.66x), RUNS_B (default 31: rounds of the no-op loop and analyze
+# over input B, whose runs last 10-30 ms and move by a third from one to the next), RUNS_BARE_A and
+# RUNS_BARE_B (default 31 and 101: rounds over A and over B without the timeout/time wrappers; five over A
+# once gave 0.49x where A's other two figures of the same run gave 0.58x), DOCS (default docs/benchmarks.md).
 # Needs root (make-capture.sh creates network namespaces); installs missing Debian packages.
 set -euo pipefail
 
@@ -28,9 +29,9 @@ STATUS=${BENCH_STATUS:-/tmp/bench-status.txt}
 AGENT=${AGENT:-$REPO/.build/release/meetpunt-agent}
 TSHARK_TIMEOUT=${TSHARK_TIMEOUT:-900}
 TOOL_TIMEOUT=${TOOL_TIMEOUT:-900}
-RUNS=${RUNS:-5}
+RUNS=${RUNS:-11}
 RUNS_B=${RUNS_B:-31}
-RUNS_BARE_A=${RUNS_BARE_A:-15}
+RUNS_BARE_A=${RUNS_BARE_A:-31}
 RUNS_BARE_B=${RUNS_BARE_B:-101}
 DOCS=${DOCS:-$REPO/docs/benchmarks.md}
 CORPUS=${CORPUS:-/work/shared/pcaps}
@@ -163,7 +164,9 @@ measure() {
         M_STATE="crashed ($(grep -o 'signal [0-9]*' "$RUN/$name.time"))"
     elif [ "$M_RC" -ne 0 ]; then M_STATE="exit $M_RC"
     else M_STATE="ok"; fi
-    M_INNER=$(awk '/^analysis_ns / { printf "%.3f", $2 / 1e9 }' "$RUN/$name.err")
+    # Microseconds: input B's runs last a few milliseconds, where rounding to the millisecond moved its
+    # ratio by a tenth.
+    M_INNER=$(awk '/^analysis_ns / { printf "%.6f", $2 / 1e9 }' "$RUN/$name.err")
     echo "WALL $M_SECONDS" > "$RUN/$name.wall"
     echo "$M_STATE" > "$RUN/$name.state"
     note "  $name: $M_STATE, ${M_SECONDS} s wall${M_INNER:+ (${M_INNER} s inside the process)}, ${M_CPU} s CPU, ${M_RSS_KB} kB max RSS"
@@ -191,18 +194,30 @@ keep_median() {
 
 # measure_against_noop INPUT FILE: RUNS rounds (RUNS_B over input B) of (no-op loop, analyze) in turn, so that both see the same
 # state of this shared machine (the no-op loop's own median moved from 0.11 to 0.21 s between two runs of
-# the script); the median of each is kept. Leaves the analyze run's figures in M_*.
+# the script); the run with the median wall time of each is kept, and beside it the median of every
+# round's time inside the process (until 2026-12-04 the kept run's own, one sample: B's moved from 0.50x
+# to 0.73x between runs of the script). Leaves the analyze run's figures in M_*.
 measure_against_noop() {
-    local input=$1 f=$2 i noop=() analyze=() rounds=$RUNS
+    local input=$1 f=$2 i noop=() analyze=() noop_inner=() analyze_inner=() rounds=$RUNS
     [ "$input" = B ] && rounds=$RUNS_B
     for i in $(seq "$rounds"); do
         measure "$input-noop-run$i" "$TOOL_TIMEOUT" "$NOOP" "$f"
         noop+=("$M_SECONDS $i")
+        noop_inner+=("$M_INNER")
         measure "$input-analyze-run$i" "$TOOL_TIMEOUT" "$AGENT" analyze --timing "$f"
         analyze+=("$M_SECONDS $i")
+        analyze_inner+=("$M_INNER")
     done
     keep_median "$input-noop" "${noop[@]}"
     keep_median "$input-analyze" "${analyze[@]}"
+    median_of "${noop_inner[@]}" > "$RUN/$input-noop.inner"
+    median_of "${analyze_inner[@]}" > "$RUN/$input-analyze.inner"
+}
+
+# median_of X...: the median of the non-empty values (the middle one; the lower of the two middle ones for
+# an even count), nothing when there are none.
+median_of() {
+    printf '%s\n' "$@" | awk 'NF' | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'
 }
 
 # Re-reads a kept run's figures into M_* (as `measure` set them).
@@ -211,7 +226,9 @@ measure_load() {
     M_RSS_KB=$(awk -F': ' '/Maximum resident set size/ { print $2 }' "$base.time")
     M_CPU=$(awk -F': ' '/User time/ { u = $2 } /System time/ { s = $2 } END { printf "%.2f", u + s }' "$base.time")
     M_SECONDS=$(cut -d' ' -f2 "$base.wall")
-    M_INNER=$(awk '/^analysis_ns / { printf "%.3f", $2 / 1e9 }' "$base.err")
+    M_INNER=$(awk '/^analysis_ns / { printf "%.6f", $2 / 1e9 }' "$base.err")
+    # The median over the rounds, where `measure_against_noop` kept one.
+    if [ -s "$base.inner" ]; then M_INNER=$(cat "$base.inner"); fi
     M_STATE=$(cat "$base.state")
 }
 
@@ -438,7 +455,7 @@ the `timeout` and `time -v` wrappers, about 3 ms a run here on both sides, which
 rows "without wrappers" run the no-op loop and `analyze` again by fork and exec alone (`scripts/bench/interleaved-runs.py`,
 {E['RUNS_BARE_A']} rounds over A and {E['RUNS_BARE_B']} over B, in turn, medians), and they are the figures to read the goal on. "Inside the process" is the time
 from opening the file to the end of the analysis as the process itself measures it (`analyze --timing`; the
-no-op loop times its own open-and-read loop): it leaves out start-up and printing. Packets per CPU-second (user
+no-op loop times its own open-and-read loop), to the microsecond, the median over all the rounds: it leaves out start-up and printing. Packets per CPU-second (user
 + system time from `time -v`, 10 ms steps, left out under 50 ms) are given beside packets per wall-clock second.
 `analyze` reads and parses on one thread, analyses on a second and folds intervals into windows on a third (the no-op loop has one), so its CPU
 seconds can exceed its wall seconds; the goals are read on wall time as the issue states them.
