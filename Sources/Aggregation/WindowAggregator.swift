@@ -13,7 +13,7 @@ public struct SeriesKey: Hashable, Sendable {
 /// Folds samples into per-series summaries for one report window. Pure: no clock, no I/O.
 ///
 /// Bounded: at most `maxSeries` distinct series per window; samples for further series are dropped and
-/// counted in ``droppedSeries`` (shipped as `agent.dropped_series`).
+/// each such series counted once in ``droppedSeries`` (shipped as `agent.dropped_series`).
 public struct WindowAggregator: Sendable {
     struct Accumulator: Sendable {
         var unit: String
@@ -29,6 +29,10 @@ public struct WindowAggregator: Sendable {
     private var accumulators: [SeriesKey: Accumulator] = [:]
     private var order: [SeriesKey] = []
     public private(set) var droppedSeries = 0
+    /// The hashes of the series refused this window, so that a series counts once however many samples
+    /// it brings. At most `maxSeries` of them (a full window's memory stays within its table's); past
+    /// that, each refused sample of a series not among them counts, which can only overstate.
+    private var refused: Set<Int> = []
 
     public init(maxSeries: Int) {
         precondition(maxSeries > 0)
@@ -52,7 +56,8 @@ public struct WindowAggregator: Sendable {
         let key = SeriesKey(metric: descriptor.name, labels: labels)
         if let i = accumulators.index(forKey: key) { return i }
         guard accumulators.count < maxSeries else {
-            droppedSeries += 1
+            let hash = key.hashValue
+            if refused.count < maxSeries ? refused.insert(hash).inserted : !refused.contains(hash) { droppedSeries += 1 }
             return nil
         }
         accumulators[key] = Accumulator(unit: descriptor.unit, sketch: descriptor.kind.isSketched ? QuantileSketch() : nil)
@@ -85,6 +90,7 @@ public struct WindowAggregator: Sendable {
         accumulators = [:]
         order = []
         droppedSeries = 0
+        refused = []
         return (series, dropped)
     }
 }

@@ -244,7 +244,7 @@ public struct ReportValidator: Sendable {
         case .pseudonym(let tag): return "pseudonym (\(tag)_ followed by 24 base32 characters)"
         case .oneOf(let words): return "value (one of \(words.joined(separator: ", ")))"
         case .oui: return "OUI (AA-BB-CC, upper-case hex)"
-        case .peer(let tags): return "peer (\(tags.map { "\($0)_…" }.joined(separator: " or ")) pseudonym, or others)"
+        case .peer(let tags): return "peer (\(tags.map { "\($0)_…" }.joined(separator: " or ")) pseudonym, or \(PeerLabel.others))"
         case .integer(let r): return "integer in \(r.lowerBound)...\(r.upperBound)"
         case .token: return "token (1–24 of A–Z a–z 0–9 . - _)"
         }

@@ -56,9 +56,15 @@ import TelemetryModel
         let d = try #require(MetricCatalog.descriptor(named: "link.mtu"))
         for i in 0..<5 { a.add(d, labels: ["interface": "eth\(i)"], value: 1500) }
         a.add(d, labels: ["interface": "eth0"], value: 1400)
+        // A refused series counts once, however many samples it brings, one by one or as a run.
+        for _ in 0..<3 { a.add(d, labels: ["interface": "eth4"], value: 1500) }
+        a.add(d, labels: ["interface": "eth3"], values: [1500, 1500])
         let (series, dropped) = a.drain()
         #expect(series.count == 3)
         #expect(dropped == 2)
         #expect(series[0].count == 2)
+        // The next window starts afresh: the same series refused again count again.
+        for i in 0..<5 { a.add(d, labels: ["interface": "eth\(i)"], value: 1500) }
+        #expect(a.drain().droppedSeries == 2)
     }
 }

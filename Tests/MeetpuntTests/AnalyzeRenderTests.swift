@@ -223,19 +223,38 @@ import TelemetryModel
     /// A window holds at most `IntervalFolder.maxSeriesPerWindow` series; past that `analyze` says how
     /// many were dropped, in the summary, on the window's line and in the JSON, instead of losing them
     /// unsaid. 2,600 clients, 16 a 10-s interval (the defaults), in one hour-long window: three series
-    /// each (bytes up, bytes down, packets), 7,800 in all.
+    /// each (bytes up, bytes down, packets), 7,800 in all. A dropped series counts once however often its
+    /// client comes back, and the windows' counts add up.
     @Test func aFullWindowSaysHowManySeriesWereDropped() throws {
         let dir = try TestSupport.tempDirectory()
         let agent = TestSupport.executable("meetpunt-agent")
-        let many = dir.appendingPathComponent("many.pcap").path
         var packets: [(seconds: UInt32, host: UInt16)] = []
         for i in 0..<2600 { packets.append((seconds: 1_700_000_000 + UInt32(i / 16) * 10, host: UInt16(i + 1))) }
-        try Data(Self.capture(packets)).write(to: URL(fileURLWithPath: many))
+        // The last client, refused, sends again in five later intervals of the same window.
+        var again = packets
+        for k in 0..<5 { again.append((seconds: 1_700_001_700 + UInt32(k) * 10, host: 2600)) }
+        // The same 2,600 clients in the next hour too: two full windows.
+        var twice = packets
+        for p in packets { twice.append((seconds: p.seconds + 3600, host: p.host)) }
+        var files: [String: String] = [:]
+        for (name, list) in [("many", packets), ("again", again), ("twice", twice)] {
+            files[name] = dir.appendingPathComponent("\(name).pcap").path
+            try Data(Self.capture(list)).write(to: URL(fileURLWithPath: files[name]!))
+        }
+        let many = files["many"]!
         struct Dropped: Decodable { var droppedSeries: Int; var windows: Int; var clients: [AnalyzeCommand.ClientOutput] }
         let decoder = JSONDecoder()
         decoder.keyDecodingStrategy = .convertFromSnakeCase
-        let full = try decoder.decode(Dropped.self, from: Data(try TestSupport.sh("\(agent) analyze --json --window-seconds 3600 \(many)").utf8))
+        func analyse(_ file: String, _ options: String = "--window-seconds 3600") throws -> Dropped {
+            try decoder.decode(Dropped.self, from: Data(try TestSupport.sh("\(agent) analyze --json \(options) \(file)").utf8))
+        }
+        let full = try analyse(many)
         #expect(full.windows == 1)
+        let repeated = try analyse(files["again"]!), both = try analyse(files["twice"]!)
+        // Each adds one series, the retransmission count (a SYN again on a known conversation), and no
+        // more: counted per sample, the returning client's three refused series would add 15.
+        #expect(repeated.windows == 1 && repeated.droppedSeries == full.droppedSeries + 1, "\(repeated.droppedSeries) against \(full.droppedSeries)")
+        #expect(both.windows == 2 && both.droppedSeries == 2 * full.droppedSeries + 1, "\(both.droppedSeries) against \(full.droppedSeries)")
         #expect(full.droppedSeries >= 7800 - IntervalFolder.maxSeriesPerWindow && full.droppedSeries < 7800, "\(full.droppedSeries)")
         #expect(full.clients.count < 2600, "the clients past the limit were dropped, not listed")
         let text = try TestSupport.sh("\(agent) analyze --window-seconds 3600 \(many)")
@@ -243,7 +262,7 @@ import TelemetryModel
         let windowLine = text.split(separator: "\n").first { $0.hasPrefix("    window +0 s:") }
         #expect(windowLine?.hasSuffix(" client(s), \(full.droppedSeries) series dropped") == true, "\(text)")
         // With the default 60-s windows nothing is dropped, and every client is listed.
-        let split = try decoder.decode(Dropped.self, from: Data(try TestSupport.sh("\(agent) analyze --json \(many)").utf8))
+        let split = try analyse(many, "")
         #expect(split.droppedSeries == 0 && split.clients.count == 2600 && split.windows > 1, "\(split.droppedSeries) \(split.clients.count)")
         #expect(!(try TestSupport.sh("\(agent) analyze \(many)")).contains("dropped"))
     }

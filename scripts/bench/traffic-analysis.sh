@@ -12,8 +12,8 @@
 # Environment: AGENT (default .build/release/meetpunt-agent; waited for up to 20 min), BENCH_CACHE (default
 # /var/cache/meetpunt/bench: captures, merged trace, compiled no-op loop, SYN floods, keyed on their
 # generators' hashes), BENCH_STATUS (default /tmp/bench-status.txt), TSHARK_TIMEOUT (default 900 s),
-# TOOL_TIMEOUT (default 900 s, every other measured tool), RUNS (default 11: runs of the no-op loop, analyze
-# and tcptrace over input A, the median kept; a median of five once gave 0.49x inside the process where the
+# TOOL_TIMEOUT (default 900 s, every other measured tool), RUNS (default 11: runs of the no-op loop and analyze
+# over input A and of tcptrace over both inputs, the median kept; a median of five once gave 0.49x inside the process where the
 # same run's 15 rounds without wrappers gave 0.66x), RUNS_B (default 31: rounds of the no-op loop and analyze
 # over input B, whose runs last 10-30 ms and move by a third from one to the next), RUNS_BARE_A and
 # RUNS_BARE_B (default 31 and 101: rounds over A and over B without the timeout/time wrappers; five over A
@@ -189,29 +189,31 @@ keep_median() {
     local name=$1 i; shift
     i=$(printf '%s\n' "$@" | sort -n | sed -n "$(( ($# + 1) / 2 ))p" | cut -d' ' -f2)
     for ext in out err time wall state; do cp "$RUN/$name-run$i.$ext" "$RUN/$name.$ext"; done
-    measure_load "$name" "$RUN/$name-run$i"
+    measure_load "$name" "$RUN/$name"
 }
 
 # measure_against_noop INPUT FILE: RUNS rounds (RUNS_B over input B) of (no-op loop, analyze) in turn, so that both see the same
 # state of this shared machine (the no-op loop's own median moved from 0.11 to 0.21 s between two runs of
-# the script); the run with the median wall time of each is kept, and beside it the median of every
-# round's time inside the process (until 2026-12-04 the kept run's own, one sample: B's moved from 0.50x
-# to 0.73x between runs of the script). Leaves the analyze run's figures in M_*.
+# the script); the run with the median wall time of each is kept, and beside it the median of the time
+# inside the process over the rounds that ended ok (until 2026-12-04 the kept run's own, one sample: B's
+# moved from 0.50x to 0.73x between runs of the script). Leaves the analyze run's figures in M_*, that
+# median included.
 measure_against_noop() {
     local input=$1 f=$2 i noop=() analyze=() noop_inner=() analyze_inner=() rounds=$RUNS
     [ "$input" = B ] && rounds=$RUNS_B
     for i in $(seq "$rounds"); do
         measure "$input-noop-run$i" "$TOOL_TIMEOUT" "$NOOP" "$f"
         noop+=("$M_SECONDS $i")
-        noop_inner+=("$M_INNER")
+        [ "$M_STATE" = ok ] && noop_inner+=("$M_INNER")
         measure "$input-analyze-run$i" "$TOOL_TIMEOUT" "$AGENT" analyze --timing "$f"
         analyze+=("$M_SECONDS $i")
-        analyze_inner+=("$M_INNER")
+        [ "$M_STATE" = ok ] && analyze_inner+=("$M_INNER")
     done
-    keep_median "$input-noop" "${noop[@]}"
-    keep_median "$input-analyze" "${analyze[@]}"
+    # Written before keep_median, whose measure_load reads them.
     median_of "${noop_inner[@]}" > "$RUN/$input-noop.inner"
     median_of "${analyze_inner[@]}" > "$RUN/$input-analyze.inner"
+    keep_median "$input-noop" "${noop[@]}"
+    keep_median "$input-analyze" "${analyze[@]}"
 }
 
 # median_of X...: the median of the non-empty values (the middle one; the lower of the two middle ones for
@@ -455,7 +457,7 @@ the `timeout` and `time -v` wrappers, about 3 ms a run here on both sides, which
 rows "without wrappers" run the no-op loop and `analyze` again by fork and exec alone (`scripts/bench/interleaved-runs.py`,
 {E['RUNS_BARE_A']} rounds over A and {E['RUNS_BARE_B']} over B, in turn, medians), and they are the figures to read the goal on. "Inside the process" is the time
 from opening the file to the end of the analysis as the process itself measures it (`analyze --timing`; the
-no-op loop times its own open-and-read loop), to the microsecond, the median over all the rounds: it leaves out start-up and printing. Packets per CPU-second (user
+no-op loop times its own open-and-read loop), to the microsecond, the median over the rounds that ended ok: it leaves out start-up and printing. Packets per CPU-second (user
 + system time from `time -v`, 10 ms steps, left out under 50 ms) are given beside packets per wall-clock second.
 `analyze` reads and parses on one thread, analyses on a second and folds intervals into windows on a third (the no-op loop has one), so its CPU
 seconds can exceed its wall seconds; the goals are read on wall time as the issue states them.
